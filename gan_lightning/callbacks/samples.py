@@ -1,0 +1,76 @@
+"""Sample grids (images) and scatter plots (2-D points) written during training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+
+from gan_lightning.images import save_image_grid, save_scatter
+
+
+class SampleGrid(L.Callback):
+    """Write what G makes from its fixed latents as a PNG every ``every_n_epochs`` and at the end.
+
+    Images become a grid (``samples/epoch_0003.png``); 2-D points a scatter plot over the real
+    data. The PNG is also logged to W&B when a WandbLogger is attached. Reads the module's
+    ``generate`` (eval mode, mode restored) and ``fixed_z`` buffer.
+
+    Args:
+        out_dir: folder for the PNG files.
+        every_n_epochs: epochs between samples; 0 writes only at the end of training.
+        num_points: points drawn for the 2-D scatter plot.
+
+    Raises:
+        ValueError: if every_n_epochs < 0 or num_points < 1.
+    """
+
+    def __init__(self, out_dir: str | Path, every_n_epochs: int = 1, num_points: int = 1000) -> None:
+        if every_n_epochs < 0:
+            raise ValueError(f"every_n_epochs must be >= 0, got {every_n_epochs}")
+        if num_points < 1:
+            raise ValueError(f"num_points must be >= 1, got {num_points}")
+        self.out_dir = Path(out_dir)
+        self.every_n_epochs = every_n_epochs
+        self.num_points = num_points
+        self.last_written: Path | None = None
+        self._written_at: int | None = None  # G steps when the last PNG was written
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self.write(trainer, pl_module, f"epoch_{trainer.current_epoch + 1:04d}")
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._written_at != int(pl_module.g_steps):
+            self.write(trainer, pl_module, f"step_{int(pl_module.g_steps):07d}")
+
+    @rank_zero_only
+    def write(self, trainer: L.Trainer, pl_module: L.LightningModule, name: str) -> Path:
+        path = self.out_dir / f"{name}.png"
+        if self._is_points(pl_module):
+            # A fixed generator keeps the scatter comparable across epochs.
+            z = torch.randn(self.num_points, pl_module.z_dim, generator=torch.Generator().manual_seed(0))
+            points = pl_module.generate(z.to(pl_module.fixed_z.device))  # (N, 2)
+            reference = self._reference(trainer)
+            save_scatter(points, path, reference, title=f"{name}, {int(pl_module.g_steps)} G steps")
+        else:
+            save_image_grid(pl_module.generate(), path)  # (num_fixed, C, H, W)
+        self.last_written, self._written_at = path, int(pl_module.g_steps)
+        for logger in trainer.loggers:
+            if type(logger).__name__ == "WandbLogger":
+                logger.log_image(key="samples", images=[str(path)], step=trainer.global_step)
+        return path
+
+    @staticmethod
+    def _is_points(pl_module: L.LightningModule) -> bool:
+        return len(getattr(pl_module.generator, "data_shape", ())) == 1
+
+    def _reference(self, trainer: L.Trainer) -> torch.Tensor | None:
+        dm = getattr(trainer, "datamodule", None)
+        if dm is None or not hasattr(dm, "dataset"):
+            return None
+        data = dm.dataset("train")
+        n = min(len(data), 2000)
+        return torch.stack([data[i][0] for i in range(n)])

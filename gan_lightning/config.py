@@ -1,0 +1,335 @@
+"""The one flat, typed training config: its fields are the CLI flags and the W&B config keys.
+
+Strings become objects here and only here (``build_*`` functions); an unknown name raises a
+UsageError that lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import re
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Sequence, get_type_hints
+
+from gan_lightning.errors import UsageError
+
+LOGGERS = ("csv", "wandb", "tensorboard", "none")
+PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+
+
+def _f(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    """Every training option. Field name = CLI flag (``--name=value``) = W&B config key."""
+
+    # data
+    dataset: str = _f("mnist5k", "data set: a built-in one (ring, grid, digits, mnist5k) or a torchvision one")
+    data_root: str = _f("data", "folder of downloaded/torchvision data sets (and of --dataset folder)")
+    download: bool = _f(False, "download the data set into --data_root if it is missing (needs internet)")
+    image_size: int = _f(32, "image height = width (dcgan: 28, 32 or 64)")
+    batch_size: int = _f(64, "images per batch and per device")
+    num_workers: int = _f(0, "DataLoader worker processes (0: load in the main process)")
+    # networks
+    arch: str = _f("auto", "network family: auto (dcgan for images, mlp for points), dcgan, mlp")
+    z_dim: int = _f(100, "latent dimension of G's input z ~ N(0, I)")
+    g_width: int = _f(64, "G width (base channels for dcgan, hidden units for mlp)")
+    d_width: int = _f(64, "D width (base channels for dcgan, hidden units for mlp)")
+    g_norm: str = _f("batch", "normalization in G: batch or none")
+    d_norm: str = _f("auto", "normalization in D: auto (batch for dcgan, none for mlp), batch, layer, none")
+    # objective
+    loss: str = _f("nonsaturating", "GAN objective: minimax, nonsaturating, wasserstein, hinge, least_squares")
+    n_critic: int = _f(1, "D updates per G update (5 is usual for wasserstein)")
+    gp_weight: float = _f(0.0, "weight of the WGAN-GP gradient penalty on D (0: off; 10 is usual)")
+    weight_clip: float = _f(0.0, "clip D's weights to [-c, c] after each step (0: off; WGAN uses 0.01)")
+    # instance noise on D's inputs (Arjovsky & Bottou 2017, sec. 3)
+    noise_std: float = _f(0.0, "std of Gaussian noise added to every D input, real and fake (0: off)")
+    noise_schedule: str = _f("constant", "how sigma moves: constant, linear, exponential, cosine, step, adaptive")
+    noise_final_std: float = _f(0.0, "sigma reached after --noise_anneal_steps (annealed schedules)")
+    noise_anneal_steps: int = _f(10000, "generator steps over which sigma is annealed")
+    noise_target_acc: float = _f(0.6, "adaptive schedule: D accuracy on real data that sigma is tuned to hold")
+    # optimization
+    lr_g: float = _f(2e-4, "Adam learning rate of G")
+    lr_d: float = _f(2e-4, "Adam learning rate of D")
+    beta1: float = _f(0.5, "Adam beta1")
+    beta2: float = _f(0.999, "Adam beta2")
+    max_epochs: int = _f(20, "epochs to train (-1: no limit, then set --max_steps)")
+    max_steps: int = _f(-1, "generator steps to train (-1: no limit); stops before --max_epochs if reached")
+    seed: int = _f(0, "random seed of the run")
+    # hardware
+    accelerator: str = _f("auto", "cpu, gpu, auto, ...")
+    devices: str = _f("auto", "devices per node: a number, a list like 0,1, or auto")
+    num_nodes: int = _f(1, "number of nodes")
+    strategy: str = _f("auto", "Lightning strategy; auto picks ddp_find_unused_parameters_true for several devices")
+    precision: str = _f("32-true", "32-true, 16-mixed, bf16-mixed, ...")
+    # logging and outputs
+    logger: str = _f("csv", "csv (metrics.csv only), wandb or tensorboard (each also writes metrics.csv), none")
+    project: str = _f("gan_lightning", "W&B project")
+    run_name: str = _f("", "run folder name under --out_dir (default: <dataset>-<arch>-<loss>-<time>)")
+    out_dir: str = _f("runs", "folder holding one sub-folder per run")
+    log_every_n_steps: int = _f(10, "log metrics every N training batches")
+    sample_every_n_epochs: int = _f(1, "write a sample grid every N epochs (0: only at the end)")
+    resume: str = _f("", "checkpoint to resume from: a path, or 'last' (last.ckpt of --run_name, else the newest run)")
+    config: str = _f("", "YAML file of these same keys; flags given on the command line override it")
+    dry_run: bool = _f(False, "print the resolved config as YAML and exit")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FIELD_TYPES: dict[str, type] = {k: v for k, v in get_type_hints(TrainConfig).items()}
+
+
+# -- parsing ----------------------------------------------------------------------------------
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"invalid bool value: {value!r} (use true or false)")
+
+
+def _convert(key: str, value: Any) -> Any:
+    """Check and convert one value to the field's type; raise UsageError naming the key."""
+    kind = FIELD_TYPES[key]
+    try:
+        if kind is bool:
+            return _to_bool(value)
+        if kind is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value) if not isinstance(value, str) else int(value.strip())
+        if kind is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        return "" if value is None else str(value)
+    except ValueError:
+        raise UsageError(f"--{key}: expected {kind.__name__}, got {value!r}") from None
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage block
+        if message.startswith("unrecognized arguments"):
+            flag = message.split(":", 1)[1].split()[0].split("=")[0].lstrip("-")
+            close = difflib.get_close_matches(flag, FIELD_TYPES, n=1)
+            hint = f"; did you mean --{close[0]}?" if close else "; see --help for the flags"
+            raise UsageError(f"unknown flag --{flag}{hint}")
+        raise UsageError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="train.py",
+        description="Train a GAN. Flags are the fields of gan_lightning.config.TrainConfig.",
+        allow_abbrev=False,
+        argument_default=argparse.SUPPRESS,  # only flags actually given end up in the namespace
+    )
+    # Accept "--lr_g -1e-4": argparse only knows plain negative numbers like -1 or -0.5.
+    p._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+    for f in fields(TrainConfig):
+        kind = FIELD_TYPES[f.name]
+        help_text = f"{f.metadata['help']} (default: {f.default!r})"
+        if kind is bool:
+            p.add_argument(f"--{f.name}", nargs="?", const="true", metavar="BOOL", help=help_text)
+        else:
+            p.add_argument(f"--{f.name}", metavar=kind.__name__.upper(), help=help_text)
+    return p
+
+
+def _load_yaml(path: str) -> dict[str, Any]:
+    import yaml
+
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"--config: no such file {path}")
+    try:
+        data = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UsageError(f"--config: {path} is not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--config: {path} must hold a mapping of flag names to values")
+    unknown = sorted(set(data) - set(FIELD_TYPES))
+    if unknown:
+        raise UsageError(f"--config: unknown key {unknown[0]!r} in {path}; valid keys are the flags of --help")
+    return data
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, set[str]]:
+    """Parse flags (and a --config YAML) into a validated TrainConfig.
+
+    Precedence: defaults < YAML file < command line.
+
+    Args:
+        argv: arguments without the program name; default ``sys.argv[1:]``.
+
+    Returns:
+        The config and the set of keys the user gave explicitly (YAML or command line).
+
+    Raises:
+        UsageError: unknown flag or key, wrong type or invalid value.
+    """
+    cli = vars(_parser().parse_args(list(sys.argv[1:] if argv is None else argv)))
+    given = dict(_load_yaml(cli["config"])) if cli.get("config") else {}
+    given.update(cli)
+    values = {k: _convert(k, v) for k, v in given.items()}
+    cfg = TrainConfig(**values)
+    validate(cfg)
+    return cfg, set(values)
+
+
+def config_from_dict(values: dict[str, Any]) -> TrainConfig:
+    """Rebuild a TrainConfig from a stored dict (a checkpoint's), ignoring keys this version lacks."""
+    known = {k: _convert(k, v) for k, v in values.items() if k in FIELD_TYPES}
+    return TrainConfig(**known)
+
+
+# -- validation -------------------------------------------------------------------------------
+def _check_name(flag: str, value: str, valid: Sequence[str]) -> None:
+    if value not in valid:
+        raise UsageError(f"--{flag}: unknown value {value!r}; valid values are: {', '.join(valid)}")
+
+
+def resolve_arch(cfg: TrainConfig) -> str:
+    """The network family actually used: ``auto`` follows the kind of data."""
+    if cfg.arch != "auto":
+        return cfg.arch
+    from gan_lightning.data import DATASETS
+
+    return "mlp" if DATASETS[cfg.dataset].kind == "points" else "dcgan"
+
+
+def resolve_d_norm(cfg: TrainConfig) -> str:
+    if cfg.d_norm != "auto":
+        return cfg.d_norm
+    return "batch" if resolve_arch(cfg) == "dcgan" else "none"
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Check every value a user can get wrong; raise UsageError with one line saying what is right."""
+    from gan_lightning.data import DATASETS
+    from gan_lightning.losses import LOSSES
+    from gan_lightning.networks import NETWORKS
+
+    _check_name("dataset", cfg.dataset, list(DATASETS))
+    _check_name("arch", cfg.arch, ["auto", *NETWORKS])
+    _check_name("loss", cfg.loss, list(LOSSES))
+    _check_name("logger", cfg.logger, LOGGERS)
+    _check_name("precision", cfg.precision, PRECISIONS)
+    _check_name("accelerator", cfg.accelerator, ACCELERATORS)
+    for key in ("batch_size", "image_size", "z_dim", "g_width", "d_width", "n_critic", "num_nodes",
+                "log_every_n_steps"):
+        if getattr(cfg, key) < 1:
+            raise UsageError(f"--{key}: must be >= 1, got {getattr(cfg, key)}")
+    for key in ("lr_g", "lr_d"):
+        if not getattr(cfg, key) > 0:
+            raise UsageError(f"--{key}: must be > 0, got {getattr(cfg, key)}")
+    for key in ("beta1", "beta2"):
+        if not 0 <= getattr(cfg, key) < 1:
+            raise UsageError(f"--{key}: must be in [0, 1), got {getattr(cfg, key)}")
+    for key in ("gp_weight", "weight_clip", "num_workers", "sample_every_n_epochs", "noise_std", "noise_final_std"):
+        if getattr(cfg, key) < 0:
+            raise UsageError(f"--{key}: must be >= 0, got {getattr(cfg, key)}")
+    if cfg.max_epochs == 0 or cfg.max_epochs < -1 or cfg.max_steps == 0 or cfg.max_steps < -1:
+        raise UsageError("--max_epochs and --max_steps must be >= 1, or -1 for no limit")
+    if cfg.max_epochs == -1 and cfg.max_steps == -1:
+        raise UsageError("--max_epochs=-1 needs a --max_steps limit")
+    if cfg.devices != "auto" and not all(p.strip().isdigit() for p in cfg.devices.split(",") if p.strip()):
+        raise UsageError(f"--devices: expected a number, a list like 0,1 or auto, got {cfg.devices!r}")
+    if cfg.run_name and (Path(cfg.run_name).name != cfg.run_name or cfg.run_name in (".", "..")):
+        raise UsageError(f"--run_name: must be a plain folder name, got {cfg.run_name!r}")
+
+    from gan_lightning.noise import SCHEDULES
+
+    _check_name("noise_schedule", cfg.noise_schedule, list(SCHEDULES))
+    try:
+        build_noise(cfg)
+    except ValueError as e:
+        raise UsageError(f"instance noise: {e}") from None
+
+    spec = DATASETS[cfg.dataset]
+    arch_name = resolve_arch(cfg)
+    arch = NETWORKS[arch_name]
+    if spec.kind == "points" and arch.image_sizes is not None:
+        raise UsageError(f"--arch {arch_name} needs image data; dataset {cfg.dataset!r} is 2-D points: use --arch mlp")
+    if spec.kind == "images" and arch.image_sizes is not None and cfg.image_size not in arch.image_sizes:
+        sizes = ", ".join(map(str, arch.image_sizes))
+        raise UsageError(f"--image_size {cfg.image_size} is not supported by --arch {arch_name}; use one of {sizes}")
+    _check_name("g_norm", cfg.g_norm, arch.g_norms)
+    _check_name("d_norm", resolve_d_norm(cfg), ["auto", *arch.d_norms])
+    if cfg.logger == "tensorboard":
+        import importlib.util
+
+        if not any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")):
+            raise UsageError("--logger tensorboard needs the tensorboard package: pip install tensorboard")
+    if cfg.resume and cfg.resume != "last" and not Path(cfg.resume).is_file():
+        raise UsageError(f"--resume: no checkpoint file at {cfg.resume} (give a .ckpt path or 'last')")
+    if cfg.config and not Path(cfg.config).is_file():
+        raise UsageError(f"--config: no such file {cfg.config}")
+
+
+# -- building objects from names --------------------------------------------------------------
+def build_datamodule(cfg: TrainConfig):
+    """The LightningDataModule of ``cfg.dataset``."""
+    from gan_lightning.data import DATASETS, GANDataModule
+
+    return GANDataModule(
+        DATASETS[cfg.dataset],
+        image_size=cfg.image_size,
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+        data_root=cfg.data_root,
+        download=cfg.download,
+    )
+
+
+def build_networks(cfg: TrainConfig, data_shape: tuple[int, ...]):
+    """(generator, discriminator) for ``cfg.arch`` and the data's shape."""
+    from gan_lightning.networks import NETWORKS
+
+    arch = NETWORKS[resolve_arch(cfg)]
+    g = arch.generator(z_dim=cfg.z_dim, data_shape=data_shape, width=cfg.g_width, norm=cfg.g_norm)
+    d = arch.discriminator(data_shape=data_shape, width=cfg.d_width, norm=resolve_d_norm(cfg))
+    return g, d
+
+
+def noise_enabled(cfg: TrainConfig) -> bool:
+    return cfg.noise_std > 0 or cfg.noise_schedule == "adaptive"
+
+
+def build_noise(cfg: TrainConfig):
+    """The InstanceNoise on D's inputs; off (a no-op) when --noise_std is 0 and not adaptive."""
+    from gan_lightning.noise import InstanceNoise, make_schedule
+
+    if not noise_enabled(cfg):
+        return InstanceNoise.off()
+    return InstanceNoise(make_schedule(
+        cfg.noise_schedule, cfg.noise_std, cfg.noise_final_std, cfg.noise_anneal_steps, cfg.noise_target_acc
+    ))
+
+
+def build_module(cfg: TrainConfig, data_shape: tuple[int, ...]):
+    """The GAN LightningModule for ``cfg``: networks, losses and techniques resolved from names."""
+    from gan_lightning.losses import LOSSES
+    from gan_lightning.modules import GAN
+    from gan_lightning.penalties import GradientPenalty, WeightClip
+
+    g, d = build_networks(cfg, data_shape)
+    pair = LOSSES[cfg.loss]
+    penalties = [GradientPenalty(cfg.gp_weight)] if cfg.gp_weight > 0 else []
+    constraints = [WeightClip(cfg.weight_clip)] if cfg.weight_clip > 0 else []
+    return GAN(
+        g, d, pair.d, pair.g,
+        lr_g=cfg.lr_g, lr_d=cfg.lr_d, beta1=cfg.beta1, beta2=cfg.beta2, n_critic=cfg.n_critic,
+        d_penalties=penalties, d_constraints=constraints, d_input=build_noise(cfg), config=cfg.to_dict(),
+    )

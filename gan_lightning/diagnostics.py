@@ -1,0 +1,84 @@
+"""Generator gradient norms under the two costs of Arjovsky & Bottou 2017, computed on the side.
+
+Used by the GradientNorms callback ("shadow" norms, whatever cost is trained) and by the
+frozen-generator probe. Nothing here touches ``.grad``, BatchNorm running statistics or the
+global RNG stream, so a training run is the same with or without these measurements.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Callable, Iterator, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from gan_lightning.losses import g_minimax_loss, g_nonsaturating_loss
+
+# The two generator costs the paper compares (Thm 2.4 vs Thms 2.5-2.6).
+PAPER_G_COSTS: dict[str, Callable[[Tensor], Tensor]] = {
+    "minimax": g_minimax_loss,
+    "nonsaturating": g_nonsaturating_loss,
+}
+
+
+def global_norm(tensors: list[Tensor | None]) -> Tensor:
+    """L2 norm of all given tensors taken together (None entries are skipped); 0-dim tensor."""
+    norms = [t.detach().float().norm(2) for t in tensors if t is not None]
+    if not norms:
+        return torch.zeros(())
+    return torch.stack(norms).norm(2)
+
+
+@contextmanager
+def preserved_state(*modules: nn.Module) -> Iterator[None]:
+    """Restore buffers (BatchNorm running stats, counters) and the RNG state after the block."""
+    saved = [{k: v.clone() for k, v in m.named_buffers()} for m in modules]
+    devices = []
+    for m in modules:
+        for p in m.parameters():
+            if p.is_cuda:
+                devices = [p.device.index if p.device.index is not None else torch.cuda.current_device()]
+            break
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for m, bufs in zip(modules, saved):
+                    for k, v in m.named_buffers():
+                        v.copy_(bufs[k])
+
+
+def generator_grad_norms(
+    generator: nn.Module,
+    discriminate: Callable[[Tensor], Tensor],
+    z: Tensor,
+    costs: Mapping[str, Callable[[Tensor], Tensor]] = PAPER_G_COSTS,
+    state_of: tuple[nn.Module, ...] = (),
+) -> dict[str, float]:
+    """||grad_theta cost(D(G_theta(z)))||_2 for each generator cost, on one batch of latents.
+
+    G and D run once; each cost gets its own ``torch.autograd.grad`` over G's parameters only.
+
+    Args:
+        generator: G; its parameters are theta.
+        discriminate: maps samples (B, ...) to logits (B,) (e.g. ``lambda x: module.discriminate(x)[0]``).
+        z: (B, z_dim) latents.
+        costs: name -> generator loss of logits.
+        state_of: modules whose buffers must come back unchanged (G, D, the noise module).
+
+    Returns:
+        name -> gradient norm (float).
+    """
+    params = [p for p in generator.parameters() if p.requires_grad]
+    with preserved_state(generator, *state_of), torch.enable_grad():
+        logits = discriminate(generator(z))  # (B,)
+        out = {}
+        names = list(costs)
+        for i, name in enumerate(names):
+            grads = torch.autograd.grad(
+                costs[name](logits), params, retain_graph=i < len(names) - 1, allow_unused=True
+            )
+            out[name] = float(global_norm(list(grads)))
+    return out

@@ -1,0 +1,86 @@
+"""The one conversion from model range to pixels, and sample grids."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+
+def to_uint8(images: Tensor) -> Tensor:
+    """Map images from the model range [-1, 1] to uint8 [0, 255].
+
+    Args:
+        images: (B, C, H, W) floats, nominally in [-1, 1]; values outside are clamped.
+
+    Returns:
+        (B, C, H, W) uint8 tensor on the same device.
+    """
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def image_grid(images: Tensor, nrow: int | None = None, padding: int = 2) -> Tensor:
+    """Tile a batch of images into one (H', W', C) uint8 array (C = 1 or 3).
+
+    Args:
+        images: (B, C, H, W) in [-1, 1].
+        nrow: images per row; default the ceiling of sqrt(B).
+        padding: pixels between images.
+
+    Returns:
+        (H', W', C) uint8 tensor on the CPU.
+    """
+    b, c, h, w = images.shape
+    nrow = nrow or math.ceil(math.sqrt(b))
+    ncol = math.ceil(b / nrow)
+    pixels = to_uint8(images.detach().float().cpu())
+    grid = torch.zeros((c, ncol * (h + padding) + padding, nrow * (w + padding) + padding), dtype=torch.uint8)
+    for i in range(b):
+        r, k = divmod(i, nrow)
+        top, left = padding + r * (h + padding), padding + k * (w + padding)
+        grid[:, top : top + h, left : left + w] = pixels[i]
+    return grid.permute(1, 2, 0)  # (H', W', C)
+
+
+def save_image_grid(images: Tensor, path: str | Path, nrow: int | None = None) -> Path:
+    """Write a batch of images in [-1, 1] as one PNG grid and return its path."""
+    from PIL import Image
+
+    grid = image_grid(images, nrow).numpy()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path)
+    return path
+
+
+def save_scatter(points: Tensor, path: str | Path, reference: Tensor | None = None, title: str = "") -> Path:
+    """Write generated 2-D points (and, in grey, reference points) as a PNG scatter plot.
+
+    Args:
+        points: (N, 2) generated points.
+        path: PNG file to write.
+        reference: optional (M, 2) real points drawn underneath.
+        title: plot title.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+    if reference is not None:
+        ref = reference.detach().cpu()
+        ax.scatter(ref[:, 0], ref[:, 1], s=2, c="0.75", label="real")
+    pts = points.detach().float().cpu()
+    ax.scatter(pts[:, 0], pts[:, 1], s=2, c="tab:blue", label="generated")
+    ax.set_aspect("equal")
+    ax.set_title(title)
+    ax.legend(loc="upper right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,180 @@
+"""The GAN training system: manual optimization, n_critic D updates then one G update per batch."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from gan_lightning.losses import DLoss, GLoss
+from gan_lightning.noise import InstanceNoise
+from gan_lightning.torch_utils import eval_mode, frozen
+
+Penalty = Callable[..., Tensor]      # penalty(module, real, fake) -> scalar
+Constraint = Callable[[nn.Module], None]
+
+
+class GAN(L.LightningModule):
+    """A GAN as a Lightning system: networks, losses and techniques are passed in, not named.
+
+    Per training batch: ``n_critic`` discriminator updates (a fresh G(z) each, the same real
+    batch), then one generator update that reuses the last G(z), so G runs once per update.
+    D is only ever called through :meth:`discriminate`, the one place where input transforms
+    (instance noise) act. D's loss is ``d_loss(real_logits, fake_logits) + sum(penalties)``;
+    constraints (weight clipping) run after each D step.
+
+    Progress is counted by the module itself, in buffers saved in checkpoints:
+    ``images_seen`` (real images over all ranks), ``d_steps`` and ``g_steps``. With manual
+    optimization ``trainer.global_step`` counts every optimizer step, i.e. d_steps + g_steps.
+
+    ``training_step`` returns detached ``real_logits`` and ``fake_logits`` (B,) of the last D
+    update and the two losses, for callbacks to read in ``on_train_batch_end``.
+
+    Args:
+        generator: maps z (B, z_dim) to samples; must have a ``z_dim`` attribute.
+        discriminator: maps samples to logits (B,) and has ``features(x) -> (B, F)`` and ``head``.
+        d_loss: ``d_loss(real_logits, fake_logits)``, see gan_lightning.losses.
+        g_loss: ``g_loss(fake_logits)``.
+        lr_g: Adam learning rate of G.
+        lr_d: Adam learning rate of D.
+        beta1: Adam beta1 (both players).
+        beta2: Adam beta2 (both players).
+        n_critic: D updates per G update.
+        d_penalties: modules called as ``p(self, real, fake)`` and added to D's loss.
+        d_constraints: callables applied to D after each of its steps.
+        d_input: transform applied to every D input, real and fake alike: an InstanceNoise
+            (Arjovsky & Bottou 2017, sec. 3); off (sigma 0) by default. After each G update it
+            is told the G step count and D's real logits, so its schedule can anneal or adapt.
+        num_fixed: number of fixed latent vectors kept for sample grids.
+        config: the run's resolved config, stored in checkpoints so scripts can rebuild the run.
+
+    Raises:
+        ValueError: on a non-positive learning rate or n_critic.
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        d_loss: DLoss,
+        g_loss: GLoss,
+        *,
+        lr_g: float = 2e-4,
+        lr_d: float = 2e-4,
+        beta1: float = 0.5,
+        beta2: float = 0.999,
+        n_critic: int = 1,
+        d_penalties: Sequence[nn.Module] = (),
+        d_constraints: Sequence[Constraint] = (),
+        d_input: InstanceNoise | None = None,
+        num_fixed: int = 64,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if lr_g <= 0 or lr_d <= 0:
+            raise ValueError(f"learning rates must be > 0, got lr_g={lr_g}, lr_d={lr_d}")
+        if n_critic < 1:
+            raise ValueError(f"n_critic must be >= 1, got {n_critic}")
+        self.automatic_optimization = False
+        self.generator = generator
+        self.discriminator = discriminator
+        self.d_loss = d_loss
+        self.g_loss = g_loss
+        self.lr_g, self.lr_d, self.betas = lr_g, lr_d, (beta1, beta2)
+        self.n_critic = n_critic
+        self.d_penalties = nn.ModuleList(d_penalties)
+        self.d_constraints = list(d_constraints)
+        self.d_input = d_input if d_input is not None else InstanceNoise.off()
+        self.config = dict(config or {})
+        self.z_dim = int(generator.z_dim)
+        # Fixed latents for sample grids, drawn from their own RNG so the global stream is untouched.
+        fixed = torch.randn(num_fixed, self.z_dim, generator=torch.Generator().manual_seed(1234))
+        self.register_buffer("fixed_z", fixed)  # (num_fixed, z_dim)
+        for name in ("images_seen", "d_steps", "g_steps"):
+            self.register_buffer(name, torch.zeros((), dtype=torch.long))
+
+    # -- the one call site of D -------------------------------------------------------------
+    def discriminate(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Call D on ``x`` after the input transform.
+
+        Args:
+            x: (B, *data_shape) real or generated samples.
+
+        Returns:
+            logits (B,) and penultimate features (B, F).
+        """
+        features = self.discriminator.features(self.d_input(x))  # (B, F)
+        return self.discriminator.head(features).squeeze(1), features
+
+    def sample_z(self, n: int) -> Tensor:
+        """Draw n latent vectors z ~ N(0, I), shape (n, z_dim), on the module's device."""
+        return torch.randn(n, self.z_dim, device=self.fixed_z.device)
+
+    @torch.no_grad()
+    def generate(self, z: Tensor | None = None, n: int | None = None) -> Tensor:
+        """Samples from G in eval mode (the mode G was in is restored).
+
+        Args:
+            z: (B, z_dim) latents; default the fixed latents, or ``n`` fresh ones.
+            n: number of fresh samples when z is None.
+        """
+        if z is None:
+            z = self.fixed_z if n is None else self.sample_z(n)
+        with eval_mode(self.generator):
+            return self.generator(z)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.generator(z)
+
+    # -- training ---------------------------------------------------------------------------
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        d_opt = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr_d, betas=self.betas)
+        g_opt = torch.optim.Adam(self.generator.parameters(), lr=self.lr_g, betas=self.betas)
+        return [d_opt, g_opt]
+
+    def training_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
+        real = batch[0] if isinstance(batch, (list, tuple)) else batch  # (B, *data_shape)
+        d_opt, g_opt = self.optimizers()
+        for i in range(self.n_critic):
+            # Only the last fake keeps G's graph: the G update reuses it.
+            with torch.set_grad_enabled(i == self.n_critic - 1):
+                fake = self.generator(self.sample_z(len(real)))
+            d_loss, real_logits, fake_logits = self._d_step(d_opt, real, fake)
+        g_loss = self._g_step(g_opt, real, fake)
+        world = self.trainer.world_size if self._trainer is not None else 1
+        self.images_seen += len(real) * world
+        sigma = self.d_input.update(int(self.g_steps), real_logits)
+        self.log_dict({"loss/d": d_loss, "loss/g": g_loss, "noise/sigma": sigma}, prog_bar=True)
+        return {"real_logits": real_logits, "fake_logits": fake_logits, "d_loss": d_loss, "g_loss": g_loss}
+
+    def _d_step(self, d_opt: Any, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        fake = fake.detach()
+        real_logits, _ = self.discriminate(real)
+        fake_logits, _ = self.discriminate(fake)
+        loss = self.d_loss(real_logits, fake_logits)
+        loss = loss + sum(p(self, real, fake) for p in self.d_penalties)
+        d_opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        d_opt.step()
+        for constraint in self.d_constraints:
+            constraint(self.discriminator)
+        self.d_steps += 1
+        return loss.detach(), real_logits.detach(), fake_logits.detach()
+
+    def _g_step(self, g_opt: Any, real: Tensor, fake: Tensor) -> Tensor:
+        with frozen(self.discriminator):
+            fake_logits, _ = self.discriminate(fake)
+            loss = self.g_loss(fake_logits)
+            g_opt.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+        g_opt.step()
+        self.g_steps += 1
+        return loss.detach()
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from gan_lightning import __version__
+
+        checkpoint["gan_lightning"] = {"version": __version__, "config": self.config}

@@ -1,0 +1,59 @@
+"""Generator/discriminator pairs and the NETWORKS table that names them.
+
+Conventions shared by every architecture:
+- A generator is built as `generator(z_dim=..., data_shape=..., width=..., norm=...)`, maps
+  z (B, z_dim) to (B, *data_shape) and stores `z_dim` and `data_shape`. Image outputs end in tanh
+  (data in [-1, 1]); point outputs (data_shape = (D,)) are linear.
+- A discriminator is built as `discriminator(data_shape=..., width=..., norm=...)` and has
+  `features(x) -> (B, feature_dim)`, `head` (Linear(feature_dim, 1)) and
+  `forward(x) = head(features(x)).squeeze(1)`: raw logits of shape (B,), higher = more real,
+  no sigmoid. Wrong input shapes raise ValueError.
+
+Only config code looks names up in NETWORKS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch.nn as nn
+
+from gan_lightning.networks import dcgan, mlp
+from gan_lightning.networks.dcgan import DCGANDiscriminator, DCGANGenerator, init_dcgan_weights
+from gan_lightning.networks.mlp import MLPDiscriminator, MLPGenerator
+
+__all__ = [
+    "Arch",
+    "NETWORKS",
+    "MLPGenerator",
+    "MLPDiscriminator",
+    "DCGANGenerator",
+    "DCGANDiscriminator",
+    "init_dcgan_weights",
+]
+
+
+@dataclass(frozen=True)
+class Arch:
+    """One architecture: how to build its two networks and what they accept.
+
+    Attributes:
+        generator: called as generator(z_dim=..., data_shape=..., width=..., norm=...).
+        discriminator: called as discriminator(data_shape=..., width=..., norm=...).
+        image_sizes: supported H (= W) for image data; None means any data shape.
+        g_norms: accepted values of the generator's `norm`.
+        d_norms: accepted values of the discriminator's `norm`.
+    """
+
+    generator: Callable[..., nn.Module]
+    discriminator: Callable[..., nn.Module]
+    image_sizes: tuple[int, ...] | None
+    g_norms: tuple[str, ...]
+    d_norms: tuple[str, ...]
+
+
+NETWORKS: dict[str, Arch] = {
+    "mlp": Arch(MLPGenerator, MLPDiscriminator, None, mlp.G_NORMS, mlp.D_NORMS),
+    "dcgan": Arch(DCGANGenerator, DCGANDiscriminator, dcgan.IMAGE_SIZES, dcgan.G_NORMS, dcgan.D_NORMS),
+}

@@ -1,0 +1,36 @@
+"""Small context managers shared by the module, callbacks and scripts."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from torch import nn
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Put ``module`` in eval mode and restore the mode it was found in (per submodule)."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[nn.Module]:
+    """Turn off ``requires_grad`` on the parameters of ``module`` for the block, then restore it.
+
+    Used for G's update: gradients flow through D to G's output but D's parameters get none.
+    """
+    params = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in params:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, flag in params:
+            p.requires_grad_(flag)

@@ -1,0 +1,181 @@
+"""What scripts/train.py does: resolve the run, build loggers, callbacks and Trainer, fit."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from gan_lightning.config import TrainConfig, config_from_dict, parse_args, resolve_arch, validate
+from gan_lightning.errors import UsageError
+
+RUN_DIR_ENV = "GAN_LIGHTNING_RUN_DIR"  # set by rank 0 so processes started by DDP use the same folder
+# Flags that change the networks' shapes: a resumed run must keep them.
+ARCH_KEYS = ("dataset", "image_size", "arch", "z_dim", "g_width", "d_width", "g_norm", "d_norm")
+
+
+@dataclass
+class Run:
+    cfg: TrainConfig
+    run_dir: Path
+    ckpt_path: Path | None
+
+
+def say(message: str) -> None:
+    """One line to stderr, from the main process only."""
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
+        print(message, file=sys.stderr, flush=True)
+
+
+def default_run_name(cfg: TrainConfig) -> str:
+    stamp = os.environ.get("SLURM_JOB_ID") or time.strftime("%Y%m%d-%H%M%S")
+    return f"{cfg.dataset}-{resolve_arch(cfg)}-{cfg.loss}-{stamp}"
+
+
+def resolve_run(cfg: TrainConfig, given: set[str]) -> Run:
+    """Pick the run folder and, for --resume, merge the checkpoint's config under the given flags.
+
+    Raises:
+        UsageError: a missing or foreign checkpoint, changed architecture flags, or a run folder
+            that already holds checkpoints (never overwritten without --resume).
+    """
+    from gan_lightning.checkpoints import CHECKPOINT_KEY, find_last, read_checkpoint
+
+    inherited = os.environ.get(RUN_DIR_ENV)
+    if cfg.resume:
+        ckpt_path = find_last(cfg.out_dir, cfg.run_name) if cfg.resume == "last" else Path(cfg.resume)
+        stored = read_checkpoint(ckpt_path)[CHECKPOINT_KEY].get("config", {})
+        for key in ARCH_KEYS:
+            if key in given and key in stored and getattr(cfg, key) != stored[key]:
+                raise UsageError(
+                    f"--{key}={getattr(cfg, key)} differs from the checkpoint's {stored[key]!r}; "
+                    f"omit --{key} to resume {ckpt_path}"
+                )
+        merged = {**stored, **{k: getattr(cfg, k) for k in given}}
+        cfg = config_from_dict(merged)
+        validate(cfg)
+        if ckpt_path.parent.name == "checkpoints":
+            run_dir = ckpt_path.parent.parent
+        else:
+            run_dir = Path(cfg.out_dir) / (cfg.run_name or default_run_name(cfg))
+        cfg.run_name = run_dir.name
+        return Run(cfg, Path(inherited) if inherited else run_dir, ckpt_path)
+
+    if inherited:
+        cfg.run_name = Path(inherited).name
+        return Run(cfg, Path(inherited), None)
+    if cfg.run_name:
+        run_dir = Path(cfg.out_dir) / cfg.run_name
+        if any((run_dir / "checkpoints").glob("*.ckpt")):
+            raise UsageError(
+                f"run folder {run_dir} already holds checkpoints; pass --resume last to continue it "
+                f"or choose another --run_name"
+            )
+    else:
+        name = default_run_name(cfg)
+        run_dir, n = Path(cfg.out_dir) / name, 1
+        while run_dir.exists():
+            n += 1
+            run_dir = Path(cfg.out_dir) / f"{name}-{n}"
+        cfg.run_name = run_dir.name
+    return Run(cfg, run_dir, None)
+
+
+def resolve_strategy(cfg: TrainConfig) -> str:
+    """Several processes need DDP that tolerates unused parameters: D's loss never touches G."""
+    if cfg.strategy != "auto":
+        return cfg.strategy
+    if cfg.devices == "auto":
+        import torch
+
+        gpu = cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+        count = torch.cuda.device_count() if gpu else 1
+    else:
+        parts = [p for p in cfg.devices.split(",") if p.strip()]
+        count = len(parts) if len(parts) > 1 else int(parts[0])
+    return "ddp_find_unused_parameters_true" if count * cfg.num_nodes > 1 else "auto"
+
+
+def build_trainer(cfg: TrainConfig, run_dir: Path, extra_callbacks: Sequence[Any] = ()):
+    """The Trainer of a run: checkpoints (atomic last.ckpt), samples, loggers, hardware flags.
+
+    Raises:
+        UsageError: when Lightning rejects the hardware flags (e.g. more devices than exist).
+    """
+    import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from gan_lightning.callbacks import SampleGrid
+    from gan_lightning.checkpoints import AtomicCheckpointIO
+    from gan_lightning.loggers import build_loggers
+
+    callbacks = [
+        ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True, save_top_k=0),
+        SampleGrid(run_dir / "samples", every_n_epochs=cfg.sample_every_n_epochs),
+        *extra_callbacks,
+    ]
+    devices: Any = cfg.devices
+    if devices != "auto":
+        parts = [int(p) for p in devices.split(",") if p.strip()]
+        devices = parts if len(parts) > 1 else parts[0]
+    # max_steps counts generator steps; the Trainer counts every optimizer step.
+    steps_per_g_step = cfg.n_critic + 1
+    try:
+        return L.Trainer(
+            accelerator=cfg.accelerator, devices=devices, num_nodes=cfg.num_nodes,
+            strategy=resolve_strategy(cfg), precision=cfg.precision,
+            max_epochs=cfg.max_epochs, max_steps=cfg.max_steps * steps_per_g_step if cfg.max_steps > 0 else -1,
+            logger=build_loggers(cfg, run_dir, say) or False, callbacks=callbacks,
+            log_every_n_steps=cfg.log_every_n_steps, default_root_dir=str(run_dir),
+            plugins=[AtomicCheckpointIO()], enable_model_summary=False,
+        )
+    except (MisconfigurationException, ValueError) as e:
+        raise UsageError(str(e).strip().splitlines()[0]) from None
+
+
+def train(cfg: TrainConfig, given: set[str] | None = None) -> Run:
+    """Train one run end to end; returns where it wrote its outputs."""
+    import lightning as L
+    import yaml
+
+    from gan_lightning.config import build_datamodule, build_module
+
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # torch/lightning version chatter
+    run = resolve_run(cfg, set(given or ()))
+    cfg = run.cfg
+    dm = build_datamodule(cfg)
+    dm.check()
+    trainer = build_trainer(cfg, run.run_dir)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    module = build_module(cfg, dm.data_shape)
+    inherited = RUN_DIR_ENV in os.environ
+    if trainer.global_rank == 0 and not inherited:
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        (run.run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        say(f"run folder: {run.run_dir}" + (f" (resuming {run.ckpt_path})" if run.ckpt_path else ""))
+    # Processes that DDP starts during fit inherit the environment: they join this run folder.
+    os.environ[RUN_DIR_ENV] = str(run.run_dir)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=str(run.ckpt_path) if run.ckpt_path else None)
+    finally:
+        if not inherited:
+            del os.environ[RUN_DIR_ENV]
+    return run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``scripts/train.py``: parse flags, print the config for --dry_run, else train."""
+    cfg, given = parse_args(argv)
+    if cfg.dry_run:
+        import yaml
+
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+        return 0
+    train(cfg, given)
+    return 0

@@ -1,0 +1,30 @@
+"""Test set-up: W&B offline with its files in a temporary folder, quiet Lightning."""
+
+import logging
+import os
+import tempfile
+import warnings
+
+import pytest
+
+_WANDB_TMP = tempfile.mkdtemp(prefix="gan_lightning_wandb_")
+for key, value in {
+    "WANDB_MODE": "offline",
+    "WANDB_DIR": _WANDB_TMP,
+    "WANDB_CACHE_DIR": os.path.join(_WANDB_TMP, "cache"),
+    "WANDB_CONFIG_DIR": os.path.join(_WANDB_TMP, "config"),
+    "WANDB_DATA_DIR": os.path.join(_WANDB_TMP, "data"),
+    "WANDB_SILENT": "true",
+}.items():
+    os.environ.setdefault(key, value)
+
+warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    import torch
+
+    torch.manual_seed(0)
+    yield

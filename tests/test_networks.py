@@ -1,0 +1,156 @@
+"""Tests for gan_lightning.networks, parametrized over NETWORKS so a new arch is tested too."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from gan_lightning.networks import NETWORKS, Arch, init_dcgan_weights
+
+Z_DIM, WIDTH, B = 16, 8, 4
+
+
+def shapes_for(arch: Arch) -> list[tuple[int, ...]]:
+    """Data shapes an arch must handle: every supported size with 1 and 3 channels."""
+    if arch.image_sizes is None:
+        return [(2,), (1, 28, 28)]
+    return [(c, s, s) for s in arch.image_sizes for c in (1, 3)]
+
+
+CASES = [
+    pytest.param(name, shape, id=f"{name}-{'x'.join(map(str, shape))}")
+    for name, arch in NETWORKS.items()
+    for shape in shapes_for(arch)
+]
+IMAGE_ARCHS = [name for name, arch in NETWORKS.items() if arch.image_sizes is not None]
+
+
+def build(name: str, shape: tuple[int, ...], g_norm: str | None = None, d_norm: str | None = None):
+    arch = NETWORKS[name]
+    g = arch.generator(z_dim=Z_DIM, data_shape=shape, width=WIDTH, norm=g_norm or arch.g_norms[0])
+    d = arch.discriminator(data_shape=shape, width=WIDTH, norm=d_norm or arch.d_norms[0])
+    return g, d
+
+
+@pytest.fixture(autouse=True)
+def seed():
+    torch.manual_seed(0)
+
+
+@pytest.mark.parametrize("name,shape", CASES)
+def test_shapes_and_features(name, shape):
+    g, d = build(name, shape)
+    assert g.z_dim == Z_DIM and tuple(g.data_shape) == shape
+    fake = g(torch.randn(B, Z_DIM))
+    assert fake.shape == (B, *shape)
+    d.eval()  # BatchNorm with running stats, so both calls below compute the same function
+    x = torch.randn(B, *shape)
+    feats = d.features(x)
+    assert feats.shape == (B, d.feature_dim)
+    logits = d(x)
+    assert logits.shape == (B,)
+    torch.testing.assert_close(logits, d.head(feats).squeeze(1))
+    # different inputs give different logits (D is not constant)
+    assert not torch.allclose(logits, d(torch.randn(B, *shape) * 2))
+
+
+@pytest.mark.parametrize("name,shape", [c for c in CASES if len(c.values[1]) == 3])
+def test_image_generator_in_range(name, shape):
+    g, _ = build(name, shape)
+    last = [m for m in g.modules() if isinstance(m, (nn.Linear, nn.ConvTranspose2d))][-1]
+    with torch.no_grad():
+        last.weight.mul_(100.0)  # push pre-activations far out: tanh must still bound them
+        fake = g(torch.randn(B, Z_DIM))
+    assert fake.abs().max() <= 1.0
+    assert fake.abs().max() > 0.9  # really saturating, so the bound is tested
+
+
+def test_mlp_points_generator_unbounded():
+    g = NETWORKS["mlp"].generator(z_dim=Z_DIM, data_shape=(2,), width=WIDTH, norm="batch")
+    last = [m for m in g.modules() if isinstance(m, nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.mul_(100.0)
+        fake = g(torch.randn(B, Z_DIM))
+    assert fake.shape == (B, 2)
+    assert fake.abs().max() > 1.0
+
+
+@pytest.mark.parametrize("name,shape", CASES)
+def test_gradients_reach_generator(name, shape):
+    g, d = build(name, shape)
+    d(g(torch.randn(B, Z_DIM))).sum().backward()
+    for pname, p in g.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, pname
+    for pname, p in d.named_parameters():
+        assert p.grad is not None, pname
+
+
+@pytest.mark.parametrize("name,shape", CASES)
+def test_wrong_input_shape_raises(name, shape):
+    g, d = build(name, shape)
+    bad = (shape[0] + 1, *shape[1:])
+    with pytest.raises(ValueError, match="shape"):
+        d(torch.randn(B, *bad))
+    with pytest.raises(ValueError, match="shape"):
+        d.features(torch.randn(*shape))  # missing batch dimension
+    with pytest.raises(ValueError, match="shape"):
+        g(torch.randn(B, Z_DIM + 1))
+
+
+@pytest.mark.parametrize("name", IMAGE_ARCHS)
+@pytest.mark.parametrize("size", [16, 48])
+def test_unsupported_image_size_raises(name, size):
+    arch = NETWORKS[name]
+    supported = str(list(arch.image_sizes))
+    with pytest.raises(ValueError, match=supported.replace("[", r"\[").replace("]", r"\]")):
+        arch.generator(z_dim=Z_DIM, data_shape=(3, size, size), width=WIDTH, norm=arch.g_norms[0])
+    with pytest.raises(ValueError, match="supported"):
+        arch.discriminator(data_shape=(3, size, size), width=WIDTH, norm=arch.d_norms[0])
+
+
+@pytest.mark.parametrize("name", list(NETWORKS))
+def test_every_declared_norm_builds_and_unknown_raises(name):
+    arch = NETWORKS[name]
+    shape = shapes_for(arch)[-1]
+    for g_norm in arch.g_norms:
+        assert build(name, shape, g_norm=g_norm)[0](torch.randn(B, Z_DIM)).shape == (B, *shape)
+    for d_norm in arch.d_norms:
+        assert build(name, shape, d_norm=d_norm)[1](torch.randn(B, *shape)).shape == (B,)
+    with pytest.raises(ValueError, match="choose one of"):
+        arch.generator(z_dim=Z_DIM, data_shape=shape, width=WIDTH, norm="spectral")
+    with pytest.raises(ValueError, match="choose one of"):
+        arch.discriminator(data_shape=shape, width=WIDTH, norm="spectral")
+
+
+@pytest.mark.parametrize("name,shape", CASES)
+def test_norm_none_has_no_batchnorm(name, shape):
+    arch = NETWORKS[name]
+    assert "none" in arch.g_norms and "none" in arch.d_norms
+    g, d = build(name, shape, g_norm="none", d_norm="none")
+    norms = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
+    assert not [m for m in [*g.modules(), *d.modules()] if isinstance(m, norms)]
+    # without BatchNorm, D scores each example alone: logits do not depend on the rest of the batch
+    x = torch.randn(B, *shape)
+    torch.testing.assert_close(d(x)[:1], d(x[:1]))
+
+
+def test_dcgan_discriminator_batchnorm_skips_first_block():
+    d = NETWORKS["dcgan"].discriminator(data_shape=(3, 64, 64), width=WIDTH, norm="batch")
+    layers = list(d.body)
+    assert isinstance(layers[0], nn.Conv2d) and isinstance(layers[1], nn.LeakyReLU)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in d.modules()) == 3  # 64 -> 32 -> 16 -> 8 -> 4
+    assert d.feature_dim == 8 * WIDTH * 4 * 4
+
+
+def test_init_dcgan_weights():
+    conv, bn = nn.Conv2d(64, 64, 4), nn.BatchNorm2d(4096)
+    nn.init.constant_(conv.bias, 1.0)
+    conv.apply(init_dcgan_weights)
+    bn.apply(init_dcgan_weights)
+    torch.testing.assert_close(conv.weight.std(), torch.tensor(0.02), atol=1e-3, rtol=0)
+    torch.testing.assert_close(conv.weight.mean(), torch.tensor(0.0), atol=1e-3, rtol=0)
+    torch.testing.assert_close(conv.bias, torch.zeros(64))
+    torch.testing.assert_close(bn.weight.mean(), torch.tensor(1.0), atol=2e-3, rtol=0)
+    torch.testing.assert_close(bn.weight.std(), torch.tensor(0.02), atol=2e-3, rtol=0)
+    torch.testing.assert_close(bn.bias, torch.zeros(4096))
