@@ -75,6 +75,9 @@ class TrainConfig:
     run_name: str = _f("", "run folder name under --out_dir (default: <dataset>-<arch>-<loss>-<time>)")
     out_dir: str = _f("runs", "folder holding one sub-folder per run")
     log_every_n_steps: int = _f(10, "log metrics every N training batches")
+    diagnostics: bool = _f(True, "log D accuracy (d/acc*), the JSD estimate and gradient norms (grad_norm/*)")
+    shadow_every_n_steps: int = _f(50, "every N batches, log G's gradient norm under both costs (0: off)")
+    grad_norm_per_layer: bool = _f(False, "also log the gradient norm of every parameter tensor")
     sample_every_n_epochs: int = _f(1, "write a sample grid every N epochs (0: only at the end)")
     resume: str = _f("", "checkpoint to resume from: a path, or 'last' (last.ckpt of --run_name, else the newest run)")
     config: str = _f("", "YAML file of these same keys; flags given on the command line override it")
@@ -237,7 +240,8 @@ def validate(cfg: TrainConfig) -> None:
     for key in ("beta1", "beta2"):
         if not 0 <= getattr(cfg, key) < 1:
             raise UsageError(f"--{key}: must be in [0, 1), got {getattr(cfg, key)}")
-    for key in ("gp_weight", "weight_clip", "num_workers", "sample_every_n_epochs", "noise_std", "noise_final_std"):
+    for key in ("gp_weight", "weight_clip", "num_workers", "sample_every_n_epochs", "noise_std", "noise_final_std",
+                "shadow_every_n_steps"):
         if getattr(cfg, key) < 0:
             raise UsageError(f"--{key}: must be >= 0, got {getattr(cfg, key)}")
     if cfg.max_epochs == 0 or cfg.max_epochs < -1 or cfg.max_steps == 0 or cfg.max_steps < -1:

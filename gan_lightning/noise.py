@@ -244,6 +244,11 @@ class InstanceNoise(nn.Module):
         """A no-op: sigma stays 0 and ``forward`` returns its input."""
         return cls(None)
 
+    @property
+    def enabled(self) -> bool:
+        """False for the no-op built by ``off()``."""
+        return self.schedule is not None
+
     def forward(self, x: Tensor) -> Tensor:
         if self.sigma == 0:
             return x

@@ -99,6 +99,19 @@ def resolve_strategy(cfg: TrainConfig) -> str:
     return "ddp_find_unused_parameters_true" if count * cfg.num_nodes > 1 else "auto"
 
 
+def build_diagnostics(cfg: TrainConfig) -> list[Any]:
+    """D accuracy and gradient norms, logged at the loggers' cadence (none with --diagnostics false)."""
+    from gan_lightning.callbacks import DiscriminatorAccuracy, GradientNorms
+
+    if not cfg.diagnostics:
+        return []
+    return [
+        DiscriminatorAccuracy(every_n_steps=cfg.log_every_n_steps),
+        GradientNorms(every_n_steps=cfg.log_every_n_steps, per_layer=cfg.grad_norm_per_layer,
+                      shadow_every_n_steps=cfg.shadow_every_n_steps),
+    ]
+
+
 def build_trainer(cfg: TrainConfig, run_dir: Path, extra_callbacks: Sequence[Any] = ()):
     """The Trainer of a run: checkpoints (atomic last.ckpt), samples, loggers, hardware flags.
 
@@ -116,6 +129,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, extra_callbacks: Sequence[Any
     callbacks = [
         ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True, save_top_k=0),
         SampleGrid(run_dir / "samples", every_n_epochs=cfg.sample_every_n_epochs),
+        *build_diagnostics(cfg),
         *extra_callbacks,
     ]
     devices: Any = cfg.devices

@@ -40,7 +40,7 @@ def test_script_writes_run_folder(tmp_path):
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert g_steps(run / "checkpoints" / "last.ckpt") == 6
     rows = list(csv.DictReader((run / "metrics.csv").open()))
-    assert rows and {"loss/d", "loss/g"} <= set(rows[0])
+    assert rows and {"loss/d", "loss/g", "d/acc", "d/jsd_estimate", "grad_norm/d", "grad_norm/g"} <= set(rows[0])
     assert list((run / "samples").glob("*.png"))
 
 

@@ -1,5 +1,7 @@
-"""Callbacks: samples, discriminator diagnostics, metrics, probes."""
+"""Callbacks: samples, discriminator diagnostics, gradient norms, probes."""
 
+from gan_lightning.callbacks.accuracy import DiscriminatorAccuracy, discriminator_stats
+from gan_lightning.callbacks.grad_norms import GradientNorms
 from gan_lightning.callbacks.samples import SampleGrid
 
-__all__ = ["SampleGrid"]
+__all__ = ["DiscriminatorAccuracy", "GradientNorms", "SampleGrid", "discriminator_stats"]

@@ -146,7 +146,8 @@ class GAN(L.LightningModule):
         world = self.trainer.world_size if self._trainer is not None else 1
         self.images_seen += len(real) * world
         sigma = self.d_input.update(int(self.g_steps), real_logits)
-        self.log_dict({"loss/d": d_loss, "loss/g": g_loss, "noise/sigma": sigma}, prog_bar=True)
+        self.log_dict({"loss/d": d_loss, "loss/g": g_loss}, prog_bar=True)
+        self.log("noise/sigma", sigma, prog_bar=self.d_input.enabled)
         return {"real_logits": real_logits, "fake_logits": fake_logits, "d_loss": d_loss, "g_loss": g_loss}
 
     def _d_step(self, d_opt: Any, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor, Tensor]:

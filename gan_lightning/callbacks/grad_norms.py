@@ -1,0 +1,183 @@
+"""Gradient norms of both players as they train, and "shadow" generator norms under both costs."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from gan_lightning.diagnostics import PAPER_G_COSTS, generator_grad_norms
+
+# What the shadow measurement reads from the module (the GAN module has all of them).
+SHADOW_ATTRIBUTES = ("generator", "discriminator", "discriminate", "sample_z")
+
+
+@contextmanager
+def _rng_kept(device: torch.device) -> Iterator[None]:
+    """Restore the CPU RNG and the RNG of ``device`` (if not the CPU) after the block."""
+    if device.type == "cpu":
+        with torch.random.fork_rng(devices=[]):
+            yield
+    else:
+        index = device.index if device.index is not None else 0
+        with torch.random.fork_rng(devices=[index], device_type=device.type):
+            yield
+
+
+def _is_count(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+class GradientNorms(L.Callback):
+    """Log the L2 norm of each player's gradient, and G's gradient norm under both paper costs.
+
+    **Training gradients.** In ``on_before_optimizer_step`` (after backward, gradients unscaled
+    under AMP, before the step) the global L2 norm of the gradients of the optimizer's
+    parameters is logged as ``grad_norm/d`` (the optimizer owning the discriminator's
+    parameters, ``d_opt``) or ``grad_norm/g`` (the generator's, ``g_opt``); any other optimizer
+    is ``grad_norm/opt<i>``, i its index in ``trainer.optimizers``. It is one fused norm and no
+    host sync. With ``n_critic > 1`` the value of the last D step of the batch is logged. Under
+    DDP the gradients were averaged over the ranks in backward, so every rank has the same norm
+    and it is logged with ``sync_dist=False`` at no cost (sharded strategies such as FSDP would
+    give the norm of this rank's shard and are not supported). ``per_layer=True`` also logs
+    ``grad_norm/d/<name>`` for every parameter, ``<name>`` relative to the network
+    (``grad_norm/d/head.weight``).
+
+    **Shadow generator norms.** Every ``shadow_every_n_steps`` batches, in
+    ``on_train_batch_end``, G's gradient norm is measured under both costs of Arjovsky & Bottou
+    2017 on one fresh batch of ``shadow_batch_size`` latents, whatever cost is trained:
+    ``grad_norm/g_minimax`` for E[log(1 - D(G(z)))], which vanishes as D nears optimal (Thm
+    2.4), and ``grad_norm/g_nonsaturating`` for -E[log D(G(z))], whose gradient grows and gets
+    noisy (Thms 2.5-2.6). G runs in the mode it trains in (BatchNorm uses batch statistics)
+    and D through the module's ``discriminate``, so input noise acts as in training. The
+    measurement does not change the run: gradients come from ``torch.autograd.grad`` (no
+    ``.grad`` is touched) and BatchNorm buffers and the RNG streams are restored
+    (:func:`gan_lightning.diagnostics.generator_grad_norms`); the latents are drawn inside the
+    same kind of RNG fork. Under DDP each rank draws its own latents and the logged value is
+    the mean over ranks (``sync_dist=True``; two scalar all-reduces, infrequent).
+
+    The module must have ``generator``, ``discriminator``, ``discriminate(x) -> (logits,
+    features)`` and ``sample_z(n)``, and optionally ``d_input`` (its buffers are restored too).
+
+    Lightning writes logged values to the logger only every ``Trainer(log_every_n_steps)``
+    batches and repeats the last value at writes in between; make both intervals multiples
+    of ``log_every_n_steps``.
+
+    Args:
+        every_n_steps: batches (G steps with the GAN module) between logs of ``grad_norm/d``
+            and ``grad_norm/g``.
+        per_layer: also log one norm per parameter tensor.
+        shadow_every_n_steps: batches between shadow measurements; 0 turns them off.
+        shadow_batch_size: latents per shadow measurement.
+
+    Raises:
+        ValueError: if ``every_n_steps`` or ``shadow_batch_size`` is not an int >= 1, or
+            ``shadow_every_n_steps`` not an int >= 0.
+        AttributeError: at fit start, if shadow norms are on and the module lacks one of
+            ``generator``, ``discriminator``, ``discriminate``, ``sample_z``.
+
+    Example:
+        >>> trainer = L.Trainer(
+        ...     callbacks=[GradientNorms(shadow_every_n_steps=50)], log_every_n_steps=10
+        ... )  # doctest: +SKIP
+        >>> trainer.fit(gan, datamodule=dm)  # doctest: +SKIP
+        >>> trainer.callback_metrics["grad_norm/g_minimax"]  # doctest: +SKIP
+        tensor(0.0031)
+    """
+
+    def __init__(
+        self,
+        every_n_steps: int = 1,
+        per_layer: bool = False,
+        shadow_every_n_steps: int = 50,
+        shadow_batch_size: int = 64,
+    ) -> None:
+        if not _is_count(every_n_steps, 1):
+            raise ValueError(f"every_n_steps must be an int >= 1, got {every_n_steps!r}")
+        if not _is_count(shadow_every_n_steps, 0):
+            raise ValueError(f"shadow_every_n_steps must be an int >= 0 (0: off), got {shadow_every_n_steps!r}")
+        if not _is_count(shadow_batch_size, 1):
+            raise ValueError(f"shadow_batch_size must be an int >= 1, got {shadow_batch_size!r}")
+        self.every_n_steps = every_n_steps
+        self.per_layer = bool(per_layer)
+        self.shadow_every_n_steps = shadow_every_n_steps
+        self.shadow_batch_size = shadow_batch_size
+        self._param_names: dict[int, tuple[str, str]] = {}  # id(param) -> (player, name)
+
+    # -- set-up ------------------------------------------------------------------------------
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.shadow_every_n_steps:
+            missing = [a for a in SHADOW_ATTRIBUTES if not hasattr(pl_module, a)]
+            if missing:
+                raise AttributeError(
+                    f"GradientNorms shadow norms need the module to have {', '.join(SHADOW_ATTRIBUTES)}; "
+                    f"{type(pl_module).__name__} lacks {', '.join(missing)} (or pass shadow_every_n_steps=0)"
+                )
+        self._param_names = {}
+        for player in ("d", "g"):
+            net = getattr(pl_module, {"d": "discriminator", "g": "generator"}[player], None)
+            if isinstance(net, nn.Module):
+                self._param_names.update({id(p): (player, n) for n, p in net.named_parameters()})
+
+    @staticmethod
+    def _due(trainer: L.Trainer, every: int) -> bool:
+        # total_batch_idx counts batches across epochs; +1 as in Trainer(log_every_n_steps).
+        return (trainer.fit_loop.epoch_loop.total_batch_idx + 1) % every == 0
+
+    # -- gradients of the training steps ------------------------------------------------------
+    def on_before_optimizer_step(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        if not self._due(trainer, self.every_n_steps):
+            return
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if not params:
+            return
+        player = self._player(trainer, optimizer)
+        grads = [p.grad for p in params]
+        total = torch.nn.utils.get_total_norm(grads, norm_type=2.0)  # fused; stays on the device
+        pl_module.log(f"grad_norm/{player}", total, on_step=True, on_epoch=False, sync_dist=False)
+        if self.per_layer:
+            for i, (p, g) in enumerate(zip(params, grads)):
+                name = self._param_names.get(id(p), (player, f"param{i}"))[1]
+                norm = torch.linalg.vector_norm(g.detach().float())
+                pl_module.log(f"grad_norm/{player}/{name}", norm, on_step=True, on_epoch=False, sync_dist=False)
+
+    def _player(self, trainer: L.Trainer, optimizer: torch.optim.Optimizer) -> str:
+        """"d" or "g" by who owns the optimizer's first parameter, else "opt<index>"."""
+        first = optimizer.param_groups[0]["params"][0]
+        if id(first) in self._param_names:
+            return self._param_names[id(first)][0]
+        index = next((i for i, opt in enumerate(trainer.optimizers) if opt is optimizer), 0)
+        return f"opt{index}"
+
+    # -- shadow generator norms ---------------------------------------------------------------
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if not self.shadow_every_n_steps or not self._due(trainer, self.shadow_every_n_steps):
+            return
+        for name, norm in self.shadow_norms(pl_module).items():
+            pl_module.log(f"grad_norm/g_{name}", norm, on_step=True, on_epoch=False, sync_dist=True)
+
+    def shadow_norms(self, pl_module: L.LightningModule) -> dict[str, float]:
+        """G's gradient norm under each cost of ``PAPER_G_COSTS`` on fresh latents, run unchanged.
+
+        Args:
+            pl_module: the GAN module (see the class docstring for what it must have).
+
+        Returns:
+            ``{"minimax": ..., "nonsaturating": ...}``, L2 norms over all of G's parameters.
+        """
+        d_input = getattr(pl_module, "d_input", None)
+        state_of = tuple(m for m in (pl_module.discriminator, d_input) if isinstance(m, nn.Module))
+
+        def logits_of(x: Tensor) -> Tensor:
+            return pl_module.discriminate(x)[0]  # (B,)
+
+        with _rng_kept(pl_module.device):  # z must not use up the training run's random numbers
+            z = pl_module.sample_z(self.shadow_batch_size)  # (B, z_dim)
+            return generator_grad_norms(pl_module.generator, logits_of, z, PAPER_G_COSTS, state_of=state_of)
