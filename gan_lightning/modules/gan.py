@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from gan_lightning.losses import DLoss, GLoss
 from gan_lightning.noise import InstanceNoise
+from gan_lightning.objectives import AdversarialObjective
 from gan_lightning.torch_utils import eval_mode, frozen
 
 Penalty = Callable[..., Tensor]      # penalty(module, real, fake) -> scalar
@@ -23,7 +24,9 @@ class GAN(L.LightningModule):
     batch), then one generator update that reuses the last G(z), so G runs once per update.
     D is only ever called through :meth:`discriminate`, the one place where input transforms
     (instance noise) act. D's loss is ``d_loss(real_logits, fake_logits) + sum(penalties)``;
-    constraints (weight clipping) run after each D step.
+    constraints (weight clipping) run after each D step. G's loss is
+    ``g_objective(self, real, fake_logits, fake_features) + sum(g_penalties)``, where the
+    objective is ``g_loss(fake_logits)`` unless another one (feature matching) is given.
 
     Progress is counted by the module itself, in buffers saved in checkpoints:
     ``images_seen`` (real images over all ranks), ``d_steps`` and ``g_steps``. With manual
@@ -36,7 +39,7 @@ class GAN(L.LightningModule):
         generator: maps z (B, z_dim) to samples; must have a ``z_dim`` attribute.
         discriminator: maps samples to logits (B,) and has ``features(x) -> (B, F)`` and ``head``.
         d_loss: ``d_loss(real_logits, fake_logits)``, see gan_lightning.losses.
-        g_loss: ``g_loss(fake_logits)``.
+        g_loss: ``g_loss(fake_logits)``, G's adversarial loss.
         lr_g: Adam learning rate of G.
         lr_d: Adam learning rate of D.
         beta1: Adam beta1 (both players).
@@ -44,6 +47,9 @@ class GAN(L.LightningModule):
         n_critic: D updates per G update.
         d_penalties: modules called as ``p(self, real, fake)`` and added to D's loss.
         d_constraints: callables applied to D after each of its steps.
+        g_objective: replaces the adversarial G loss; called as
+            ``g_objective(self, real, fake_logits, fake_features)`` (e.g. feature matching).
+        g_penalties: modules called as ``p(self, real, fake)`` and added to G's loss.
         d_input: transform applied to every D input, real and fake alike: an InstanceNoise
             (Arjovsky & Bottou 2017, sec. 3); off (sigma 0) by default. After each G update it
             is told the G step count and D's real logits, so its schedule can anneal or adapt.
@@ -68,6 +74,8 @@ class GAN(L.LightningModule):
         n_critic: int = 1,
         d_penalties: Sequence[nn.Module] = (),
         d_constraints: Sequence[Constraint] = (),
+        g_objective: nn.Module | None = None,
+        g_penalties: Sequence[nn.Module] = (),
         d_input: InstanceNoise | None = None,
         num_fixed: int = 64,
         config: dict[str, Any] | None = None,
@@ -81,11 +89,12 @@ class GAN(L.LightningModule):
         self.generator = generator
         self.discriminator = discriminator
         self.d_loss = d_loss
-        self.g_loss = g_loss
+        self.g_objective = g_objective if g_objective is not None else AdversarialObjective(g_loss)
         self.lr_g, self.lr_d, self.betas = lr_g, lr_d, (beta1, beta2)
         self.n_critic = n_critic
         self.d_penalties = nn.ModuleList(d_penalties)
         self.d_constraints = list(d_constraints)
+        self.g_penalties = nn.ModuleList(g_penalties)
         self.d_input = d_input if d_input is not None else InstanceNoise.off()
         self.config = dict(config or {})
         self.z_dim = int(generator.z_dim)
@@ -166,8 +175,9 @@ class GAN(L.LightningModule):
 
     def _g_step(self, g_opt: Any, real: Tensor, fake: Tensor) -> Tensor:
         with frozen(self.discriminator):
-            fake_logits, _ = self.discriminate(fake)
-            loss = self.g_loss(fake_logits)
+            fake_logits, fake_features = self.discriminate(fake)
+            loss = self.g_objective(self, real, fake_logits, fake_features)
+            loss = loss + sum(p(self, real, fake) for p in self.g_penalties)
             g_opt.zero_grad(set_to_none=True)
             self.manual_backward(loss)
         g_opt.step()
