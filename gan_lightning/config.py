@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import difflib
 import re
 import sys
@@ -38,11 +39,13 @@ class TrainConfig:
     batch_size: int = _f(64, "images per batch and per device")
     num_workers: int = _f(0, "DataLoader worker processes (0: load in the main process)")
     # networks
-    arch: str = _f("auto", "network family: auto (dcgan for images, mlp for points), dcgan, mlp")
+    arch: str = _f("auto", "network family: auto (dcgan for images, mlp for points), dcgan, mlp, "
+                   "improved_mnist (Salimans et al. 2016 MNIST nets, 28x28)")
     z_dim: int = _f(100, "latent dimension of G's input z ~ N(0, I)")
     g_width: int = _f(64, "G width (base channels for dcgan, hidden units for mlp)")
     d_width: int = _f(64, "D width (base channels for dcgan, hidden units for mlp)")
-    g_norm: str = _f("batch", "normalization in G: batch or none")
+    g_norm: str = _f("batch", "normalization in G: batch, vbn (virtual batch norm) or none")
+    vbn_ref_size: int = _f(64, "size of the fixed reference batch of --g_norm vbn")
     d_norm: str = _f("auto", "normalization in D: auto (batch for dcgan, none for mlp), batch, layer, none")
     # objective
     loss: str = _f("nonsaturating", "GAN objective: minimax, nonsaturating, wasserstein, hinge, least_squares")
@@ -55,6 +58,15 @@ class TrainConfig:
     noise_final_std: float = _f(0.0, "sigma reached after --noise_anneal_steps (annealed schedules)")
     noise_anneal_steps: int = _f(10000, "generator steps over which sigma is annealed")
     noise_target_acc: float = _f(0.6, "adaptive schedule: D accuracy on real data that sigma is tuned to hold")
+    # Salimans et al. 2016 techniques
+    g_objective: str = _f("adversarial", "what G minimizes: adversarial (the G loss of --loss) or feature_matching")
+    fm_distance: str = _f("l2", "feature matching distance of batch means: l2 (MNIST reference) or l1 (CIFAR reference)")
+    fm_layer: str = _f("", "feature matching: D submodule whose output is matched, e.g. body.4 (empty: penultimate)")
+    minibatch_discrimination: bool = _f(False, "add minibatch discrimination to D's head (Salimans et al. 2016, sec. 3.2)")
+    mbd_kernels: int = _f(100, "minibatch discrimination: number of kernels B")
+    mbd_dim: int = _f(5, "minibatch discrimination: dimension C of each kernel")
+    historical_averaging: float = _f(0.0, "weight of historical averaging on both players' parameters (0: off)")
+    label_smoothing: float = _f(1.0, "one-sided label smoothing: D's target for real data, e.g. 0.9 (1.0: off; BCE losses)")
     # optimization
     lr_g: float = _f(2e-4, "Adam learning rate of G")
     lr_d: float = _f(2e-4, "Adam learning rate of D")
@@ -231,7 +243,7 @@ def validate(cfg: TrainConfig) -> None:
     _check_name("precision", cfg.precision, PRECISIONS)
     _check_name("accelerator", cfg.accelerator, ACCELERATORS)
     for key in ("batch_size", "image_size", "z_dim", "g_width", "d_width", "n_critic", "num_nodes",
-                "log_every_n_steps"):
+                "log_every_n_steps", "mbd_kernels", "mbd_dim", "vbn_ref_size"):
         if getattr(cfg, key) < 1:
             raise UsageError(f"--{key}: must be >= 1, got {getattr(cfg, key)}")
     for key in ("lr_g", "lr_d"):
@@ -241,7 +253,7 @@ def validate(cfg: TrainConfig) -> None:
         if not 0 <= getattr(cfg, key) < 1:
             raise UsageError(f"--{key}: must be in [0, 1), got {getattr(cfg, key)}")
     for key in ("gp_weight", "weight_clip", "num_workers", "sample_every_n_epochs", "noise_std", "noise_final_std",
-                "shadow_every_n_steps"):
+                "shadow_every_n_steps", "historical_averaging"):
         if getattr(cfg, key) < 0:
             raise UsageError(f"--{key}: must be >= 0, got {getattr(cfg, key)}")
     if cfg.max_epochs == 0 or cfg.max_epochs < -1 or cfg.max_steps == 0 or cfg.max_steps < -1:
@@ -253,7 +265,18 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.run_name and (Path(cfg.run_name).name != cfg.run_name or cfg.run_name in (".", "..")):
         raise UsageError(f"--run_name: must be a plain folder name, got {cfg.run_name!r}")
 
+    from gan_lightning.losses import d_bce_loss
     from gan_lightning.noise import SCHEDULES
+    from gan_lightning.objectives import FM_DISTANCES
+
+    _check_name("g_objective", cfg.g_objective, ["adversarial", "feature_matching"])
+    _check_name("fm_distance", cfg.fm_distance, list(FM_DISTANCES))
+    if not 0 < cfg.label_smoothing <= 1:
+        raise UsageError(f"--label_smoothing: must be in (0, 1] (1.0: off), got {cfg.label_smoothing}")
+    if cfg.label_smoothing != 1.0 and LOSSES[cfg.loss].d is not d_bce_loss:
+        raise UsageError(f"--label_smoothing needs a BCE loss (minimax or nonsaturating), not --loss {cfg.loss}")
+    if cfg.fm_layer and cfg.g_objective != "feature_matching":
+        raise UsageError("--fm_layer only applies with --g_objective feature_matching")
 
     _check_name("noise_schedule", cfg.noise_schedule, list(SCHEDULES))
     try:
@@ -302,8 +325,13 @@ def build_networks(cfg: TrainConfig, data_shape: tuple[int, ...]):
     from gan_lightning.networks import NETWORKS
 
     arch = NETWORKS[resolve_arch(cfg)]
-    g = arch.generator(z_dim=cfg.z_dim, data_shape=data_shape, width=cfg.g_width, norm=cfg.g_norm)
+    g = arch.generator(z_dim=cfg.z_dim, data_shape=data_shape, width=cfg.g_width, norm=cfg.g_norm,
+                       vbn_ref_size=cfg.vbn_ref_size)
     d = arch.discriminator(data_shape=data_shape, width=cfg.d_width, norm=resolve_d_norm(cfg))
+    if cfg.minibatch_discrimination:
+        from gan_lightning.layers import add_minibatch_discrimination
+
+        add_minibatch_discrimination(d, cfg.mbd_kernels, cfg.mbd_dim)
     return g, d
 
 
@@ -326,14 +354,36 @@ def build_module(cfg: TrainConfig, data_shape: tuple[int, ...]):
     """The GAN LightningModule for ``cfg``: networks, losses and techniques resolved from names."""
     from gan_lightning.losses import LOSSES
     from gan_lightning.modules import GAN
-    from gan_lightning.penalties import GradientPenalty, WeightClip
+    from gan_lightning.objectives import FeatureMatching
+    from gan_lightning.penalties import GradientPenalty, HistoricalAveraging, WeightClip
 
-    g, d = build_networks(cfg, data_shape)
+    g, d = build_networks(cfg, data_shape)  # historical averaging needs D with its final head
     pair = LOSSES[cfg.loss]
-    penalties = [GradientPenalty(cfg.gp_weight)] if cfg.gp_weight > 0 else []
+    d_loss = pair.d if cfg.label_smoothing == 1.0 else functools.partial(pair.d, real_target=cfg.label_smoothing)
+    d_penalties: list = [GradientPenalty(cfg.gp_weight)] if cfg.gp_weight > 0 else []
+    g_penalties: list = []
+    if cfg.historical_averaging > 0:
+        d_penalties.append(HistoricalAveraging(cfg.historical_averaging, d, "d"))
+        g_penalties.append(HistoricalAveraging(cfg.historical_averaging, g, "g"))
+    g_objective = None
+    if cfg.g_objective == "feature_matching":
+        try:
+            g_objective = FeatureMatching(cfg.fm_distance, cfg.fm_layer, discriminator=d)
+        except ValueError as e:
+            raise UsageError(f"--fm_layer: {e}") from None
     constraints = [WeightClip(cfg.weight_clip)] if cfg.weight_clip > 0 else []
     return GAN(
-        g, d, pair.d, pair.g,
+        g, d, d_loss, pair.g,
         lr_g=cfg.lr_g, lr_d=cfg.lr_d, beta1=cfg.beta1, beta2=cfg.beta2, n_critic=cfg.n_critic,
-        d_penalties=penalties, d_constraints=constraints, d_input=build_noise(cfg), config=cfg.to_dict(),
+        d_penalties=d_penalties, d_constraints=constraints, g_objective=g_objective, g_penalties=g_penalties,
+        d_input=build_noise(cfg), config=cfg.to_dict(),
     )
+
+
+def flags_markdown() -> str:
+    """The README's table of flags, made from TrainConfig (a test keeps the README in step)."""
+    rows = ["| flag | type | default | meaning |", "|---|---|---|---|"]
+    for f in fields(TrainConfig):
+        default = "" if f.default == "" else f"`{f.default}`"
+        rows.append(f"| `--{f.name}` | {FIELD_TYPES[f.name].__name__} | {default} | {f.metadata['help']} |")
+    return "\n".join(rows)

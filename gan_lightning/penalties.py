@@ -76,3 +76,62 @@ class WeightClip:
 
     def __repr__(self) -> str:
         return f"WeightClip(clip={self.clip})"
+
+
+class HistoricalAveraging(nn.Module):
+    """Historical averaging (Salimans et al. 2016, sec. 3.3): weight * ||theta - (1/t) sum_{i<=t} theta[i]||^2.
+
+    theta are the parameters of one player, read at each call from ``module.discriminator``
+    (player "d") or ``module.generator`` (player "g"); add the penalty to that player's list
+    (``d_penalties`` or ``g_penalties``), so t counts that player's updates. The paper gives
+    no weight, and the released code does not implement the technique.
+
+    Reading of the paper: theta[t] is the current parameters, so each call first adds them to
+    the running mean (avg += (theta - avg) / t) and then penalizes the distance to it. The first
+    call therefore gives 0, and at every call the gradient is 2 weight (theta - avg) with the
+    average held fixed (a buffer, no gradient), pulling theta back towards its own history.
+
+    The running mean (a flat vector of all parameters, in parameter order) and t are buffers,
+    created from the network at construction, so a checkpoint saves them and
+    ``load_state_dict`` restores them into a freshly built penalty when a run resumes.
+
+    Args:
+        weight: the penalty's weight; > 0 (a weight of 0 means: do not build it).
+        network: the player's network, to size the buffers (not kept as a submodule).
+        player: "d" or "g": which network of the module is penalized at each call.
+
+    Raises:
+        ValueError: on a non-positive weight, an unknown player, or a network whose parameter
+            count differs from the buffers' at call time.
+
+    Example:
+        >>> d = nn.Linear(3, 1)
+        >>> penalty = HistoricalAveraging(0.1, d, player="d")  # GAN(..., d_penalties=[penalty])
+    """
+
+    def __init__(self, weight: float, network: nn.Module, player: str = "d") -> None:
+        super().__init__()
+        if weight <= 0:
+            raise ValueError(f"historical averaging weight must be > 0, got {weight}")
+        if player not in ("d", "g"):
+            raise ValueError(f"historical averaging player must be 'd' or 'g', got {player!r}")
+        self.weight, self.player = weight, player
+        flat = torch.cat([p.detach().reshape(-1) for p in network.parameters()])  # (P,)
+        self.register_buffer("average", torch.zeros_like(flat))  # (P,): (1/t) sum_{i<=t} theta[i]
+        self.register_buffer("count", torch.zeros((), dtype=torch.long))  # t
+
+    def forward(self, module: "GAN", real: Tensor, fake: Tensor) -> Tensor:
+        network = module.discriminator if self.player == "d" else module.generator
+        theta = torch.cat([p.reshape(-1) for p in network.parameters()])  # (P,), with grad
+        if theta.numel() != self.average.numel():
+            raise ValueError(
+                f"historical averaging was built for {self.average.numel()} parameters of player "
+                f"{self.player!r}, the network has {theta.numel()}"
+            )
+        with torch.no_grad():
+            self.count += 1
+            self.average += (theta.detach().to(self.average.dtype) - self.average) / self.count
+        return self.weight * (theta - self.average).pow(2).sum()
+
+    def extra_repr(self) -> str:
+        return f"weight={self.weight}, player={self.player!r}, parameters={self.average.numel()}"

@@ -97,3 +97,23 @@ def test_build_module_resolves_names(loss):
     assert len(module.d_penalties) == (1 if loss == "wasserstein" else 0)
     assert module.d_loss.__name__ == {"minimax": "d_bce_loss", "wasserstein": "d_wasserstein_loss"}[loss]
     assert module.config["loss"] == loss
+
+
+TECHNIQUE_BAD_INPUTS = [
+    (["--g_objective", "wasserstein"], "adversarial, feature_matching"),
+    (["--fm_distance", "l3"], "l1"),
+    (["--label_smoothing", "1.5"], "(0, 1]"),
+    (["--label_smoothing", "0.9", "--loss", "hinge"], "BCE loss"),
+    (["--fm_layer", "body.2"], "--g_objective feature_matching"),
+    (["--mbd_kernels", "0"], ">= 1"),
+    (["--historical_averaging", "-1"], ">= 0"),
+    (["--g_norm", "group"], "vbn"),
+    (["--arch", "improved_mnist"], "28"),
+]
+
+
+@pytest.mark.parametrize("argv, fragment", TECHNIQUE_BAD_INPUTS, ids=[" ".join(a) for a, _ in TECHNIQUE_BAD_INPUTS])
+def test_technique_bad_input_one_line_exit_2(argv, fragment, capsys):
+    assert run_cli(main, argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and fragment in err, err

@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn as nn
+from torch.nn.utils import parametrize
+from torch.testing import assert_close
 
+from gan_lightning.layers import GaussianNoise, VirtualBatchNorm
 from gan_lightning.networks import NETWORKS, Arch, init_dcgan_weights
 
 Z_DIM, WIDTH, B = 16, 8, 4
@@ -55,12 +58,23 @@ def test_shapes_and_features(name, shape):
     assert not torch.allclose(logits, d(torch.randn(B, *shape) * 2))
 
 
+def scale_weight_(layer: nn.Module, factor: float) -> None:
+    """Multiply a layer's effective weight by `factor` in place (its scale g if weight-normalized)."""
+    with torch.no_grad():
+        if parametrize.is_parametrized(layer, "weight"):
+            layer.parametrizations.weight.original0.mul_(factor)  # W = g v / ||v||: scale g
+        else:
+            layer.weight.mul_(factor)
+
+
 @pytest.mark.parametrize("name,shape", [c for c in CASES if len(c.values[1]) == 3])
 def test_image_generator_in_range(name, shape):
     g, _ = build(name, shape)
     last = [m for m in g.modules() if isinstance(m, (nn.Linear, nn.ConvTranspose2d))][-1]
+    before = last.weight.detach().clone()
+    scale_weight_(last, 100.0)  # push pre-activations far out: tanh must still bound them
+    assert_close(last.weight, 100.0 * before)
     with torch.no_grad():
-        last.weight.mul_(100.0)  # push pre-activations far out: tanh must still bound them
         fake = g(torch.randn(B, Z_DIM))
     assert fake.abs().max() <= 1.0
     assert fake.abs().max() > 0.9  # really saturating, so the bound is tested
@@ -128,9 +142,10 @@ def test_norm_none_has_no_batchnorm(name, shape):
     arch = NETWORKS[name]
     assert "none" in arch.g_norms and "none" in arch.d_norms
     g, d = build(name, shape, g_norm="none", d_norm="none")
-    norms = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
+    norms = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, VirtualBatchNorm)
     assert not [m for m in [*g.modules(), *d.modules()] if isinstance(m, norms)]
     # without BatchNorm, D scores each example alone: logits do not depend on the rest of the batch
+    d.eval()  # switches off GaussianNoise layers (improved_mnist), which are random per call
     x = torch.randn(B, *shape)
     torch.testing.assert_close(d(x)[:1], d(x[:1]))
 
@@ -154,3 +169,76 @@ def test_init_dcgan_weights():
     torch.testing.assert_close(bn.weight.mean(), torch.tensor(1.0), atol=2e-3, rtol=0)
     torch.testing.assert_close(bn.weight.std(), torch.tensor(0.02), atol=2e-3, rtol=0)
     torch.testing.assert_close(bn.bias, torch.zeros(4096))
+
+
+# -- virtual batch norm in G (Salimans et al. 2016, sec. 3.5) -----------------------------------
+VBN_CASES = [c for c in CASES if "vbn" in NETWORKS[c.values[0]].g_norms]
+REF = 6  # reference batch size, small to keep the tests fast
+
+
+def build_vbn(name: str, shape: tuple[int, ...]) -> nn.Module:
+    return NETWORKS[name].generator(z_dim=Z_DIM, data_shape=shape, width=WIDTH, norm="vbn", vbn_ref_size=REF)
+
+
+@pytest.mark.parametrize("name,shape", VBN_CASES)
+def test_vbn_generator_output_independent_of_batch(name, shape):
+    g = build_vbn(name, shape)
+    assert sum(isinstance(m, VirtualBatchNorm) for m in g.modules()) >= 2
+    assert not [m for m in g.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    z = torch.randn(5, Z_DIM)
+    batch = g(z)
+    assert batch.shape == (5, *shape)
+    assert_close(g(z[:1]), batch[:1])  # z_0 alone gives what it gives in a batch
+    assert_close(g(z[3:4]), batch[3:4])
+    # sanity: with BatchNorm the same comparison fails, the output depends on the batch
+    bn = NETWORKS[name].generator(z_dim=Z_DIM, data_shape=shape, width=WIDTH, norm="batch")
+    assert not torch.allclose(bn(z[:2]), bn(z)[:2], atol=1e-4)
+
+
+@pytest.mark.parametrize("name,shape", VBN_CASES)
+def test_vbn_generator_eval_equals_train_and_gradients_flow(name, shape):
+    g = build_vbn(name, shape)
+    z = torch.randn(3, Z_DIM)
+    out = g(z)
+    out.square().mean().backward()
+    for pname, p in g.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, pname
+    g.eval()  # no running statistics: the same function in eval mode
+    with torch.no_grad():
+        assert_close(g(z), out.detach())
+
+
+@pytest.mark.parametrize("name,shape", VBN_CASES)
+def test_vbn_reference_batch_saved_and_restored(name, shape):
+    g = build_vbn(name, shape)
+    assert g.ref_z.shape == (REF, Z_DIM) and "ref_z" in g.state_dict()
+    batch_norm_g = NETWORKS[name].generator(z_dim=Z_DIM, data_shape=shape, width=WIDTH, norm="batch")
+    assert "ref_z" not in batch_norm_g.state_dict()
+    with torch.no_grad():
+        g.ref_z.normal_()  # a reference batch other than the one a fresh build draws
+    fresh = build_vbn(name, shape)
+    z = torch.randn(2, Z_DIM)
+    assert not torch.allclose(fresh(z), g(z), atol=1e-4)  # the reference batch matters
+    fresh.load_state_dict(g.state_dict())
+    assert_close(fresh.ref_z, g.ref_z)
+    assert_close(fresh(z), g(z))
+
+
+# -- improved_mnist (Salimans et al. 2016 reference MNIST networks) ----------------------------
+def test_improved_mnist_layout():
+    arch = NETWORKS["improved_mnist"]
+    g = arch.generator(z_dim=100, data_shape=(1, 28, 28), width=WIDTH, norm="batch")
+    d = arch.discriminator(data_shape=(1, 28, 28), width=WIDTH, norm="none")
+    g_sizes = [m.out_features for m in g.modules() if isinstance(m, nn.Linear)]
+    d_sizes = [m.out_features for m in d.modules() if isinstance(m, nn.Linear)]
+    assert g_sizes == [500, 500, 784] and d_sizes == [1000, 500, 250, 250, 250, 1]  # width is ignored
+    assert d.feature_dim == 250
+    assert [m.std for m in d.modules() if isinstance(m, GaussianNoise)] == [0.6] + [0.5] * 5
+    assert all(parametrize.is_parametrized(m, "weight") for m in d.modules() if isinstance(m, nn.Linear))
+    x = torch.rand(4, 1, 28, 28) * 2 - 1
+    assert not torch.allclose(d(x), d(x))  # training mode: noise on every call
+    d.eval()
+    assert_close(d(x), d(x))
+    assert_close(d(x), d.head(d.features(x)).squeeze(1))
+    k = arch.discriminator(data_shape=(1, 28, 28), width=WIDTH, norm="none", num_outputs=10)
+    assert k(x).shape == (4, 10)  # K class logits for the semi-supervised discriminator

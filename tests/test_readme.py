@@ -36,3 +36,9 @@ def test_every_flag_data_set_and_loss_is_documented():
         assert f"`{name}`" in README, name
     for name in LOSSES:
         assert f"`{name}`" in README, name
+
+
+def test_flags_table_matches_the_config():
+    from gan_lightning.config import flags_markdown
+
+    assert flags_markdown() in README, "regenerate the README flags table from config.flags_markdown()"

@@ -13,34 +13,41 @@ import math
 import torch.nn as nn
 from torch import Tensor
 
-from gan_lightning.networks.mlp import check_choice, check_data_shape
+from gan_lightning.layers import VirtualBatchNorm, prepend_reference
+from gan_lightning.networks.mlp import VBN_REF_SIZE, check_choice, check_data_shape, reference_buffer
 
 # image size -> side of the smallest feature map (G starts there, D ends there)
 START_SIZES: dict[int, int] = {28: 7, 32: 4, 64: 4}
 IMAGE_SIZES: tuple[int, ...] = tuple(START_SIZES)
-G_NORMS: tuple[str, ...] = ("batch", "none")
+G_NORMS: tuple[str, ...] = ("batch", "none", "vbn")
 D_NORMS: tuple[str, ...] = ("batch", "none", "layer")
 
 
 def init_dcgan_weights(module: nn.Module) -> None:
     """DCGAN initialization (Radford et al. 2015, Sec. 4): weights N(0, 0.02), biases 0.
 
-    Normalization scales are drawn from N(1, 0.02), as in the reference implementation. Use it as
+    Normalization scales are drawn from N(1, 0.02), as in the reference implementation (virtual
+    batch norm too: improved-gan draws its log-scale from N(0, 0.02)). Use it as
     `net.apply(init_dcgan_weights)`; modules of other types are left alone.
     """
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
-    elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)) and module.weight is not None:
+    elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm, VirtualBatchNorm)) and module.weight is not None:
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
 
 
-def norm2d(norm: str, channels: int) -> nn.Module:
-    """Build the normalization named by `norm` for a (B, channels, H, W) map."""
+def norm2d(norm: str, channels: int, ref_size: int = VBN_REF_SIZE) -> nn.Module:
+    """Build the normalization named by `norm` for a (B, channels, H, W) map.
+
+    "vbn" (generator only) is virtual batch norm with a reference batch of `ref_size` rows.
+    """
     if norm == "batch":
         return nn.BatchNorm2d(channels)
+    if norm == "vbn":
+        return VirtualBatchNorm(channels, ref_size)
     if norm == "layer":
         # GroupNorm with one group normalizes over (C, H, W) of each example: a LayerNorm
         # that does not mix examples, usable with gradient penalties.
@@ -73,10 +80,15 @@ class DCGANGenerator(nn.Module):
         z_dim: latent size.
         data_shape: (C, H, W) with H = W in (28, 32, 64).
         width: channels of the last hidden map (the largest one).
-        norm: "batch" or "none"; applied after every layer but the output.
+        norm: "batch", "vbn" (virtual batch norm, Salimans et al. 2016, sec. 3.5) or "none";
+            applied after every layer but the output.
+        vbn_ref_size: size of the reference batch with norm="vbn" (ignored otherwise).
     """
 
-    def __init__(self, z_dim: int, data_shape: tuple[int, ...], width: int = 64, norm: str = "batch"):
+    def __init__(
+        self, z_dim: int, data_shape: tuple[int, ...], width: int = 64, norm: str = "batch",
+        vbn_ref_size: int = VBN_REF_SIZE,
+    ):
         super().__init__()
         check_choice(norm, G_NORMS, "DCGAN generator norm")
         channels, s0, n_blocks = image_geometry(data_shape)
@@ -84,15 +96,18 @@ class DCGANGenerator(nn.Module):
             raise ValueError(f"need z_dim >= 1 and width >= 1, got {z_dim}, {width}")
         self.z_dim = z_dim
         self.data_shape = tuple(data_shape)
+        self.register_buffer("ref_z", reference_buffer(norm, z_dim, vbn_ref_size))  # (R, z_dim) or None
         bias = norm == "none"  # a bias before a norm layer is cancelled by its mean subtraction
         ch = width * 2 ** (n_blocks - 1)
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(z_dim, ch, s0, 1, 0, bias=bias),  # (B, z_dim, 1, 1) -> (B, ch, s0, s0)
-            norm2d(norm, ch),
+            norm2d(norm, ch, vbn_ref_size),
             nn.ReLU(),
         ]
         for _ in range(n_blocks - 1):
-            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=bias), norm2d(norm, ch // 2), nn.ReLU()]
+            layers += [
+                nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=bias), norm2d(norm, ch // 2, vbn_ref_size), nn.ReLU()
+            ]
             ch //= 2  # each block: (B, ch, s, s) -> (B, ch / 2, 2s, 2s)
         layers += [nn.ConvTranspose2d(ch, channels, 4, 2, 1), nn.Tanh()]  # -> (B, C, H, W)
         self.net = nn.Sequential(*layers)
@@ -101,7 +116,9 @@ class DCGANGenerator(nn.Module):
     def forward(self, z: Tensor) -> Tensor:
         """Map latents (B, z_dim) to images (B, C, H, W) in [-1, 1]."""
         check_data_shape(z, (self.z_dim,), "DCGANGenerator")
-        return self.net(z.view(z.shape[0], self.z_dim, 1, 1))  # (B, z_dim) -> (B, z_dim, 1, 1)
+        zr = prepend_reference(z, self.ref_z)  # (R + B, z_dim), R = 0 without VBN
+        out = self.net(zr.view(zr.shape[0], self.z_dim, 1, 1))  # (R + B, z_dim, 1, 1) -> (R + B, C, H, W)
+        return out[out.shape[0] - z.shape[0]:]  # (B, C, H, W): drop the reference rows
 
 
 class DCGANDiscriminator(nn.Module):

@@ -12,9 +12,12 @@ import math
 import torch.nn as nn
 from torch import Tensor
 
-G_NORMS: tuple[str, ...] = ("batch", "none")
+from gan_lightning.layers import VirtualBatchNorm, prepend_reference, reference_latents
+
+G_NORMS: tuple[str, ...] = ("batch", "none", "vbn")
 D_NORMS: tuple[str, ...] = ("none", "layer")
 N_HIDDEN = 3
+VBN_REF_SIZE = 64  # default size of virtual batch norm's reference batch
 
 
 def check_choice(value: str, choices: tuple[str, ...], what: str) -> None:
@@ -38,6 +41,28 @@ def check_data_shape(x: Tensor, data_shape: tuple[int, ...], who: str) -> None:
         )
 
 
+def norm1d(norm: str, features: int, ref_size: int = VBN_REF_SIZE) -> nn.Module:
+    """Build the generator normalization named by `norm` for (B, features) activations.
+
+    "vbn" is virtual batch norm (Salimans et al. 2016, sec. 3.5); it needs the generator to put
+    its reference batch in front of every input (see `reference_buffer`).
+    """
+    if norm == "batch":
+        return nn.BatchNorm1d(features)
+    if norm == "vbn":
+        return VirtualBatchNorm(features, ref_size)
+    return nn.Identity()
+
+
+def reference_buffer(norm: str, z_dim: int, ref_size: int) -> Tensor | None:
+    """The fixed reference latents (ref_size, z_dim) of a "vbn" generator, else None (no buffer).
+
+    A generator registers it as its `ref_z` buffer (so checkpoints carry it), runs the network on
+    [ref_z; z] and keeps the last B rows of the output.
+    """
+    return reference_latents(ref_size, z_dim) if norm == "vbn" else None
+
+
 class MLPGenerator(nn.Module):
     """z -> 3 x [Linear(width) -> norm -> ReLU] -> Linear(prod(data_shape)) -> reshape.
 
@@ -48,22 +73,27 @@ class MLPGenerator(nn.Module):
         z_dim: latent size.
         data_shape: (D,) for points or (C, H, W) for images.
         width: hidden layer size.
-        norm: "batch" (BatchNorm1d after each hidden Linear) or "none".
+        norm: "batch" (BatchNorm1d after each hidden Linear), "vbn" (virtual batch norm) or "none".
+        vbn_ref_size: size of the reference batch with norm="vbn" (ignored otherwise).
     """
 
-    def __init__(self, z_dim: int, data_shape: tuple[int, ...], width: int = 64, norm: str = "batch"):
+    def __init__(
+        self, z_dim: int, data_shape: tuple[int, ...], width: int = 64, norm: str = "batch",
+        vbn_ref_size: int = VBN_REF_SIZE,
+    ):
         super().__init__()
         check_choice(norm, G_NORMS, "MLP generator norm")
         if z_dim < 1 or width < 1 or not data_shape:
             raise ValueError(f"need z_dim >= 1, width >= 1 and a data_shape, got {z_dim}, {width}, {data_shape}")
         self.z_dim = z_dim
         self.data_shape = tuple(data_shape)
+        self.register_buffer("ref_z", reference_buffer(norm, z_dim, vbn_ref_size))  # (R, z_dim) or None
         layers: list[nn.Module] = []
         in_dim = z_dim
         for _ in range(N_HIDDEN):
-            # A bias right before BatchNorm is cancelled by its mean subtraction.
+            # A bias right before a batch norm (virtual or not) is cancelled by its mean subtraction.
             layers.append(nn.Linear(in_dim, width, bias=norm == "none"))
-            layers.append(nn.BatchNorm1d(width) if norm == "batch" else nn.Identity())
+            layers.append(norm1d(norm, width, vbn_ref_size))
             layers.append(nn.ReLU())
             in_dim = width
         layers.append(nn.Linear(width, math.prod(self.data_shape)))
@@ -73,7 +103,9 @@ class MLPGenerator(nn.Module):
     def forward(self, z: Tensor) -> Tensor:
         """Map latents (B, z_dim) to samples (B, *data_shape)."""
         check_data_shape(z, (self.z_dim,), "MLPGenerator")
-        return self.net(z).view(z.shape[0], *self.data_shape)  # (B, prod) -> (B, *data_shape)
+        out = self.net(prepend_reference(z, self.ref_z))  # (R + B, prod), R = 0 without VBN
+        out = out[out.shape[0] - z.shape[0]:]  # (B, prod): drop the reference rows
+        return out.view(z.shape[0], *self.data_shape)  # (B, prod) -> (B, *data_shape)
 
 
 class MLPDiscriminator(nn.Module):

@@ -1,0 +1,199 @@
+"""Layers of Salimans et al. 2016 against the paper's formulas on small hand-made tensors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.testing import assert_close
+
+from gan_lightning.layers import (
+    GaussianNoise,
+    MinibatchDiscrimination,
+    VirtualBatchNorm,
+    add_minibatch_discrimination,
+    reference_latents,
+    virtual_batch_norm,
+    wn_linear,
+)
+from gan_lightning.networks import MLPDiscriminator
+
+E = math.exp
+
+
+# -- minibatch discrimination -------------------------------------------------------------------
+def hand_set_mbd(weight_norm: bool) -> MinibatchDiscrimination:
+    """A = 2, B = 2, C = 2 with T[:, 0, :] = I (M_{i,0} = f_i) and T[:, 1, :] = [[1, 1], [0, 0]]
+    (M_{i,1} = (f_i1, f_i1)). Every column of T has unit norm, so weight norm leaves T as is."""
+    mbd = MinibatchDiscrimination(2, kernels=2, kernel_dim=2, weight_norm=weight_norm, bias=False)
+    T = torch.tensor([[[1.0, 0.0], [1.0, 1.0]], [[0.0, 1.0], [0.0, 0.0]]])  # (A, B, C)
+    with torch.no_grad():
+        mbd.weight.copy_(T)
+    assert_close(mbd.T, T)
+    return mbd
+
+
+@pytest.mark.parametrize("weight_norm", [False, True])
+def test_minibatch_discrimination_matches_hand_computation(weight_norm):
+    mbd = hand_set_mbd(weight_norm)
+    f = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])  # (N=3, A=2)
+    # kernel 0 (M = f): L1 distances d01 = 2, d02 = 1, d12 = 1
+    # kernel 1 (M = (f_1, f_1)): rows (1,1), (0,0), (1,1): d01 = 2, d02 = 0, d12 = 2
+    o = torch.tensor([
+        [E(-2) + E(-1), E(-2) + E(0)],
+        [E(-2) + E(-1), E(-2) + E(-2)],
+        [E(-1) + E(-1), E(0) + E(-2)],
+    ])  # (N, B), self-pairs left out
+    out = mbd(f)
+    assert out.shape == (3, mbd.out_features) == (3, 4)
+    assert_close(out, torch.cat([f, o], dim=1))
+
+
+def test_minibatch_discrimination_bias_and_weight_norm_scale():
+    mbd = hand_set_mbd(weight_norm=True)
+    mbd.bias = nn.Parameter(torch.tensor([0.5, -1.0]))
+    with torch.no_grad():
+        mbd.weight.mul_(7.0)  # direction unchanged: weight norm removes the scale
+        mbd.log_scale.fill_(math.log(2.0))  # every column now has norm 2: distances double
+    f = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # kernel 0: d01 = 2 -> 4; kernel 1: d01 = 2 -> 4
+    o = torch.tensor([[E(-4) + 0.5, E(-4) - 1.0], [E(-4) + 0.5, E(-4) - 1.0]])
+    assert_close(mbd(f)[:, 2:], o)
+
+
+def test_minibatch_discrimination_mixes_examples():
+    mbd = MinibatchDiscrimination(6, kernels=5, kernel_dim=3)
+    f = torch.randn(4, 6)
+    out = mbd(f)
+    g = f.clone()
+    g[2] += 0.5  # change ANOTHER example than 0
+    out2 = mbd(g)
+    assert_close(out2[0, :6], out[0, :6])  # f(x_0) passes through
+    assert (out2[0, 6:] - out[0, 6:]).abs().max() > 1e-4  # o(x_0) sees the change of x_2
+
+
+def test_minibatch_discrimination_excludes_self_pair():
+    mbd = MinibatchDiscrimination(6, kernels=5, kernel_dim=3)
+    f = torch.randn(1, 6)
+    assert_close(mbd(f), torch.cat([f, torch.zeros(1, 5)], dim=1))  # batch of one: o = 0 (bias starts at 0)
+    # two identical examples: c_b = exp(0) = 1 for the other one only, so o = 1
+    assert_close(mbd(f.repeat(2, 1))[:, 6:], torch.ones(2, 5))
+
+
+def test_minibatch_discrimination_gradients_and_shape_check():
+    mbd = MinibatchDiscrimination(6, kernels=5, kernel_dim=3)
+    f = torch.randn(4, 6, requires_grad=True)
+    mbd(f)[:, 6:].sum().backward()
+    for name, p in mbd.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert f.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match=r"\(N, 6\)"):
+        mbd(torch.randn(4, 7))
+    with pytest.raises(ValueError, match=">= 1"):
+        MinibatchDiscrimination(6, kernels=0)
+
+
+def test_add_minibatch_discrimination_replaces_head_only():
+    d = MLPDiscriminator(data_shape=(2,), width=8)
+    x = torch.randn(5, 2)
+    features = d.features(x)
+    add_minibatch_discrimination(d, kernels=4, kernel_dim=3)
+    assert_close(d.features(x), features)  # features (what feature matching sees) are unchanged
+    mbd, linear = d.head
+    assert isinstance(mbd, MinibatchDiscrimination) and mbd.out_features == 8 + 4
+    assert linear.in_features == 12 and linear.out_features == 1
+    assert d(x).shape == (5,)
+    assert torch.equal(linear.weight[:, 8:], torch.zeros(1, 4))  # starts as a plain head on f ...
+    d(x).sum().backward()
+    assert linear.weight.grad[:, 8:].abs().sum() > 0  # ... and learns to read o
+    # once it reads o, the logit of example 0 depends on example 1
+    with torch.no_grad():
+        linear.weight[:, 8:] = 1.0
+    y = x.clone()
+    y[1] += 1.0
+    assert not torch.allclose(d(x)[0], d(y)[0])
+
+
+# -- virtual batch norm -------------------------------------------------------------------------
+def test_virtual_batch_norm_by_hand():
+    x = torch.tensor([[1.0], [3.0], [5.0]])  # reference rows 1, 3; one example 5
+    out = virtual_batch_norm(x, ref_size=2, eps=0.0)
+    # reference: mean 2, var 1. example: moments of {1, 3, 5}: mean 3, var 8/3
+    assert_close(out, torch.tensor([[-1.0], [1.0], [2.0 / math.sqrt(8.0 / 3.0)]]))
+
+
+@pytest.mark.parametrize("shape", [(5,), (3, 4, 4)])
+def test_virtual_batch_norm_is_batch_norm_of_reference_plus_example(shape):
+    ref_size, eps = 6, 1e-5
+    x = torch.randn(ref_size + 4, *shape) * 3 + 1
+    out = virtual_batch_norm(x, ref_size, eps)
+    ref = x[:ref_size]
+    assert_close(out[:ref_size], F.batch_norm(ref, None, None, training=True, eps=eps))
+    for i in range(ref_size, len(x)):  # each example: batch norm over the reference batch plus itself
+        alone = F.batch_norm(torch.cat([ref, x[i : i + 1]]), None, None, training=True, eps=eps)
+        assert_close(out[i], alone[-1])
+
+
+def test_virtual_batch_norm_example_independent_of_its_batch():
+    vbn = VirtualBatchNorm(3, ref_size=4)
+    with torch.no_grad():
+        vbn.weight.copy_(torch.tensor([1.0, 2.0, 0.5]))
+        vbn.bias.copy_(torch.tensor([0.0, -1.0, 3.0]))
+    ref, xs = torch.randn(4, 3, 2, 2), torch.randn(5, 3, 2, 2)
+    batch = vbn(torch.cat([ref, xs]))
+    alone = vbn(torch.cat([ref, xs[2:3]]))
+    assert_close(alone[-1], batch[4 + 2])
+    vbn.eval()  # no running statistics: eval computes the same function
+    assert_close(vbn(torch.cat([ref, xs])), batch)
+
+
+def test_virtual_batch_norm_checks_inputs():
+    vbn = VirtualBatchNorm(4, ref_size=8)
+    with pytest.raises(ValueError, match="reference rows"):
+        vbn(torch.randn(8, 4))  # only the reference batch, no example
+    with pytest.raises(ValueError, match=r"\(B, 4"):
+        vbn(torch.randn(10, 5))
+    with pytest.raises(ValueError):
+        VirtualBatchNorm(4, ref_size=0)
+
+
+def test_reference_latents_fixed_and_leave_global_rng_alone():
+    state = torch.get_rng_state()
+    a, b = reference_latents(8, 3), reference_latents(8, 3)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert_close(a, b)
+    assert a.shape == (8, 3)
+    assert not torch.allclose(reference_latents(8, 3, seed=1), a)
+
+
+# -- Gaussian noise and weight norm -------------------------------------------------------------
+def test_gaussian_noise_train_only():
+    x = torch.zeros(20000)
+    noise = GaussianNoise(0.5)
+    y = noise(x)
+    assert_close(y.std(), torch.tensor(0.5), atol=0.01, rtol=0)
+    assert_close(y.mean(), torch.tensor(0.0), atol=0.01, rtol=0)
+    noise.eval()
+    assert torch.equal(noise(x), x)
+    off = GaussianNoise(0.0)
+    assert torch.equal(off(x), x)  # std 0: identity even in training
+    with pytest.raises(ValueError, match=">= 0"):
+        GaussianNoise(-0.1)
+
+
+def test_wn_linear():
+    torch.manual_seed(0)
+    layer = wn_linear(6, 3)
+    assert parametrize.is_parametrized(layer, "weight")
+    v = layer.parametrizations.weight.original1  # direction (3, 6)
+    g = layer.parametrizations.weight.original0  # scale (3, 1)
+    assert_close(layer.weight, g * v / v.norm(dim=1, keepdim=True))
+    assert_close(g.squeeze(1), v.norm(dim=1))  # default: PyTorch's g = ||v||, the plain Linear's function
+    unit = wn_linear(6, 3, scale=1.0)
+    assert_close(unit.weight.norm(dim=1), torch.ones(3))  # reference init: unit-norm rows
+    with torch.no_grad():
+        unit.parametrizations.weight.original1.mul_(10.0)
+    assert_close(unit.weight.norm(dim=1), torch.ones(3))  # the direction's scale does not matter
