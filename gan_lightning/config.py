@@ -90,6 +90,8 @@ class TrainConfig:
     diagnostics: bool = _f(True, "log D accuracy (d/acc*), the JSD estimate and gradient norms (grad_norm/*)")
     shadow_every_n_steps: int = _f(50, "every N batches, log G's gradient norm under both costs (0: off)")
     grad_norm_per_layer: bool = _f(False, "also log the gradient norm of every parameter tensor")
+    probe_every_n_epochs: int = _f(0, "every N epochs train a fresh D on a frozen copy of G and log probe/* (0: off)")
+    probe_d_iters: int = _f(100, "D iterations of each in-training probe")
     sample_every_n_epochs: int = _f(1, "write a sample grid every N epochs (0: only at the end)")
     resume: str = _f("", "checkpoint to resume from: a path, or 'last' (last.ckpt of --run_name, else the newest run)")
     config: str = _f("", "YAML file of these same keys; flags given on the command line override it")
@@ -243,7 +245,7 @@ def validate(cfg: TrainConfig) -> None:
     _check_name("precision", cfg.precision, PRECISIONS)
     _check_name("accelerator", cfg.accelerator, ACCELERATORS)
     for key in ("batch_size", "image_size", "z_dim", "g_width", "d_width", "n_critic", "num_nodes",
-                "log_every_n_steps", "mbd_kernels", "mbd_dim", "vbn_ref_size"):
+                "log_every_n_steps", "mbd_kernels", "mbd_dim", "vbn_ref_size", "probe_d_iters"):
         if getattr(cfg, key) < 1:
             raise UsageError(f"--{key}: must be >= 1, got {getattr(cfg, key)}")
     for key in ("lr_g", "lr_d"):
@@ -253,7 +255,7 @@ def validate(cfg: TrainConfig) -> None:
         if not 0 <= getattr(cfg, key) < 1:
             raise UsageError(f"--{key}: must be in [0, 1), got {getattr(cfg, key)}")
     for key in ("gp_weight", "weight_clip", "num_workers", "sample_every_n_epochs", "noise_std", "noise_final_std",
-                "shadow_every_n_steps", "historical_averaging"):
+                "shadow_every_n_steps", "historical_averaging", "probe_every_n_epochs"):
         if getattr(cfg, key) < 0:
             raise UsageError(f"--{key}: must be >= 0, got {getattr(cfg, key)}")
     if cfg.max_epochs == 0 or cfg.max_epochs < -1 or cfg.max_steps == 0 or cfg.max_steps < -1:

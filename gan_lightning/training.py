@@ -100,16 +100,20 @@ def resolve_strategy(cfg: TrainConfig) -> str:
 
 
 def build_diagnostics(cfg: TrainConfig) -> list[Any]:
-    """D accuracy and gradient norms, logged at the loggers' cadence (none with --diagnostics false)."""
-    from gan_lightning.callbacks import DiscriminatorAccuracy, GradientNorms
+    """D accuracy and gradient norms at the loggers' cadence (off with --diagnostics false), and the probe."""
+    from gan_lightning.callbacks import DiscriminatorAccuracy, GradientNorms, ProbeCallback
 
-    if not cfg.diagnostics:
-        return []
-    return [
-        DiscriminatorAccuracy(every_n_steps=cfg.log_every_n_steps),
-        GradientNorms(every_n_steps=cfg.log_every_n_steps, per_layer=cfg.grad_norm_per_layer,
-                      shadow_every_n_steps=cfg.shadow_every_n_steps),
-    ]
+    callbacks: list[Any] = []
+    if cfg.diagnostics:
+        callbacks += [
+            DiscriminatorAccuracy(every_n_steps=cfg.log_every_n_steps),
+            GradientNorms(every_n_steps=cfg.log_every_n_steps, per_layer=cfg.grad_norm_per_layer,
+                          shadow_every_n_steps=cfg.shadow_every_n_steps),
+        ]
+    if cfg.probe_every_n_epochs:
+        callbacks.append(ProbeCallback(every_n_epochs=cfg.probe_every_n_epochs, d_iters=cfg.probe_d_iters,
+                                       batch_size=cfg.batch_size, seed=cfg.seed))
+    return callbacks
 
 
 def build_trainer(cfg: TrainConfig, run_dir: Path, extra_callbacks: Sequence[Any] = ()):

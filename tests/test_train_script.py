@@ -126,3 +126,10 @@ def test_wandb_logger_falls_back_offline(tmp_path, monkeypatch, capsys):
     assert list((run / "wandb").glob("offline-run-*"))
     assert (run / "metrics.csv").is_file()
     assert (run / "wandb_id.txt").read_text().strip()
+
+
+def test_probe_callback_flag_logs_probe_keys(tmp_path):
+    assert train(tmp_path, "--max_steps", "3", "--run_name", "p", "--probe_every_n_epochs", "1",
+                 "--probe_d_iters", "12", "--max_epochs", "1") == 0
+    rows = list(csv.DictReader((tmp_path / "runs" / "p" / "metrics.csv").open()))
+    assert any(r.get("probe/final_d_accuracy") for r in rows)

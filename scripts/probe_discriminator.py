@@ -1,0 +1,149 @@
+#!/usr/bin/env python
+"""The frozen-generator probe of Arjovsky & Bottou 2017 (Figs. 1-3, Sec. 3).
+
+Train a GAN and keep its generator at several epochs (or load generators from checkpoints),
+then train a fresh discriminator against each frozen generator, with and without instance
+noise, and write curves.csv, summary.json and the figures into --out_dir.
+
+    python scripts/probe_discriminator.py --quick --out_dir runs/probe_quick     # CPU, ~3 minutes
+    python scripts/probe_discriminator.py --dataset lsun --data_root data/lsun --image_size 64
+
+Besides the flags of --help, every flag of scripts/train.py (the TrainConfig fields) sets up
+the GAN that trains G; --batch_size, --lr_d, --beta1, --beta2 and --seed also set up the probe's D.
+On a CPU shared with other jobs, OMP_NUM_THREADS=1 avoids thread oversubscription (10x slower).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from gan_lightning.cli import run_cli
+from gan_lightning.errors import UsageError
+
+# --quick: a built-in data set and small networks, so the whole command runs in minutes on a CPU.
+QUICK_TRAIN = {"dataset": "mnist5k", "image_size": 28, "g_width": 32, "d_width": 32, "accelerator": "cpu"}
+QUICK_PROBE = {"g_epochs": "1,10", "d_iters": 700, "grad_every": 10, "grad_batches": 4, "noise_std": "0,1,3"}
+NOT_FOR_PROBE = {"max_epochs": "--g_epochs", "max_steps": "--g_epochs", "resume": "--g_ckpt"}
+
+
+def _numbers(kind: type, minimum: float):
+    def parse(text: str) -> list:
+        try:
+            values = [kind(p) for p in text.split(",") if p.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list of {kind.__name__}s, got {text!r}") from None
+        if not values or min(values) < minimum:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}s >= {minimum:g}, got {text!r}")
+        return sorted(set(values))
+    return parse
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage block
+        raise UsageError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="probe_discriminator.py", description=__doc__.split("\n\n")[0], allow_abbrev=False,
+                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                epilog="Plus every flag of scripts/train.py --help.")
+    p.add_argument("--g_epochs", type=_numbers(int, 1), default="1,10,25", help="epochs at which to keep G")
+    p.add_argument("--g_ckpt", default="", help="checkpoint(s) PATH[,PATH...] to take G from instead of training one")
+    p.add_argument("--d_iters", type=_count, default="4000", help="D iterations per probe")
+    p.add_argument("--noise_std", type=_numbers(float, 0), default="0,0.1,0.3,1.0", help="instance noise stds")
+    p.add_argument("--grad_batches", type=_count, default="4", help="batches of z per gradient-norm measurement")
+    p.add_argument("--grad_every", type=_count, default="1", help="D iterations between gradient-norm measurements")
+    p.add_argument("--quick", action="store_true", help=f"CPU preset: {QUICK_TRAIN} {QUICK_PROBE}")
+    return p
+
+
+def parse(argv: Sequence[str] | None = None):
+    """(probe options, TrainConfig, keys given for the config) from the command line.
+
+    Raises:
+        UsageError: unknown flag, bad value, or a flag that makes no sense for the probe.
+    """
+    from gan_lightning.config import parse_args
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    opts, rest = parser.parse_known_args(args)
+    if opts.quick:  # the preset replaces the defaults; flags given still win
+        parser.set_defaults(**{k: str(v) for k, v in QUICK_PROBE.items()})
+        opts, rest = parser.parse_known_args(args)
+    preset = [f"--{k}={v}" for k, v in QUICK_TRAIN.items()] if opts.quick else []
+    cfg, given = parse_args(preset + rest)  # flags given later override the preset
+    typed = {a.split("=")[0].lstrip("-") for a in args if a.startswith("--")}
+    given -= set(QUICK_TRAIN) - typed  # "given" means typed by the user, not set by the preset
+    if opts.g_ckpt and "g_epochs" in typed:
+        raise UsageError("--g_epochs and --g_ckpt exclude each other: train G, or load it from checkpoints")
+    for key, instead in NOT_FOR_PROBE.items():
+        if key in given:
+            raise UsageError(f"--{key} does not apply to the probe; use {instead}")
+    if cfg.logger not in ("csv", "wandb", "none"):
+        raise UsageError(f"--logger {cfg.logger}: the probe logs to csv, wandb or none")
+    return opts, cfg, given
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, build the generators and the real data, run every probe, write the outputs."""
+    import torch
+
+    from gan_lightning.config import build_datamodule, build_networks
+    from gan_lightning.probe import load_generators, real_tensor, run_study, train_generators
+    from gan_lightning.probe_plots import log_to_wandb, save_figures, write_outputs
+
+    start = time.time()
+    opts, cfg, given = parse(argv)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out_dir = Path(cfg.out_dir if "out_dir" in given else f"runs/probe-{cfg.dataset}-{stamp}")
+    if opts.g_ckpt:
+        snapshots, cfg = load_generators([p for p in opts.g_ckpt.split(",") if p.strip()], cfg, given)
+    else:
+        snapshots = train_generators(cfg, opts.g_epochs)
+    dm = build_datamodule(cfg)
+    real = real_tensor(dm.dataset("train"), seed=cfg.seed)
+    use_gpu = cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    device = torch.device("cuda" if use_gpu else "cpu")
+    results = run_study(
+        snapshots, real.to(device), lambda: build_networks(cfg, dm.data_shape)[1], opts.noise_std,
+        d_iters=opts.d_iters, batch_size=cfg.batch_size, lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2),
+        grad_batches=opts.grad_batches, grad_every=opts.grad_every, seed=cfg.seed, device=device, progress=True,
+    )
+    settings = {
+        "d_iters": opts.d_iters, "noise_std": opts.noise_std, "grad_batches": opts.grad_batches,
+        "grad_every": opts.grad_every, "batch_size": cfg.batch_size, "lr_d": cfg.lr_d,
+        "betas": [cfg.beta1, cfg.beta2], "seed": cfg.seed, "quick": opts.quick,
+        "generator_mode": "train (BatchNorm batch statistics)", "real_examples": len(real), "device": str(device),
+        "generators": [{"g_epochs": s.g_epochs, "g_steps": s.g_steps, "source": s.source} for s in snapshots],
+        "train_config": cfg.to_dict(), "wall_seconds": round(time.time() - start, 1),
+    }
+    summary = write_outputs(out_dir, results, settings)
+    figures = save_figures(out_dir, results)
+    if cfg.logger == "wandb":
+        log_to_wandb(summary, figures, cfg.project, cfg.run_name or out_dir.name, out_dir,
+                     say=lambda m: print(m, file=sys.stderr))
+    for entry in summary["checkpoints"]:
+        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items()))
+    print(f"wrote {out_dir}/curves.csv, summary.json and {len(figures)} figures in {settings['wall_seconds']:.0f} s",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,266 @@
+"""The frozen-generator probe: summary numbers by hand, a tiny probe, the script's files and
+errors, and the training-time ProbeCallback (logs, and leaves the run unchanged)."""
+
+import csv
+import importlib.util
+import json
+import sys
+import types
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from torch.testing import assert_close
+
+from gan_lightning.callbacks.probe import ProbeCallback, fresh_copy
+from gan_lightning.cli import run_cli
+from gan_lightning.config import TrainConfig, build_datamodule, build_module
+from gan_lightning.networks import MLPDiscriminator, MLPGenerator
+from gan_lightning.probe import CURVE_COLUMNS, SUMMARY_KEYS, probe, running_mean, summarize
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURES = ("fig1_d_error.png", "fig2_grad_minimax.png", "fig3_grad_nonsaturating.png", "fig_noise.png")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny networks gain nothing from a second thread, and on a busy 2-core machine it costs 4x.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _script_main():
+    spec = importlib.util.spec_from_file_location("probe_discriminator", ROOT / "scripts" / "probe_discriminator.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+# -- summarize ---------------------------------------------------------------------------------
+def _rows(n=30, grad_every=5):
+    rows = []
+    for t in range(n):
+        measured = t % grad_every == 0 or t == n - 1
+        rows.append({
+            "iter": t, "d_loss": float(n - t), "d_accuracy": 0.5 if t < 12 else 1.0,
+            "grad_norm_minimax": float(t + 1) if measured else None,
+            "grad_norm_minimax_std": 0.0 if measured else None,
+            "grad_norm_nonsaturating": 100.0 - t if measured else None,
+            "grad_norm_nonsaturating_std": 0.1 * t if measured else None,
+        })
+    return rows
+
+
+def test_summarize_first_last_means_and_iters_to_accuracy():
+    s = summarize(_rows())
+    assert tuple(s) == SUMMARY_KEYS
+    assert s["d_loss_first"] == pytest.approx(sum(range(21, 31)) / 10)  # d_loss 30..21 at t = 0..9
+    assert s["d_loss_last"] == pytest.approx(sum(range(1, 11)) / 10)  # 10..1 at t = 20..29
+    # gradient norms exist at t = 0, 5 (first 10) and t = 20, 25, 29 (last 10)
+    assert s["grad_norm_minimax_first"] == pytest.approx((1 + 6) / 2)
+    assert s["grad_norm_minimax_last"] == pytest.approx((21 + 26 + 30) / 3)
+    assert s["grad_norm_nonsaturating_first"] == pytest.approx((100 + 95) / 2)
+    assert s["grad_norm_nonsaturating_last"] == pytest.approx((80 + 75 + 71) / 3)
+    assert s["grad_norm_nonsaturating_std_last"] == pytest.approx((2.0 + 2.5 + 2.9) / 3)
+    assert s["final_d_accuracy"] == 1.0
+    # accuracy 1 from t = 12: the first full window of 10 ones ends at t = 21
+    assert s["iters_to_accuracy_0.99"] == 21
+
+
+def test_summarize_needs_a_full_window_and_reports_none():
+    rows = _rows(n=30)
+    for r in rows:
+        r["d_accuracy"] = 0.98
+    assert summarize(rows)["iters_to_accuracy_0.99"] is None
+    rows[0]["d_accuracy"] = 1.0  # one perfect batch is not a window of 10
+    assert summarize(rows)["iters_to_accuracy_0.99"] is None
+    for r in rows:
+        r["d_accuracy"] = 0.99
+    assert summarize(rows)["iters_to_accuracy_0.99"] == 9
+
+
+def test_running_mean_is_trailing():
+    assert running_mean([1, 2, 3, 4], window=2) == [1, 1.5, 2.5, 3.5]
+
+
+# -- probe -------------------------------------------------------------------------------------
+def _tiny_probe(generator, real, **kwargs):
+    make_d = lambda: MLPDiscriminator((2,), width=8)  # noqa: E731
+    return probe(generator, real, make_d, d_iters=12, batch_size=16, grad_batches=2, **kwargs)
+
+
+def test_probe_rows_leave_g_and_rng_alone():
+    g = MLPGenerator(2, (2,), width=8)
+    before = {k: v.clone() for k, v in g.state_dict().items()}
+    real = torch.randn(100, 2) + 3.0
+    rng = torch.get_rng_state()
+    rows = _tiny_probe(g, real, grad_every=5)
+    assert [r["iter"] for r in rows] == list(range(12))
+    measured = [r["iter"] for r in rows if r["grad_norm_minimax"] is not None]
+    assert measured == [0, 5, 10, 11]  # every 5 and the last
+    assert all(r["grad_norm_nonsaturating_std"] >= 0 for r in rows if r["iter"] in measured)
+    assert all(0 <= r["d_accuracy"] <= 1 and r["d_loss"] > 0 for r in rows)
+    assert torch.equal(torch.get_rng_state(), rng)
+    for k, v in g.state_dict().items():
+        assert torch.equal(v, before[k]), k  # weights and BatchNorm statistics
+    assert g.training
+
+
+def test_probe_measurements_do_not_change_d_training_but_noise_does():
+    g = MLPGenerator(2, (2,), width=8)
+    real = torch.randn(100, 2) + 3.0
+    losses = lambda rows: [r["d_loss"] for r in rows]  # noqa: E731
+    every_1 = _tiny_probe(g, real, grad_every=1)
+    every_5 = _tiny_probe(g, real, grad_every=5)
+    assert losses(every_1) == losses(every_5)
+    assert losses(_tiny_probe(g, real, grad_every=5, noise_std=0.5)) != losses(every_5)
+    with pytest.raises(ValueError, match="d_iters"):
+        probe(g, real, lambda: MLPDiscriminator((2,)), d_iters=0)
+
+
+# -- the script --------------------------------------------------------------------------------
+TINY = ["--g_width", "8", "--d_width", "8", "--batch_size", "64", "--d_iters", "20", "--grad_every", "5",
+        "--grad_batches", "2", "--logger", "none"]
+
+
+def test_script_writes_curves_summary_and_figures(tmp_path, capsys):
+    out = tmp_path / "probe"
+    rc = run_cli(_script_main(), ["--quick", "--g_epochs", "1", "--noise_std", "0,0.5", *TINY, "--out_dir", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    with open(out / "curves.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == CURVE_COLUMNS
+    assert len(rows) == 2 * 20
+    assert {(r["g_epochs"], r["noise_std"]) for r in rows} == {("1", "0.0"), ("1", "0.5")}
+    assert rows[0]["grad_norm_minimax"] != "" and rows[1]["grad_norm_minimax"] == ""
+    summary = json.loads((out / "summary.json").read_text())
+    assert [(c["g_epochs"], c["noise_std"]) for c in summary["checkpoints"]] == [(1, 0.0), (1, 0.5)]
+    for entry in summary["checkpoints"]:
+        assert set(entry) == {"g_epochs", "noise_std", *SUMMARY_KEYS}
+    assert summary["settings"]["d_iters"] == 20
+    assert summary["settings"]["train_config"]["dataset"] == "mnist5k"
+    for name in FIGURES:
+        assert (out / name).stat().st_size > 1000
+
+
+def test_script_probes_generators_from_checkpoints(tmp_path, capsys):
+    from gan_lightning.training import main as train_main
+
+    train_args = ["--dataset", "ring", "--z_dim", "2", "--g_width", "8", "--d_width", "8", "--batch_size", "1000",
+                  "--max_epochs", "2", "--out_dir", str(tmp_path), "--run_name", "ring", "--logger", "none"]
+    assert run_cli(train_main, train_args) == 0
+    ckpt = tmp_path / "ring" / "checkpoints" / "last.ckpt"
+    out = tmp_path / "probe"
+    rc = run_cli(_script_main(), ["--g_ckpt", str(ckpt), "--noise_std", "0", *TINY, "--out_dir", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["checkpoints"][0]["g_epochs"] == 2
+    assert summary["settings"]["generators"][0]["g_steps"] == 20  # 10 batches of 1,000 ring points x 2 epochs
+    assert summary["settings"]["train_config"]["dataset"] == "ring"  # from the checkpoint
+    assert summary["settings"]["batch_size"] == 64  # from the command line, not the checkpoint's 1000
+    capsys.readouterr()
+    assert run_cli(_script_main(), ["--g_ckpt", str(ckpt), "--z_dim", "5", "--out_dir", str(out)]) == 2
+    assert "--z_dim=5 differs from the checkpoint's 2" in capsys.readouterr().err
+
+
+def _corrupt(tmp_path):
+    path = tmp_path / "bad.ckpt"
+    path.write_bytes(b"not a checkpoint")
+    return str(path)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bogus", "1"], "unknown flag --bogus"),
+    (["--g_epochs", "1,x"], "--g_epochs"),
+    (["--noise_std", "0,-1"], "--noise_std"),
+    (["--d_iters", "-5"], "--d_iters"),
+    (["--g_ckpt", "/nonexistent/run.ckpt"], "no checkpoint file"),
+    (["--g_ckpt", "CORRUPT"], "not a readable checkpoint"),
+    (["--max_epochs", "3"], "use --g_epochs"),
+    (["--g_ckpt", "a.ckpt", "--g_epochs", "1"], "exclude each other"),
+    (["--logger", "tensorboard"], "--logger"),
+])
+def test_script_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
+    args = [_corrupt(tmp_path) if a == "CORRUPT" else a for a in args]
+    assert run_cli(_script_main(), [*args, "--out_dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+    assert not (tmp_path / "out").exists()
+
+
+# -- ProbeCallback -----------------------------------------------------------------------------
+def _fit(callbacks):
+    cfg = TrainConfig(dataset="ring", z_dim=2, g_width=8, d_width=8, batch_size=1000)
+    dm = build_datamodule(cfg)
+    L.seed_everything(0, verbose=False)
+    module = build_module(cfg, dm.data_shape)
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks)
+    trainer.fit(module, datamodule=dm)
+    return trainer, module
+
+
+def test_probe_callback_logs_and_leaves_training_unchanged():
+    callback = ProbeCallback(every_n_epochs=1, d_iters=12, grad_every=4, batch_size=32)
+    trainer, with_probe = _fit([callback])
+    for key in ("probe/final_d_accuracy", "probe/grad_norm_minimax_last", "probe/grad_norm_nonsaturating_last"):
+        assert key in trainer.callback_metrics
+    assert 0 <= float(trainer.callback_metrics["probe/final_d_accuracy"]) <= 1
+    assert callback.last_summary is not None
+    _, without = _fit([])
+    a, b = with_probe.state_dict(), without.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_fresh_copy_reinitializes_a_copy():
+    d = MLPDiscriminator((2,), width=8)
+    before = {k: v.clone() for k, v in d.state_dict().items()}
+    fresh = fresh_copy(d)
+    assert all(torch.equal(v, before[k]) for k, v in d.state_dict().items())
+    assert not torch.equal(fresh.head.weight, d.head.weight)
+    assert fresh.head.weight.shape == d.head.weight.shape
+
+
+@pytest.mark.parametrize("kwargs", [{"every_n_epochs": 0}, {"d_iters": 0}, {"noise_std": -0.1}, {"lr": 0.0}])
+def test_probe_callback_rejects_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        ProbeCallback(**kwargs)
+
+
+def test_outputs_and_wandb_logging_from_hand_made_rows(tmp_path, monkeypatch):
+    from gan_lightning.probe_plots import log_to_wandb, save_figures, write_outputs
+
+    calls = {}
+
+    class Run:
+        def __init__(self, **kwargs):
+            calls["init"], self.summary = kwargs, {}
+
+        def log(self, data):
+            calls["log"] = data
+
+        def finish(self):
+            calls["finished"] = True
+
+    fake = types.SimpleNamespace(init=lambda **kw: calls.setdefault("run", Run(**kw)),
+                                 Image=lambda path: ("image", path), Table=lambda columns, data: (columns, data))
+    monkeypatch.setitem(sys.modules, "wandb", fake)  # a real offline run takes ~20 s to start
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    rows = _rows()
+    results = [{"g_epochs": e, "noise_std": s, "rows": rows, "summary": summarize(rows)} for e in (1, 3) for s in (0.0, 1.0)]
+    summary = write_outputs(tmp_path, results, {"d_iters": 30})
+    figures = save_figures(tmp_path, results)
+    assert sorted(p.name for p in figures) == sorted(FIGURES)
+    log_to_wandb(summary, figures, "gan_lightning", "probe", tmp_path, say=lambda message: None)
+    assert calls["init"]["mode"] == "offline" and calls["init"]["job_type"] == "probe"
+    assert set(calls["log"]) == {f"probe/{name[:-4]}" for name in FIGURES} | {"probe/curves"}
+    columns, data = calls["log"]["probe/curves"]
+    assert tuple(columns) == CURVE_COLUMNS and len(data) == 4 * 30
+    assert data[1][CURVE_COLUMNS.index("grad_norm_minimax")] is None  # iteration 1 was not measured
+    assert calls["run"].summary["probe/g3_noise1/iters_to_accuracy_0.99"] == 21
+    assert calls["finished"]
