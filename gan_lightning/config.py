@@ -75,6 +75,7 @@ class TrainConfig:
     max_epochs: int = _f(20, "epochs to train (-1: no limit, then set --max_steps)")
     max_steps: int = _f(-1, "generator steps to train (-1: no limit); stops before --max_epochs if reached")
     seed: int = _f(0, "random seed of the run")
+    on_nonfinite: str = _f("stop", "a non-finite loss: stop (exit 3, last good checkpoint kept) or skip the update")
     # hardware
     accelerator: str = _f("auto", "cpu, gpu, auto, ...")
     devices: str = _f("auto", "devices per node: a number, a list like 0,1, or auto")
@@ -272,6 +273,7 @@ def validate(cfg: TrainConfig) -> None:
     from gan_lightning.objectives import FM_DISTANCES
 
     _check_name("g_objective", cfg.g_objective, ["adversarial", "feature_matching"])
+    _check_name("on_nonfinite", cfg.on_nonfinite, ["stop", "skip"])
     _check_name("fm_distance", cfg.fm_distance, list(FM_DISTANCES))
     if not 0 < cfg.label_smoothing <= 1:
         raise UsageError(f"--label_smoothing: must be in (0, 1] (1.0: off), got {cfg.label_smoothing}")
@@ -319,6 +321,7 @@ def build_datamodule(cfg: TrainConfig):
         num_workers=cfg.num_workers,
         data_root=cfg.data_root,
         download=cfg.download,
+        seed=cfg.seed,
     )
 
 
@@ -378,7 +381,8 @@ def build_module(cfg: TrainConfig, data_shape: tuple[int, ...]):
         g, d, d_loss, pair.g,
         lr_g=cfg.lr_g, lr_d=cfg.lr_d, beta1=cfg.beta1, beta2=cfg.beta2, n_critic=cfg.n_critic,
         d_penalties=d_penalties, d_constraints=constraints, g_objective=g_objective, g_penalties=g_penalties,
-        d_input=build_noise(cfg), config=cfg.to_dict(),
+        d_input=build_noise(cfg), on_nonfinite=cfg.on_nonfinite, weight_check_every=cfg.log_every_n_steps,
+        config=cfg.to_dict(),
     )
 
 

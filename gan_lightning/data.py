@@ -22,13 +22,13 @@ import functools
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from gan_lightning.errors import DataError, UsageError
 
@@ -297,6 +297,7 @@ class GANDataModule(L.LightningDataModule):
         num_workers: int = 0,
         data_root: str = "data",
         download: bool = False,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         if image_size < 1 or batch_size < 1 or num_workers < 0:
@@ -310,6 +311,7 @@ class GANDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.data_root = str(data_root)
         self.download = download
+        self.seed = seed
         self.data_shape = data_shape(spec, image_size)
         self._datasets: dict[str, Dataset] = {}
 
@@ -332,13 +334,37 @@ class GANDataModule(L.LightningDataModule):
         return DataLoader(
             data,
             batch_size=self.batch_size,
-            shuffle=True,
+            sampler=EpochShuffle(len(data), self.seed),
+            # Its own generator: a new iterator draws a base seed, which must not move the global RNG.
+            generator=torch.Generator().manual_seed(self.seed),
             # A partial last batch would give D and G a different batch size (and minibatch
             # discrimination a different statistic); tiny sets keep it so an epoch is not empty.
             drop_last=len(data) >= self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+
+
+class EpochShuffle(Sampler[int]):
+    """A shuffle that depends only on (seed, epoch), not on the global RNG.
+
+    Lightning calls ``set_epoch`` at the start of every epoch, so a run resumed at an epoch
+    boundary sees exactly the batches it would have seen without stopping. (Under DDP Lightning
+    swaps in a DistributedSampler, which is seeded by epoch the same way.)
+    """
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Errors a user can cause. Scripts turn them into one line on stderr and exit code 2."""
+"""Errors that end a script with one line on stderr: usage errors (exit 2) and divergence (exit 3)."""
 
 
 class UsageError(Exception):
@@ -7,3 +7,7 @@ class UsageError(Exception):
 
 class DataError(UsageError):
     """A data set that cannot be found or read."""
+
+
+class DivergenceError(RuntimeError):
+    """Training produced a non-finite loss or weight; the message names the network and the step."""

@@ -124,32 +124,29 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, extra_callbacks: Sequence[Any
     """
     import lightning as L
     from lightning.fabric.utilities.exceptions import MisconfigurationException
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    from gan_lightning.callbacks import SampleGrid
+    from gan_lightning.callbacks import LastCheckpoint, SampleGrid, StopAtGSteps
     from gan_lightning.checkpoints import AtomicCheckpointIO
     from gan_lightning.loggers import build_loggers
 
     callbacks = [
-        ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True, save_top_k=0),
         SampleGrid(run_dir / "samples", every_n_epochs=cfg.sample_every_n_epochs),
         *build_diagnostics(cfg),
         *extra_callbacks,
+        *([StopAtGSteps(cfg.max_steps)] if cfg.max_steps > 0 else []),
+        LastCheckpoint(run_dir / "checkpoints" / "last.ckpt"),  # last: saves what the others did
     ]
     devices: Any = cfg.devices
     if devices != "auto":
         parts = [int(p) for p in devices.split(",") if p.strip()]
         devices = parts if len(parts) > 1 else parts[0]
-    # max_steps counts generator steps; the Trainer counts every optimizer step.
-    steps_per_g_step = cfg.n_critic + 1
     try:
         return L.Trainer(
             accelerator=cfg.accelerator, devices=devices, num_nodes=cfg.num_nodes,
             strategy=resolve_strategy(cfg), precision=cfg.precision,
-            max_epochs=cfg.max_epochs, max_steps=cfg.max_steps * steps_per_g_step if cfg.max_steps > 0 else -1,
+            max_epochs=cfg.max_epochs,
             logger=build_loggers(cfg, run_dir, say) or False, callbacks=callbacks,
             log_every_n_steps=cfg.log_every_n_steps, default_root_dir=str(run_dir),
-            plugins=[AtomicCheckpointIO()], enable_model_summary=False,
+            plugins=[AtomicCheckpointIO()], enable_model_summary=False, enable_checkpointing=False,
         )
     except (MisconfigurationException, ValueError) as e:
         raise UsageError(str(e).strip().splitlines()[0]) from None
@@ -159,6 +156,7 @@ def train(cfg: TrainConfig, given: set[str] | None = None) -> Run:
     """Train one run end to end; returns where it wrote its outputs."""
     import lightning as L
     import yaml
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from gan_lightning.config import build_datamodule, build_module
 
@@ -181,6 +179,8 @@ def train(cfg: TrainConfig, given: set[str] | None = None) -> Run:
     os.environ[RUN_DIR_ENV] = str(run.run_dir)
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=str(run.ckpt_path) if run.ckpt_path else None)
+    except SIGTERMException:
+        pass  # LastCheckpoint saved last.ckpt and said so; a clean exit lets the job be requeued
     finally:
         if not inherited:
             del os.environ[RUN_DIR_ENV]

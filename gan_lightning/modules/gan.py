@@ -8,6 +8,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from gan_lightning.errors import DivergenceError
 from gan_lightning.losses import DLoss, GLoss
 from gan_lightning.noise import InstanceNoise
 from gan_lightning.objectives import AdversarialObjective
@@ -54,6 +55,10 @@ class GAN(L.LightningModule):
             (Arjovsky & Bottou 2017, sec. 3); off (sigma 0) by default. After each G update it
             is told the G step count and D's real logits, so its schedule can anneal or adapt.
         num_fixed: number of fixed latent vectors kept for sample grids.
+        on_nonfinite: what a non-finite loss does: "stop" raises DivergenceError (the last good
+            checkpoint stays on disk), "skip" skips that update and counts it in ``skipped_steps``.
+            All ranks agree before skipping. Weights are checked every ``weight_check_every``
+            batches; non-finite weights always stop.
         config: the run's resolved config, stored in checkpoints so scripts can rebuild the run.
 
     Raises:
@@ -78,6 +83,8 @@ class GAN(L.LightningModule):
         g_penalties: Sequence[nn.Module] = (),
         d_input: InstanceNoise | None = None,
         num_fixed: int = 64,
+        on_nonfinite: str = "stop",
+        weight_check_every: int = 10,
         config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -85,6 +92,8 @@ class GAN(L.LightningModule):
             raise ValueError(f"learning rates must be > 0, got lr_g={lr_g}, lr_d={lr_d}")
         if n_critic < 1:
             raise ValueError(f"n_critic must be >= 1, got {n_critic}")
+        if on_nonfinite not in ("stop", "skip"):
+            raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator
@@ -92,6 +101,8 @@ class GAN(L.LightningModule):
         self.g_objective = g_objective if g_objective is not None else AdversarialObjective(g_loss)
         self.lr_g, self.lr_d, self.betas = lr_g, lr_d, (beta1, beta2)
         self.n_critic = n_critic
+        self.on_nonfinite, self.weight_check_every = on_nonfinite, weight_check_every
+        self._restored_rng: dict[str, Any] | None = None
         self.d_penalties = nn.ModuleList(d_penalties)
         self.d_constraints = list(d_constraints)
         self.g_penalties = nn.ModuleList(g_penalties)
@@ -101,7 +112,7 @@ class GAN(L.LightningModule):
         # Fixed latents for sample grids, drawn from their own RNG so the global stream is untouched.
         fixed = torch.randn(num_fixed, self.z_dim, generator=torch.Generator().manual_seed(1234))
         self.register_buffer("fixed_z", fixed)  # (num_fixed, z_dim)
-        for name in ("images_seen", "d_steps", "g_steps"):
+        for name in ("images_seen", "d_steps", "g_steps", "skipped_steps"):
             self.register_buffer(name, torch.zeros((), dtype=torch.long))
 
     # -- the one call site of D -------------------------------------------------------------
@@ -165,6 +176,8 @@ class GAN(L.LightningModule):
         fake_logits, _ = self.discriminate(fake)
         loss = self.d_loss(real_logits, fake_logits)
         loss = loss + sum(p(self, real, fake) for p in self.d_penalties)
+        if not self._finite(loss, "D"):
+            return loss.detach(), real_logits.detach(), fake_logits.detach()
         d_opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         d_opt.step()
@@ -178,14 +191,58 @@ class GAN(L.LightningModule):
             fake_logits, fake_features = self.discriminate(fake)
             loss = self.g_objective(self, real, fake_logits, fake_features)
             loss = loss + sum(p(self, real, fake) for p in self.g_penalties)
+            if not self._finite(loss, "G"):
+                return loss.detach()
             g_opt.zero_grad(set_to_none=True)
             self.manual_backward(loss)
         g_opt.step()
         self.g_steps += 1
         return loss.detach()
 
+    # -- divergence -------------------------------------------------------------------------
+    def _finite(self, loss: Tensor, network: str) -> bool:
+        """False if the update must be skipped; raises DivergenceError under on_nonfinite="stop"."""
+        ok = torch.isfinite(loss.detach()).to(torch.float32)
+        if self._trainer is not None and self.trainer.world_size > 1:
+            torch.distributed.all_reduce(ok, op=torch.distributed.ReduceOp.MIN)  # all ranks skip or none
+        if bool(ok):
+            return True
+        if self.on_nonfinite == "stop":
+            raise DivergenceError(
+                f"non-finite {network} loss ({loss.item()}) at G step {int(self.g_steps)}; stopped without "
+                "saving, the last good checkpoint is kept (--on_nonfinite skip skips such steps instead)"
+            )
+        self.skipped_steps += 1
+        return False
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.weight_check_every and (batch_idx + 1) % self.weight_check_every == 0:
+            for name, net in (("D", self.discriminator), ("G", self.generator)):
+                norms = torch._foreach_norm([p.detach() for p in net.parameters()])
+                if not bool(torch.isfinite(torch.stack(norms)).all()):
+                    raise DivergenceError(
+                        f"non-finite weights in {name} after G step {int(self.g_steps)}; stopped without "
+                        "saving, the last good checkpoint is kept"
+                    )
+
     # -- checkpoints ------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         from gan_lightning import __version__
+        from gan_lightning.checkpoints import rng_state
 
-        checkpoint["gan_lightning"] = {"version": __version__, "config": self.config}
+        checkpoint["gan_lightning"] = {"version": __version__, "config": self.config, "rng": rng_state()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._restored_rng = checkpoint.get("gan_lightning", {}).get("rng")
+
+    def on_train_start(self) -> None:
+        # The RNG as it was when the checkpoint was written (at an epoch end); what Lightning draws
+        # after this (the next epoch's DataLoader iterator) it drew after that point too.
+        if self._restored_rng is not None:
+            from gan_lightning.checkpoints import set_rng_state
+
+            set_rng_state(self._restored_rng)
+            self._restored_rng = None
+        if self.trainer.world_size > 1:
+            # Ranks were seeded alike (same initial weights); their latents must differ.
+            torch.manual_seed(int(torch.randint(2**62, ())) + self.global_rank)
