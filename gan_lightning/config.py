@@ -93,6 +93,13 @@ class TrainConfig:
     grad_norm_per_layer: bool = _f(False, "also log the gradient norm of every parameter tensor")
     probe_every_n_epochs: int = _f(0, "every N epochs train a fresh D on a frozen copy of G and log probe/* (0: off)")
     probe_d_iters: int = _f(100, "D iterations of each in-training probe")
+    metrics: str = _f("fid,kid,is,pr", "sample-quality metrics to log (fid, kid, is, pr; points get mode "
+                      "coverage); none: off")
+    metric_every_n_epochs: int = _f(0, "evaluate the metrics every N epochs (0: only after the last epoch)")
+    metric_num_samples: int = _f(0, "generated samples per evaluation (0: 5,000 images or 2,500 points)")
+    metric_extractor: str = _f("auto", "feature extractor: auto (lenet-mnist for digits, inception otherwise), "
+                               "lenet-mnist, inception")
+    metric_weights: str = _f("", "local weights file of the extractor (e.g. Inception's, offline)")
     sample_every_n_epochs: int = _f(1, "write a sample grid every N epochs (0: only at the end)")
     resume: str = _f("", "checkpoint to resume from: a path, or 'last' (last.ckpt of --run_name, else the newest run)")
     config: str = _f("", "YAML file of these same keys; flags given on the command line override it")
@@ -256,7 +263,8 @@ def validate(cfg: TrainConfig) -> None:
         if not 0 <= getattr(cfg, key) < 1:
             raise UsageError(f"--{key}: must be in [0, 1), got {getattr(cfg, key)}")
     for key in ("gp_weight", "weight_clip", "num_workers", "sample_every_n_epochs", "noise_std", "noise_final_std",
-                "shadow_every_n_steps", "historical_averaging", "probe_every_n_epochs"):
+                "shadow_every_n_steps", "historical_averaging", "probe_every_n_epochs",
+                "metric_every_n_epochs", "metric_num_samples"):
         if getattr(cfg, key) < 0:
             raise UsageError(f"--{key}: must be >= 0, got {getattr(cfg, key)}")
     if cfg.max_epochs == 0 or cfg.max_epochs < -1 or cfg.max_steps == 0 or cfg.max_steps < -1:
@@ -274,6 +282,17 @@ def validate(cfg: TrainConfig) -> None:
 
     _check_name("g_objective", cfg.g_objective, ["adversarial", "feature_matching"])
     _check_name("on_nonfinite", cfg.on_nonfinite, ["stop", "skip"])
+    if cfg.metrics != "none":
+        from gan_lightning.extractors import EXTRACTORS
+        from gan_lightning.metrics import parse_metrics
+
+        _check_name("metric_extractor", cfg.metric_extractor, ["auto", *EXTRACTORS])
+        try:
+            parse_metrics(cfg.metrics)
+        except (UsageError, ValueError) as e:
+            raise UsageError(f"--metrics: {e}") from None
+    if cfg.metric_weights and not Path(cfg.metric_weights).is_file():
+        raise UsageError(f"--metric_weights: no such file {cfg.metric_weights}")
     _check_name("fm_distance", cfg.fm_distance, list(FM_DISTANCES))
     if not 0 < cfg.label_smoothing <= 1:
         raise UsageError(f"--label_smoothing: must be in (0, 1] (1.0: off), got {cfg.label_smoothing}")

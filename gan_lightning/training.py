@@ -100,8 +100,8 @@ def resolve_strategy(cfg: TrainConfig) -> str:
 
 
 def build_diagnostics(cfg: TrainConfig) -> list[Any]:
-    """D accuracy and gradient norms at the loggers' cadence (off with --diagnostics false), and the probe."""
-    from gan_lightning.callbacks import DiscriminatorAccuracy, GradientNorms, ProbeCallback
+    """D accuracy and gradient norms (off with --diagnostics false), sample-quality metrics, the probe."""
+    from gan_lightning.callbacks import DiscriminatorAccuracy, GradientNorms, MetricsCallback, ProbeCallback
 
     callbacks: list[Any] = []
     if cfg.diagnostics:
@@ -110,6 +110,13 @@ def build_diagnostics(cfg: TrainConfig) -> list[Any]:
             GradientNorms(every_n_steps=cfg.log_every_n_steps, per_layer=cfg.grad_norm_per_layer,
                           shadow_every_n_steps=cfg.shadow_every_n_steps),
         ]
+    if cfg.metrics != "none":
+        callbacks.append(MetricsCallback(
+            # 0: only the last epoch, which the callback always scores.
+            every_n_epochs=cfg.metric_every_n_epochs or sys.maxsize, num_samples=cfg.metric_num_samples,
+            extractor=cfg.metric_extractor, metrics=cfg.metrics, weights_path=cfg.metric_weights,
+            download=cfg.download, seed=cfg.seed,
+        ))
     if cfg.probe_every_n_epochs:
         callbacks.append(ProbeCallback(every_n_epochs=cfg.probe_every_n_epochs, d_iters=cfg.probe_d_iters,
                                        batch_size=cfg.batch_size, seed=cfg.seed))

@@ -1,4 +1,4 @@
-"""Test set-up: W&B offline with its files in a temporary folder, quiet Lightning."""
+"""Test set-up: W&B offline and the metrics cache in a temporary folder, quiet Lightning."""
 
 import logging
 import os
@@ -15,6 +15,7 @@ for key, value in {
     "WANDB_CONFIG_DIR": os.path.join(_WANDB_TMP, "config"),
     "WANDB_DATA_DIR": os.path.join(_WANDB_TMP, "data"),
     "WANDB_SILENT": "true",
+    "GAN_LIGHTNING_CACHE": os.path.join(_WANDB_TMP, "metrics_cache"),
 }.items():
     os.environ.setdefault(key, value)
 
