@@ -93,13 +93,19 @@ class TrainConfig:
     grad_norm_per_layer: bool = _f(False, "also log the gradient norm of every parameter tensor")
     probe_every_n_epochs: int = _f(0, "every N epochs train a fresh D on a frozen copy of G and log probe/* (0: off)")
     probe_d_iters: int = _f(100, "D iterations of each in-training probe")
-    metrics: str = _f("fid,kid,is,pr", "sample-quality metrics to log (fid, kid, is, pr; points get mode "
-                      "coverage); none: off")
-    metric_every_n_epochs: int = _f(0, "evaluate the metrics every N epochs (0: only after the last epoch)")
-    metric_num_samples: int = _f(0, "generated samples per evaluation (0: 5,000 images or 2,500 points)")
+    # metrics of G's samples (gan_lightning/metrics.py, callbacks/metrics.py)
+    metric_every_n_epochs: int = _f(5, "FID/KID/IS/PR (images) or mode coverage (ring, grid) every N epochs and "
+                                    "after the last one (0: off)")
+    metric_num_samples: int = _f(0, "generated samples per evaluation (0: 5000 for images, 2500 for 2-D points)")
     metric_extractor: str = _f("auto", "feature extractor: auto (lenet-mnist for digits, inception otherwise), "
-                               "lenet-mnist, inception")
-    metric_weights: str = _f("", "local weights file of the extractor (e.g. Inception's, offline)")
+                               "inception, lenet-mnist")
+    metric_weights: str = _f("", "local weights file of --metric_extractor (offline Inception: torch-fidelity's "
+                             "weights-inception-2015-12-05-6726825d.pth)")
+    metric_download: bool = _f(False, "download the Inception weights if they are not in the torch hub cache")
+    metrics: str = _f("fid,kid,is,pr", "image metrics: any of fid, kid, is, pr, or none")
+    metric_split: str = _f("", "reference split: train or test (default: test; folder: train)")
+    metric_kid_subset_size: int = _f(1000, "samples per KID subset; KID is skipped when there are fewer samples")
+    metric_cache_dir: str = _f("", "cache of real features (default: $GAN_LIGHTNING_CACHE or ~/.cache/gan_lightning)")
     sample_every_n_epochs: int = _f(1, "write a sample grid every N epochs (0: only at the end)")
     resume: str = _f("", "checkpoint to resume from: a path, or 'last' (last.ckpt of --run_name, else the newest run)")
     config: str = _f("", "YAML file of these same keys; flags given on the command line override it")
@@ -253,7 +259,8 @@ def validate(cfg: TrainConfig) -> None:
     _check_name("precision", cfg.precision, PRECISIONS)
     _check_name("accelerator", cfg.accelerator, ACCELERATORS)
     for key in ("batch_size", "image_size", "z_dim", "g_width", "d_width", "n_critic", "num_nodes",
-                "log_every_n_steps", "mbd_kernels", "mbd_dim", "vbn_ref_size", "probe_d_iters"):
+                "log_every_n_steps", "mbd_kernels", "mbd_dim", "vbn_ref_size", "probe_d_iters",
+                "metric_kid_subset_size"):
         if getattr(cfg, key) < 1:
             raise UsageError(f"--{key}: must be >= 1, got {getattr(cfg, key)}")
     for key in ("lr_g", "lr_d"):
@@ -282,17 +289,16 @@ def validate(cfg: TrainConfig) -> None:
 
     _check_name("g_objective", cfg.g_objective, ["adversarial", "feature_matching"])
     _check_name("on_nonfinite", cfg.on_nonfinite, ["stop", "skip"])
-    if cfg.metrics != "none":
-        from gan_lightning.extractors import EXTRACTORS
-        from gan_lightning.metrics import parse_metrics
+    from gan_lightning.extractors import EXTRACTORS
+    from gan_lightning.metrics import parse_metrics
 
-        _check_name("metric_extractor", cfg.metric_extractor, ["auto", *EXTRACTORS])
-        try:
-            parse_metrics(cfg.metrics)
-        except (UsageError, ValueError) as e:
-            raise UsageError(f"--metrics: {e}") from None
-    if cfg.metric_weights and not Path(cfg.metric_weights).is_file():
-        raise UsageError(f"--metric_weights: no such file {cfg.metric_weights}")
+    _check_name("metric_extractor", cfg.metric_extractor, ["auto", *EXTRACTORS])
+    if cfg.metric_split:
+        _check_name("metric_split", cfg.metric_split, ["train", "test"])
+    try:
+        parse_metrics(cfg.metrics)
+    except UsageError as e:
+        raise UsageError(f"--metrics: {e}") from None
     _check_name("fm_distance", cfg.fm_distance, list(FM_DISTANCES))
     if not 0 < cfg.label_smoothing <= 1:
         raise UsageError(f"--label_smoothing: must be in (0, 1] (1.0: off), got {cfg.label_smoothing}")

@@ -100,8 +100,8 @@ def resolve_strategy(cfg: TrainConfig) -> str:
 
 
 def build_diagnostics(cfg: TrainConfig) -> list[Any]:
-    """D accuracy and gradient norms (off with --diagnostics false), sample-quality metrics, the probe."""
-    from gan_lightning.callbacks import DiscriminatorAccuracy, GradientNorms, MetricsCallback, ProbeCallback
+    """D accuracy and gradient norms at the loggers' cadence (off with --diagnostics false), and the probe."""
+    from gan_lightning.callbacks import DiscriminatorAccuracy, GradientNorms, ProbeCallback
 
     callbacks: list[Any] = []
     if cfg.diagnostics:
@@ -110,17 +110,26 @@ def build_diagnostics(cfg: TrainConfig) -> list[Any]:
             GradientNorms(every_n_steps=cfg.log_every_n_steps, per_layer=cfg.grad_norm_per_layer,
                           shadow_every_n_steps=cfg.shadow_every_n_steps),
         ]
-    if cfg.metrics != "none":
-        callbacks.append(MetricsCallback(
-            # 0: only the last epoch, which the callback always scores.
-            every_n_epochs=cfg.metric_every_n_epochs or sys.maxsize, num_samples=cfg.metric_num_samples,
-            extractor=cfg.metric_extractor, metrics=cfg.metrics, weights_path=cfg.metric_weights,
-            download=cfg.download, seed=cfg.seed,
-        ))
     if cfg.probe_every_n_epochs:
         callbacks.append(ProbeCallback(every_n_epochs=cfg.probe_every_n_epochs, d_iters=cfg.probe_d_iters,
                                        batch_size=cfg.batch_size, seed=cfg.seed))
     return callbacks
+
+
+def build_metrics(cfg: TrainConfig) -> list[Any]:
+    """FID/KID/IS/PR (images) or mode coverage (ring, grid) every --metric_every_n_epochs; none when 0."""
+    from gan_lightning.callbacks import MetricsCallback
+    from gan_lightning.data import DATASETS
+    from gan_lightning.metrics import parse_metrics
+
+    if cfg.metric_every_n_epochs == 0 or (DATASETS[cfg.dataset].kind == "images" and not parse_metrics(cfg.metrics)):
+        return []
+    return [MetricsCallback(
+        every_n_epochs=cfg.metric_every_n_epochs, num_samples=cfg.metric_num_samples, extractor=cfg.metric_extractor,
+        metrics=cfg.metrics, weights_path=cfg.metric_weights, download=cfg.metric_download, dataset=cfg.dataset,
+        image_size=cfg.image_size, data_root=cfg.data_root, split=cfg.metric_split or None,
+        kid_subset_size=cfg.metric_kid_subset_size, cache_dir=cfg.metric_cache_dir or None,
+    )]
 
 
 def build_trainer(cfg: TrainConfig, run_dir: Path, extra_callbacks: Sequence[Any] = ()):
@@ -138,6 +147,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, extra_callbacks: Sequence[Any
     callbacks = [
         SampleGrid(run_dir / "samples", every_n_epochs=cfg.sample_every_n_epochs),
         *build_diagnostics(cfg),
+        *build_metrics(cfg),
         *extra_callbacks,
         *([StopAtGSteps(cfg.max_steps)] if cfg.max_steps > 0 else []),
         LastCheckpoint(run_dir / "checkpoints" / "last.ckpt"),  # last: saves what the others did

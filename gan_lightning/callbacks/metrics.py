@@ -1,0 +1,287 @@
+"""MetricsCallback: FID/KID/IS/precision-recall of G's samples (images) or mode coverage (2-D points)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Iterable
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+from torch import Tensor
+
+from gan_lightning.errors import UsageError
+from gan_lightning.metrics import METRICS, FidelityMetrics, Reference, default_split, generate_samples, metric_key, \
+    parse_metrics, shard
+
+DEFAULT_NUM_SAMPLES = {"images": 5000, "points": 2500}  # points: PacGAN's 2,500
+
+
+def default_num_samples(kind: str) -> int:
+    """Generated samples per evaluation when none are given: 5,000 images, or 2,500 points (PacGAN)."""
+    return DEFAULT_NUM_SAMPLES[kind]
+
+
+def logged_keys(dataset: str, num_samples: int = 0, extractor: str = "auto", metrics: str | Iterable[str] = METRICS,
+                kid_subset_size: int = 1000) -> set[str]:
+    """The keys MetricsCallback logs for these arguments (a sweep's metric must be one of them).
+
+    KID is left out when ``num_samples`` is below ``kid_subset_size`` (it is skipped then); a
+    reference split smaller than the subset size is only found when the data is loaded.
+    """
+    from gan_lightning.data import DATASETS
+    from gan_lightning.extractors import check_name, default_extractor
+    from gan_lightning.metrics import VALUE_NAMES
+    from gan_lightning.mode_coverage import LOGGED, MIXTURES
+
+    kind = DATASETS[dataset].kind
+    n = num_samples or default_num_samples(kind)
+    if kind == "points":
+        return {metric_key(k, n) for k in LOGGED} if dataset in MIXTURES else set()
+    short = check_name(default_extractor(dataset) if extractor == "auto" else extractor).short
+    chosen = [m for m in parse_metrics(metrics) if m != "kid" or n >= kid_subset_size]
+    return {metric_key(v, n, short) for m in chosen for v in VALUE_NAMES[m]}
+
+
+@rank_zero_only
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def gather_rows(trainer: L.Trainer, rows: Tensor, counts: list[int]) -> Tensor:
+    """Concatenate every rank's ``rows`` (counts[r], ...) in rank order; each row appears once.
+
+    ``all_gather`` needs equal shapes, so rows are padded to the largest count and trimmed after.
+    """
+    if trainer.world_size == 1:
+        return rows
+    padded = rows.new_zeros(max(counts), *rows.shape[1:])
+    padded[: len(rows)] = rows
+    gathered = trainer.strategy.all_gather(padded)  # (world, max(counts), ...)
+    return torch.cat([gathered[r, : counts[r]] for r in range(trainer.world_size)])
+
+
+def sync_buffers(trainer: L.Trainer, module: torch.nn.Module) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics) before sampling.
+
+    DDP keeps parameters equal, but each rank's BatchNorm running statistics follow its own
+    batches after the last broadcast; in eval mode G uses them, so without this each rank would
+    sample from a slightly different generator.
+    """
+    if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        for buffer in module.buffers():
+            torch.distributed.broadcast(buffer.data, src=0)
+
+
+class MetricsCallback(L.Callback):
+    """Score G's samples every ``every_n_epochs`` epochs and after the last one.
+
+    Images get FID, KID (mean, std), Inception score (mean, std) and precision/recall against a
+    reference split, in the feature space of ``extractor`` (see :mod:`gan_lightning.metrics`;
+    real features are cached on disk per key). 2-D points (``ring``, ``grid``) get mode coverage
+    (:mod:`gan_lightning.mode_coverage`). Values are logged with ``pl_module.log`` under names
+    that say how they were measured (``fid/lenet_5k``, ``modes_covered/2.5k``), so every logger
+    gets them, and written to a W&B run's summary so a sweep can optimize them.
+
+    The sample latents are fixed (``seed``): every evaluation scores G on the same z, so the
+    curve over epochs is not noisy from resampling, and training's own RNG is left untouched.
+    Under DDP each rank generates its share (``num_samples // world``, one more on the first
+    ``num_samples % world`` ranks) and extracts its features; features are gathered to rank 0
+    (about ``num_samples * D * 4`` bytes, 410 MB for 50k Inception features), which computes the
+    metrics once and broadcasts them so every rank logs the same values. G's buffers (BatchNorm
+    running statistics, which DDP lets drift per rank) are first broadcast from rank 0, so every
+    rank samples from the same generator. Precision/recall and KID
+    need all features in one place anyway; torch-fidelity's maths on the gathered features
+    gives the same numbers as one process, sample for sample.
+
+    Reads ``pl_module.generate(z)`` (eval mode, the mode G was in restored), ``pl_module.z_dim``
+    and, for arguments left as None, ``pl_module.config`` (``dataset``, ``image_size``, ``data_root``).
+
+    A problem a user can cause at run time (missing weights, no network for Inception, too few
+    samples for KID's subsets, unreadable reference data) prints one warning line; that metric (or
+    all, when nothing can be measured) is skipped and training goes on.
+
+    Args:
+        every_n_epochs: epochs between evaluations (>= 1); the last epoch is always evaluated.
+            To measure only at the end, pass the number of epochs; to measure nothing, add no
+            callback (the ``metric_every_n_epochs=0`` of the training config).
+        num_samples: generated samples per evaluation over all processes; 0 for 5,000 images or
+            2,500 points.
+        extractor: ``auto`` (lenet-mnist for digit data, inception for other images) or a name
+            of ``gan_lightning.extractors.EXTRACTORS``.
+        metrics: subset of ``fid``, ``kid``, ``is``, ``pr`` (images only).
+        weights_path: local weights file of the extractor ("" for shipped / torch hub cache).
+        download: allow downloading Inception weights that are not cached.
+        dataset: reference data set; None reads ``pl_module.config["dataset"]``.
+        image_size: None reads ``pl_module.config["image_size"]``.
+        data_root: None reads ``pl_module.config["data_root"]``.
+        split: reference split; None for ``test`` (``train`` for ``folder``).
+        num_real: real images in the reference (0: the whole split).
+        kid_subset_size: samples per KID subset (1,000 by convention).
+        batch_size: images per generator and extractor call.
+        cache_dir: folder of cached real features (None: $GAN_LIGHTNING_CACHE or ~/.cache/gan_lightning).
+        seed: seed of the evaluation latents.
+        progress: show a tqdm bar on rank zero while generating.
+
+    Raises:
+        UsageError: a negative count, an unknown metric or extractor name.
+
+    Example:
+        >>> cb = MetricsCallback(every_n_epochs=5, num_samples=5000)  # logs fid/lenet_5k on mnist5k
+    """
+
+    def __init__(self, every_n_epochs: int = 1, num_samples: int = 0, *, extractor: str = "auto",
+                 metrics: str | Iterable[str] = METRICS, weights_path: str = "", download: bool = False,
+                 dataset: str | None = None, image_size: int | None = None, data_root: str | None = None,
+                 split: str | None = None, num_real: int = 0, kid_subset_size: int = 1000, batch_size: int = 250,
+                 cache_dir: str | None = None, seed: int = 0, progress: bool = True) -> None:
+        from gan_lightning.extractors import check_name
+
+        for name, value in (("num_samples", num_samples), ("num_real", num_real)):
+            if value < 0:
+                raise UsageError(f"{name} must be >= 0, got {value}")
+        for name, value in (("every_n_epochs", every_n_epochs), ("batch_size", batch_size),
+                            ("kid_subset_size", kid_subset_size)):
+            if value < 1:
+                raise UsageError(f"{name} must be >= 1, got {value}")
+        if extractor != "auto":
+            check_name(extractor)
+        self.every_n_epochs, self.num_samples = every_n_epochs, num_samples
+        self.extractor, self.metrics = extractor, parse_metrics(metrics)
+        self.weights_path, self.download = weights_path, download
+        self.dataset, self.image_size, self.data_root, self.split = dataset, image_size, data_root, split
+        self.num_real, self.kid_subset_size, self.batch_size = num_real, kid_subset_size, batch_size
+        self.cache_dir, self.seed, self.progress = cache_dir, seed, progress
+        self.fidelity: FidelityMetrics | None = None
+        self.points = False  # 2-D mixture: mode coverage instead
+        self.off = ""  # why nothing is measured ("" while on)
+        self.skip: set[str] = set()
+        self.last_metrics: dict[str, float] = {}
+        self._scored_at: int | None = None
+
+    # -- set-up: everything that can go wrong is found here, once ----------------------------
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        from gan_lightning.data import DATASETS
+        from gan_lightning.mode_coverage import MIXTURES
+
+        config = getattr(pl_module, "config", {}) or {}
+        dataset = self.dataset or config.get("dataset", "")
+        if dataset not in DATASETS:
+            self.off = f"metrics off: unknown dataset {dataset!r} (pass dataset=...)"
+            _warn(self.off)
+            return
+        kind = DATASETS[dataset].kind
+        self.num_samples = self.num_samples or default_num_samples(kind)
+        if kind == "points":
+            self.points = dataset in MIXTURES
+            self.off = "" if self.points else f"metrics off: mode coverage is defined for {', '.join(MIXTURES)} only"
+            self.dataset = dataset
+        else:
+            from gan_lightning.extractors import default_extractor
+
+            name = default_extractor(dataset) if self.extractor == "auto" else self.extractor
+            if self.download and trainer.world_size > 1:  # one download per machine, not one per process
+                if trainer.local_rank == 0:
+                    self._try_download(name)
+                trainer.strategy.barrier()
+            self._setup_fidelity(name, dataset, config)
+        if self.off:
+            _warn(self.off)
+
+    def _try_download(self, name: str) -> None:
+        from gan_lightning.extractors import resolve_weights
+
+        try:
+            resolve_weights(name, self.weights_path, download=True)
+        except UsageError:
+            pass  # every rank then reports it in _setup_fidelity
+
+    def _setup_fidelity(self, name: str, dataset: str, config: dict[str, Any]) -> None:
+        from gan_lightning.extractors import data_warning, load_extractor
+
+        caveat = data_warning(name, dataset)
+        if caveat:
+            _warn(caveat)
+        reference = Reference(
+            dataset, self.split or default_split(dataset), int(self.image_size or config.get("image_size", 32)),
+            self.num_real, str(self.data_root or config.get("data_root", "data")),
+        )
+        try:
+            extractor = load_extractor(name, self.weights_path, self.download)
+            self.fidelity = FidelityMetrics(reference, extractor, self.metrics, kid_subset_size=self.kid_subset_size,
+                                            batch_size=self.batch_size, cache=self.cache_dir)
+            problems = self.fidelity.problems(self.num_samples)
+        except UsageError as e:
+            self.off = f"metrics off: {e}; training goes on without them"
+            return
+        for metric, why in problems.items():
+            _warn(f"{metric} skipped: {why}")
+        self.skip = set(problems)
+        if not set(self.metrics) - self.skip:
+            self.off = "metrics off: none of the chosen metrics can be computed"
+
+    # -- when --------------------------------------------------------------------------------
+    def _due(self, trainer: L.Trainer) -> bool:
+        epoch = trainer.current_epoch + 1
+        last = ((trainer.max_epochs is not None and 0 < trainer.max_epochs <= epoch)
+                or (trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps) or trainer.should_stop)
+        every = epoch % self.every_n_epochs == 0
+        return (last or every) and self._scored_at != trainer.global_step
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.off and self._due(trainer):
+            self.evaluate(trainer, pl_module)
+
+    # -- what --------------------------------------------------------------------------------
+    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
+        """Generate this rank's share, gather on rank 0, score there, log everywhere. Returns the logged values."""
+        world, rank = trainer.world_size, trainer.global_rank
+        counts = [b - a for a, b in (shard(self.num_samples, world, r) for r in range(world))]
+        start, end = shard(self.num_samples, world, rank)
+        sync_buffers(trainer, getattr(pl_module, "generator", pl_module))
+        batches = generate_samples(pl_module.generate, pl_module.z_dim, start, end, self.seed, self.batch_size,
+                                   pl_module.device, self.progress and trainer.is_global_zero, desc="metrics")
+        if self.points:
+            local = {"points": torch.cat(list(batches)).float()}  # (count, 2)
+        else:
+            self.fidelity.extractor.to(pl_module.device)
+            local = self.fidelity.features(batches)  # {layer: (count, D)}
+        # The same layers in the same order on every rank, so the collectives pair up.
+        rows = {k: gather_rows(trainer, v.to(pl_module.device), counts).cpu() for k, v in local.items()}
+        values: dict[str, float] | str = {}
+        if trainer.is_global_zero:
+            try:
+                values = self._score(rows)
+            except UsageError as e:  # e.g. reference data gone since set-up
+                values = f"metrics off: {e}"
+        values = trainer.strategy.broadcast(values, src=0)
+        if isinstance(values, str):
+            self.off = values
+            _warn(values)
+            return {}
+        for key, value in values.items():
+            pl_module.log(key, value, on_step=False, on_epoch=True, sync_dist=world > 1)
+        if trainer.is_global_zero:
+            self._write_summary(trainer, values)
+        self.last_metrics, self._scored_at = values, trainer.global_step
+        return values
+
+    def _score(self, rows: dict[str, Tensor]) -> dict[str, float]:
+        if self.points:
+            from gan_lightning.mode_coverage import LOGGED, dataset_mode_coverage
+
+            coverage = dataset_mode_coverage(rows["points"], self.dataset)
+            return {metric_key(k, self.num_samples): coverage[k] for k in LOGGED}
+        scored = self.fidelity.score(rows, skip=self.skip)
+        return {metric_key(k, self.num_samples, self.fidelity.extractor.spec.short): v for k, v in scored.items()}
+
+    @staticmethod
+    def _write_summary(trainer: L.Trainer, values: dict[str, float]) -> None:
+        from lightning.pytorch.loggers import WandbLogger
+
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                for key, value in values.items():
+                    logger.experiment.summary[key] = value

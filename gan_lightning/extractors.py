@@ -1,0 +1,409 @@
+"""Feature extractors for FID/KID/IS/precision-recall, chosen by name and run through torch-fidelity.
+
+Two extractors, in the ``EXTRACTORS`` table at the end:
+
+- ``inception``: torch-fidelity's ``inception-v3-compat``, the port of the TF Inception 2015-12-05
+  graph that FID and KID papers use (2048-d pool3 features, 1008 logits). Its weights are a 95 MB
+  file. They are looked for, in this order: the path the user gives (``--metric_weights``), then the
+  torch hub cache (``$TORCH_HOME/hub/checkpoints/weights-inception-2015-12-05-6726825d.pth``,
+  where torch-fidelity itself keeps them). Nothing is downloaded unless the user opts in
+  (``--metric_download``), and then only after a 3-second reachability check, so an offline machine
+  gets one line saying what to do instead of a hang.
+- ``lenet-mnist``: a small digit classifier shipped with the package
+  (``gan_lightning/weights/lenet_mnist.pt``, trained by ``scripts/train_feature_extractor.py`` on
+  the ``mnist5k`` train split). Its 128-d penultimate layer feeds FID/KID/precision-recall and
+  its 10 logits the Inception score, so digit metrics work offline and fast on a CPU. Numbers
+  are only comparable with other ``lenet`` numbers, never with Inception ones.
+
+Both take what torch-fidelity feeds: uint8 images (B, C, H, W). Grey images are repeated to three
+channels for Inception; LeNet turns RGB into grey and resizes any size to 32x32 itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.helpers import vassert
+
+from gan_lightning.errors import UsageError
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+INCEPTION_URL = (
+    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
+)
+# sha256 of weights/lenet_mnist.pt; tests check the shipped file against it (retrained: update it and the README).
+LENET_MNIST_SHA256 = "e60a6f2378c13b1969b40630cce7196b042591521602764643736d9f32adb358"
+DIGIT_DATASETS = ("digits", "mnist5k", "mnist")  # data that gets lenet-mnist by default
+LENET_VALIDATED = ("mnist5k", "mnist")  # MNIST digits: 98.5% on the mnist5k test split (sklearn digits: 34%)
+
+
+# -- the digit classifier ----------------------------------------------------------------------
+def lenet_input(pixels: Tensor) -> Tensor:
+    """uint8 images of any size, grey or RGB, to the classifier's input.
+
+    Args:
+        pixels: (B, 1 or 3, H, W) uint8 in [0, 255].
+
+    Returns:
+        (B, 1, 32, 32) float in [-1, 1], the model range ``to_uint8`` maps from.
+    """
+    x = pixels.float() / 127.5 - 1.0  # inverse of gan_lightning.images.to_uint8
+    if x.shape[1] == 3:  # ITU-R 601 luma, as PIL's "L" mode
+        x = (x * x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)  # (B, 1, H, W)
+    if x.shape[-2:] != (LeNetMNIST.INPUT_SIZE,) * 2:
+        x = F.interpolate(x, size=LeNetMNIST.INPUT_SIZE, mode="bilinear", align_corners=False, antialias=True)
+    return x
+
+
+def _conv_block(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    )
+
+
+class LeNetMNIST(nn.Module):
+    """A LeNet-style digit classifier (LeCun et al. 1998) with BatchNorm: 32x32 grey -> 10 logits.
+
+    ``features`` is the 128-d penultimate layer (after its ReLU); ``head`` maps it to the logits
+    the Inception score uses. ``embed`` is ``features`` divided by ``feature_rms``, their root
+    mean square over the training digits (a buffer, saved with the weights): FID/KID/precision-
+    recall use it, so KID's kernel ``(x.y / d + 1)^3`` sees O(1) values, as with Inception's
+    pool3 features, instead of being dominated by its cubic term.
+    """
+
+    INPUT_SIZE = 32
+    FEATURE_DIM = 128
+    NUM_CLASSES = 10
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            _conv_block(1, 32, 5),   # (B, 32, 16, 16)
+            _conv_block(32, 64, 3),  # (B, 64, 8, 8)
+            _conv_block(64, 64, 3),  # (B, 64, 4, 4)
+            nn.Flatten(),            # (B, 1024)
+            nn.Linear(64 * 4 * 4, self.FEATURE_DIM),
+            nn.ReLU(inplace=True),
+        )
+        self.dropout = nn.Dropout(0.3)  # training only
+        self.head = nn.Linear(self.FEATURE_DIM, self.NUM_CLASSES)
+        self.register_buffer("feature_rms", torch.ones(()))  # set after training
+
+    def features(self, x: Tensor) -> Tensor:
+        """(B, 1, 32, 32) in [-1, 1] -> (B, 128) penultimate activations."""
+        return self.body(x)
+
+    def embed(self, features: Tensor) -> Tensor:
+        """(B, 128) features -> (B, 128) features of unit root mean square over the training digits."""
+        return features / self.feature_rms
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, 1, 32, 32) in [-1, 1] -> (B, 10) logits."""
+        return self.head(self.dropout(self.features(x)))
+
+
+class LeNetFeatureExtractor(FeatureExtractorBase):
+    """:class:`LeNetMNIST` as a torch-fidelity feature extractor (registered as ``lenet-mnist``).
+
+    Layers: ``features`` (B, 128), ``LeNetMNIST.embed`` of the penultimate layer, for FID, KID
+    and precision/recall; ``logits`` (B, 10) for IS.
+
+    Args:
+        name: the registered name.
+        features_list: layers to return, a subset of ``("features", "logits")``.
+        feature_extractor_weights_path: a state dict of LeNetMNIST; default the shipped file.
+            Loaded with ``weights_only=True``.
+    """
+
+    def __init__(self, name: str, features_list: list[str], feature_extractor_weights_path: str | None = None,
+                 **kwargs) -> None:
+        super().__init__(name, features_list)
+        self.net = LeNetMNIST()
+        path = feature_extractor_weights_path or WEIGHTS_DIR / EXTRACTORS["lenet-mnist"].shipped
+        self.net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        self.requires_grad_(False)
+        self.eval()
+
+    @staticmethod
+    def get_provided_features_list() -> tuple[str, ...]:
+        return ("features", "logits")
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric: str) -> str:
+        return {"isc": "logits", "fid": "features", "kid": "features", "prc": "features"}[metric]
+
+    @staticmethod
+    def can_be_compiled() -> bool:
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile() -> Tensor:
+        return torch.zeros(1, 1, 32, 32, dtype=torch.uint8)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        vassert(torch.is_tensor(x) and x.dtype == torch.uint8, "Expecting image as torch.Tensor with dtype=torch.uint8")
+        vassert(x.dim() == 4 and x.shape[1] in (1, 3), f"Input is not Bx1xHxW or Bx3xHxW: {tuple(x.shape)}")
+        features = self.net.features(lenet_input(x))  # (B, 128)
+        out = {"features": self.net.embed(features), "logits": self.net.head(features)}  # logits (B, 10)
+        return tuple(out[name] for name in self.features_list)
+
+
+# -- the table, weights and loading ------------------------------------------------------------
+@dataclass(frozen=True)
+class ExtractorSpec:
+    """One extractor: its torch-fidelity name, layers, input channels and where its weights come from.
+
+    Args:
+        fidelity_name: the name in torch-fidelity's registry.
+        short: how metric keys name it: ``fid/<short>_5k``.
+        feature_layer: layer for FID, KID and precision/recall.
+        logits_layer: layer for the Inception score.
+        channels: 3 when grey images must be repeated to RGB; 0 when it takes 1 or 3 channels.
+        shipped: file name under ``gan_lightning/weights/`` ("" if not shipped).
+        url: where the weights can be downloaded from ("" if nowhere).
+        description: one line for --help and the README.
+    """
+
+    fidelity_name: str
+    short: str
+    feature_layer: str
+    logits_layer: str
+    channels: int
+    shipped: str = ""
+    url: str = ""
+    description: str = ""
+
+
+def register_with_fidelity() -> None:
+    """Register ``lenet-mnist`` with torch-fidelity (once; later calls do nothing)."""
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
+
+    if "lenet-mnist" not in FEATURE_EXTRACTORS_REGISTRY:
+        register_feature_extractor("lenet-mnist", LeNetFeatureExtractor)
+
+
+def check_name(name: str) -> ExtractorSpec:
+    """The spec of ``name``. Raises UsageError listing the valid names when it is unknown."""
+    if name not in EXTRACTORS:
+        raise UsageError(f"unknown feature extractor {name!r}; valid extractors are: {', '.join(EXTRACTORS)}")
+    return EXTRACTORS[name]
+
+
+def default_extractor(dataset: str, kind: str = "images") -> str | None:
+    """``lenet-mnist`` for digit data, ``inception`` for other images, None for 2-D points.
+
+    FashionMNIST is grey but not digits: it gets Inception (LeNet's features of clothes would be
+    features of a digit classifier; allowed with a warning, see :func:`data_warning`). sklearn's
+    8x8 ``digits`` get lenet-mnist too, with a warning: Inception is no better on 8x8 images.
+    """
+    if kind == "points":
+        return None
+    return "lenet-mnist" if dataset in DIGIT_DATASETS else "inception"
+
+
+def data_warning(name: str, dataset: str) -> str | None:
+    """A one-line caveat when ``name`` is used on data it was not validated on, else None.
+
+    lenet-mnist classifies 98.5% of the mnist5k test digits right but only 34% of sklearn's
+    8x8 ``digits`` (blurry when upsampled): on ``digits`` it is the only fast choice, and a rough one.
+    """
+    if name == "lenet-mnist" and dataset not in LENET_VALIDATED:
+        other = "" if dataset in DIGIT_DATASETS else "; use --metric_extractor inception to compare with papers"
+        return (f"lenet-mnist was trained on MNIST digits; its features of {dataset!r} are not validated, "
+                f"compare such numbers only with each other{other}")
+    return None
+
+
+def hub_path(url: str) -> Path:
+    """Where torch hub (and torch-fidelity) keep the file downloaded from ``url``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+
+
+def _reachable(url: str, timeout: float = 3.0) -> bool:
+    host = urlparse(url).hostname or ""
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_weights(name: str, weights_path: str | os.PathLike = "", download: bool = False) -> Path:
+    """The weights file of extractor ``name``: the given path, the shipped file or the hub cache.
+
+    Only with ``download`` and a host that answers within 3 s is anything fetched (into the hub
+    cache, where torch-fidelity would put it, checked against the hash in its name).
+
+    Raises:
+        UsageError: unknown name, missing file, or Inception weights neither local nor allowed
+            to be downloaded; one line that says what to pass instead.
+    """
+    spec = check_name(name)
+    if weights_path:
+        path = Path(weights_path).expanduser()
+        if not path.is_file():
+            raise UsageError(f"--metric_weights: no file at {path}; give the path of the {name} weights file")
+        return path
+    if spec.shipped:
+        path = WEIGHTS_DIR / spec.shipped
+        if not path.is_file():
+            raise UsageError(f"the shipped {name} weights are missing at {path}; reinstall gan_lightning "
+                             f"or pass --metric_weights PATH")
+        return path
+    cached = hub_path(spec.url)
+    if cached.is_file():
+        return cached
+    if not download:
+        raise UsageError(
+            f"no {name} weights: {cached} does not exist; pass --metric_weights PATH (torch-fidelity's "
+            f"{cached.name}) or --metric_download to fetch it (needs internet)"
+        )
+    if not _reachable(spec.url):
+        raise UsageError(f"--metric_download: cannot reach {urlparse(spec.url).hostname} within 3 s; copy "
+                         f"{cached.name} to this machine and pass --metric_weights PATH")
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    prefix = torch.hub.HASH_REGEX.search(cached.name)
+    torch.hub.download_url_to_file(spec.url, str(cached), hash_prefix=prefix.group(1) if prefix else None)
+    return cached
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file, hashed once per (path, size, modification time) in this process."""
+    stat = Path(path).stat()
+    return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+def _check_state_dict(name: str, path: Path) -> None:
+    """Refuse anything but a plain state dict before torch-fidelity loads it (it does not use weights_only)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure means "not a weights file" to the user
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise UsageError(f"{path} is not a {name} weights file ({reason})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise UsageError(f"{path} is not a {name} weights file (expected a state dict of tensors)")
+
+
+@dataclass
+class Extractor:
+    """A loaded extractor: call it on uint8 images to get ``{layer: (B, D)}`` float32 features.
+
+    Attributes:
+        name: our name (``inception``, ``lenet-mnist``).
+        spec: its table entry.
+        module: the torch-fidelity FeatureExtractorBase, in eval mode, gradients off.
+        weights: the weights file used.
+        sha256: sha256 of that file; part of every cache key of real statistics.
+    """
+
+    name: str
+    spec: ExtractorSpec
+    module: FeatureExtractorBase
+    weights: Path
+    sha256: str
+
+    @property
+    def layers(self) -> tuple[str, str]:
+        return self.spec.feature_layer, self.spec.logits_layer
+
+    def to(self, device: torch.device | str) -> Extractor:
+        self.module.to(device)
+        return self
+
+    @torch.no_grad()
+    def __call__(self, pixels: Tensor) -> dict[str, Tensor]:
+        """Features of uint8 images (B, C, H, W) on the extractor's device; returns float32 (B, D) per layer."""
+        if self.spec.channels == 3 and pixels.shape[1] == 1:
+            pixels = pixels.expand(-1, 3, -1, -1)  # grey -> RGB
+        out = self.module(pixels)
+        return {k: v.float() for k, v in self.module.convert_features_tuple_to_dict(out).items()}
+
+
+def load_extractor(name: str, weights_path: str | os.PathLike = "", download: bool = False,
+                   device: torch.device | str = "cpu") -> Extractor:
+    """Resolve the weights of ``name``, check them and build the torch-fidelity extractor.
+
+    Args:
+        name: a key of ``EXTRACTORS``.
+        weights_path: a local weights file; "" for the shipped file or the torch hub cache.
+        download: allow fetching Inception weights that are not cached (see :func:`resolve_weights`).
+        device: where the extractor runs.
+
+    Raises:
+        UsageError: unknown name, missing or unusable weights file (one line).
+    """
+    from torch_fidelity.utils import create_feature_extractor
+
+    spec = check_name(name)
+    register_with_fidelity()
+    path = resolve_weights(name, weights_path, download)
+    _check_state_dict(name, path)
+    try:
+        module = create_feature_extractor(
+            spec.fidelity_name, [spec.feature_layer, spec.logits_layer], cuda=False,
+            feature_extractor_weights_path=str(path), verbose=False,
+        )
+    except RuntimeError as e:  # load_state_dict: missing or unexpected keys, wrong shapes
+        reason = str(e).strip().splitlines()[0][:200]
+        raise UsageError(f"{path} does not fit the {name} extractor ({reason})") from None
+    return Extractor(name, spec, module, path, file_sha256(path)).to(device)
+
+
+def write_random_inception_weights(path: str | os.PathLike, seed: int = 0) -> Path:
+    """Save a randomly initialised ``inception`` state dict (95 MB) to ``path``.
+
+    For checking the Inception plumbing and timing it offline only: the metrics it gives mean
+    nothing.
+    """
+    from torch_fidelity import feature_extractor_inceptionv3 as tfi
+
+    class _Unloaded(tfi.FeatureExtractorInceptionV3):
+        def load_state_dict(self, *args, **kwargs):  # the constructor's load: keep the random init
+            return None
+
+    original = tfi.load_state_dict_from_url
+    tfi.load_state_dict_from_url = lambda *a, **k: {}  # never touch the network
+    try:
+        with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream alone
+            torch.manual_seed(seed)
+            module = _Unloaded("inception-v3-compat", ["2048"])
+    finally:
+        tfi.load_state_dict_from_url = original
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(module.state_dict(), path)
+    return path
+
+
+EXTRACTORS: dict[str, ExtractorSpec] = {
+    "inception": ExtractorSpec(
+        "inception-v3-compat", "inception", "2048", "logits_unbiased", channels=3, url=INCEPTION_URL,
+        description="torch-fidelity's InceptionV3 (TF 2015-12-05 port): 2048-d pool3, any images",
+    ),
+    "lenet-mnist": ExtractorSpec(
+        "lenet-mnist", "lenet", "features", "logits", channels=0, shipped="lenet_mnist.pt",
+        description="shipped digit classifier: 128-d penultimate layer, digits (28/32 px, 1 channel)",
+    ),
+}

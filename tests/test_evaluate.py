@@ -1,0 +1,135 @@
+"""scripts/evaluate.py: JSON and table reports, cached real statistics, points, one-line errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from gan_lightning.cli import run_cli
+from gan_lightning.config import TrainConfig, build_module
+from gan_lightning.data import DATASETS, data_shape
+from gan_lightning.extractors import LENET_MNIST_SHA256, write_random_inception_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+JSON_KEYS = {"fid", "kid_mean", "kid_std", "is_mean", "is_std", "precision", "recall", "extractor",
+             "extractor_sha256", "num_samples", "real_stats_cached", "seconds"}
+
+
+def _script_main():
+    spec = importlib.util.spec_from_file_location("evaluate_script", ROOT / "scripts" / "evaluate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+main = _script_main()
+
+
+def checkpoint(tmp_path: Path, **options) -> Path:
+    """What training writes, minus optimizer state: weights plus the run's config."""
+    cfg = TrainConfig(**{"dataset": "mnist5k", "image_size": 28, "z_dim": 16, "g_width": 8, "d_width": 8, **options})
+    torch.manual_seed(0)
+    module = build_module(cfg, data_shape(DATASETS[cfg.dataset], cfg.image_size))
+    path = tmp_path / f"{cfg.dataset}.ckpt"
+    torch.save({"state_dict": module.state_dict(), "gan_lightning": {"version": "0.1.0", "config": cfg.to_dict()}},
+               path)
+    return path
+
+
+def evaluate(capsys, *argv: str) -> tuple[int, str, str]:
+    code = run_cli(main, [str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="session")
+def random_inception(tmp_path_factory):
+    """Randomly initialised Inception weights in a local file: checks plumbing, not numbers."""
+    path = tmp_path_factory.getbasetemp() / "inception_random.pt"
+    return path if path.is_file() else write_random_inception_weights(path)
+
+
+def test_json_report_and_cached_second_run(tmp_path, capsys):
+    ckpt = checkpoint(tmp_path)
+    args = [ckpt, "--json", "--num_samples", 300, "--kid_subset_size", 250, "--cache_dir", tmp_path / "c",
+            "--device", "cpu"]
+    code, out, _ = evaluate(capsys, *args)
+    assert code == 0
+    first = json.loads(out)
+    assert JSON_KEYS <= set(first)
+    assert first["extractor"] == "lenet-mnist" and first["extractor_sha256"] == LENET_MNIST_SHA256
+    assert first["num_samples"] == 300 and first["real_stats_cached"] is False
+    assert first["fid"] > 0 and 1.0 <= first["is_mean"] <= 10.0
+
+    code, out, _ = evaluate(capsys, *args)
+    second = json.loads(out)
+    assert code == 0 and second["real_stats_cached"] is True
+    for key in ("fid", "kid_mean", "kid_std", "is_mean", "is_std", "precision", "recall"):
+        assert second[key] == first[key], key  # same latents (seed 0), same real statistics
+
+
+def test_table_uses_the_logged_names(tmp_path, capsys):
+    code, out, _ = evaluate(capsys, checkpoint(tmp_path), "--num_samples", 300, "--metrics", "fid,is",
+                            "--cache_dir", tmp_path / "c")
+    assert code == 0
+    labels = [line.split()[0] for line in out.splitlines()]
+    assert {"fid/lenet_300", "is_mean/lenet_300", "is_std/lenet_300", "real_stats_cached"} <= set(labels)
+    assert "kid_mean/lenet_300" not in labels
+
+
+def test_points_checkpoint_reports_mode_coverage(tmp_path, capsys):
+    code, out, _ = evaluate(capsys, checkpoint(tmp_path, dataset="ring", arch="mlp"), "--json")
+    report = json.loads(out)
+    assert code == 0 and report["num_samples"] == 2500 and report["num_modes"] == 8 and report["min_per_mode"] == 20
+    assert 0 <= report["modes_covered"] <= 8 and 0.0 <= report["high_quality"] <= 1.0
+
+
+def test_inception_with_random_local_weights(tmp_path, capsys, random_inception):
+    code, out, err = evaluate(capsys, checkpoint(tmp_path), "--json", "--extractor", "inception", "--metric_weights",
+                              random_inception, "--num_samples", 4, "--num_real", 4, "--kid_subset_size", 4,
+                              "--metrics", "fid,kid,pr", "--cache_dir", tmp_path / "c")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["extractor"] == "inception" and report["num_real"] == 4
+    assert {"fid", "kid_mean", "precision"} <= set(report) and "is_mean" not in report
+
+
+@pytest.mark.parametrize("make_args, message", [
+    (lambda t, c: [t / "missing.ckpt"], "no checkpoint file at"),
+    (lambda t, c: [c, "--extractor", "vgg"], "unknown feature extractor 'vgg'; valid extractors are"),
+    (lambda t, c: [c, "--metric_weights", t / "nope.pt"], "--metric_weights: no file at"),
+    (lambda t, c: [c, "--num_samples", 500], "kid needs at least 1000 generated and real samples"),
+    (lambda t, c: [c, "--metrics", "fid,ssim"], "unknown metric 'ssim'"),
+    (lambda t, c: [c, "--num_samples", "many"], "argument --num_samples: invalid int value"),
+    (lambda t, c: [c, "--split", "val"], "unknown split 'val'"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, make_args, message):
+    code, out, err = evaluate(capsys, *make_args(tmp_path, checkpoint(tmp_path)), "--cache_dir", tmp_path / "c")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err
+
+
+def test_files_that_are_not_checkpoints_of_this_project(tmp_path, capsys):
+    text = tmp_path / "notes.ckpt"
+    text.write_text("hello")
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}}, foreign)
+    for path, message in ((text, "is not a readable checkpoint"), (foreign, "is not a gan_lightning checkpoint")):
+        code, _, err = evaluate(capsys, path)
+        assert code == 2 and err.count("\n") == 1 and message in err
+
+
+def test_script_in_a_subprocess_exits_2_with_one_line(tmp_path):
+    text = tmp_path / "notes.ckpt"
+    text.write_text("hello")
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), str(text)], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().count("\n") == 0 and "is not a readable checkpoint" in proc.stderr
