@@ -18,6 +18,11 @@ from typing import Any, Sequence, get_type_hints
 
 from gan_lightning.errors import UsageError
 
+# Loss names that stand for a loss and the settings it is used with, so that one value of a W&B
+# grid selects them all; flags given as well win over the alias's settings.
+LOSS_ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
+    "wasserstein_gp": ("wasserstein", {"gp_weight": 10.0, "n_critic": 5}),  # WGAN-GP (Gulrajani et al. 2017)
+}
 LOGGERS = ("csv", "wandb", "tensorboard", "none")
 PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
@@ -48,13 +53,15 @@ class TrainConfig:
     vbn_ref_size: int = _f(64, "size of the fixed reference batch of --g_norm vbn")
     d_norm: str = _f("auto", "normalization in D: auto (batch for dcgan, none for mlp), batch, layer, none")
     # objective
-    loss: str = _f("nonsaturating", "GAN objective: minimax, nonsaturating, wasserstein, hinge, least_squares")
+    loss: str = _f("nonsaturating", "GAN objective: minimax, nonsaturating, wasserstein, hinge, least_squares, "
+                   "or wasserstein_gp (= wasserstein --gp_weight 10 --n_critic 5)")
     n_critic: int = _f(1, "D updates per G update (5 is usual for wasserstein)")
     gp_weight: float = _f(0.0, "weight of the WGAN-GP gradient penalty on D (0: off; 10 is usual)")
     weight_clip: float = _f(0.0, "clip D's weights to [-c, c] after each step (0: off; WGAN uses 0.01)")
     # instance noise on D's inputs (Arjovsky & Bottou 2017, sec. 3)
     noise_std: float = _f(0.0, "std of Gaussian noise added to every D input, real and fake (0: off)")
-    noise_schedule: str = _f("constant", "how sigma moves: constant, linear, exponential, cosine, step, adaptive")
+    noise_schedule: str = _f("constant", "how sigma moves: none (no noise), constant, linear, exponential, cosine, "
+                             "step, adaptive")
     noise_final_std: float = _f(0.0, "sigma reached after --noise_anneal_steps (annealed schedules)")
     noise_anneal_steps: int = _f(10000, "generator steps over which sigma is annealed")
     noise_target_acc: float = _f(0.6, "adaptive schedule: D accuracy on real data that sigma is tuned to hold")
@@ -213,6 +220,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, set[str]
     cli = vars(_parser().parse_args(list(sys.argv[1:] if argv is None else argv)))
     given = dict(_load_yaml(cli["config"])) if cli.get("config") else {}
     given.update(cli)
+    if given.get("loss") in LOSS_ALIASES:
+        base, implied = LOSS_ALIASES[given["loss"]]
+        given = {**implied, **given, "loss": base}
     values = {k: _convert(k, v) for k, v in given.items()}
     cfg = TrainConfig(**values)
     validate(cfg)
@@ -254,7 +264,7 @@ def validate(cfg: TrainConfig) -> None:
 
     _check_name("dataset", cfg.dataset, list(DATASETS))
     _check_name("arch", cfg.arch, ["auto", *NETWORKS])
-    _check_name("loss", cfg.loss, list(LOSSES))
+    _check_name("loss", cfg.loss, [*LOSSES, *LOSS_ALIASES])
     _check_name("logger", cfg.logger, LOGGERS)
     _check_name("precision", cfg.precision, PRECISIONS)
     _check_name("accelerator", cfg.accelerator, ACCELERATORS)
@@ -307,7 +317,7 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.fm_layer and cfg.g_objective != "feature_matching":
         raise UsageError("--fm_layer only applies with --g_objective feature_matching")
 
-    _check_name("noise_schedule", cfg.noise_schedule, list(SCHEDULES))
+    _check_name("noise_schedule", cfg.noise_schedule, ["none", *SCHEDULES])
     try:
         build_noise(cfg)
     except ValueError as e:
@@ -366,7 +376,7 @@ def build_networks(cfg: TrainConfig, data_shape: tuple[int, ...]):
 
 
 def noise_enabled(cfg: TrainConfig) -> bool:
-    return cfg.noise_std > 0 or cfg.noise_schedule == "adaptive"
+    return cfg.noise_schedule != "none" and (cfg.noise_std > 0 or cfg.noise_schedule == "adaptive")
 
 
 def build_noise(cfg: TrainConfig):

@@ -1,0 +1,62 @@
+#!/usr/bin/env python
+"""Compare runs: FID (or --metric) against generator steps, grouped by loss and noise schedule.
+
+    python scripts/compare_runs.py --runs_dir runs/sweeps/losses_x_noise-20250101-120000 --out report
+    python scripts/compare_runs.py --project my-entity/gan_lightning --out report     # W&B API (online)
+    python scripts/compare_runs.py --runs_dir runs/sweeps --group_by g_objective,minibatch_discrimination
+
+Writes ``<out>/<metric>.png`` (one colour per group, one line per run) and ``<out>/<metric>.md``,
+a table of the final and the best value per group (mean ± sample std over seeds), and prints the
+table. Bad input ends with one line and exit code 2.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from gan_lightning.cli import run_cli
+from gan_lightning.errors import UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:
+        raise UsageError(message)
+
+
+def main(argv=None) -> int:
+    from gan_lightning import compare
+
+    p = _Parser(prog="compare_runs.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs_dir", default="", help="folder of run folders (searched recursively; default: runs)")
+    p.add_argument("--project", default="", help="W&B project (entity/project) to read instead of --runs_dir")
+    p.add_argument("--filters", default="", help='W&B API filters as JSON, e.g. \'{"group": "minimax-noise_none"}\'')
+    p.add_argument("--metric", default="", help="key to compare (default: the first fid/* key the runs log)")
+    p.add_argument("--group_by", default="", help="comma-separated config keys that define a group, e.g. "
+                   "g_objective,minibatch_discrimination (default: the W&B group, loss and noise schedule)")
+    p.add_argument("--out", default="compare", help="folder for the PNG and the markdown table")
+    args = p.parse_args(argv)
+    group_by = [k.strip() for k in args.group_by.split(",") if k.strip()]
+    if args.project and args.runs_dir:
+        raise UsageError("give --runs_dir or --project, not both")
+    if args.project:
+        import json
+
+        try:
+            filters = json.loads(args.filters) if args.filters else None
+        except json.JSONDecodeError as e:
+            raise UsageError(f"--filters: not valid JSON ({e})") from None
+        curves, metric = compare.wandb_curves(args.project, args.metric, filters, group_by)
+    else:
+        curves, metric = compare.local_curves(args.runs_dir or "runs", args.metric, group_by)
+    goal = compare.goal_of(metric)
+    table = compare.markdown_table(compare.group_stats(curves, goal), metric, goal)
+    out = Path(args.out)
+    png = compare.plot(curves, metric, out / f"{compare.file_stem(metric)}.png")
+    (out / f"{compare.file_stem(metric)}.md").write_text(table + "\n")
+    print(table)
+    print(f"wrote {png} and {png.with_suffix('.md')}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
