@@ -1,0 +1,434 @@
+"""Semi-supervised GAN: a K-class discriminator whose "generated" class is implicit.
+
+Salimans et al. 2016, "Improved Techniques for Training GANs" (arXiv 1606.03498), sec. 5. D is a
+classifier with K + 1 outputs, the last meaning "generated". Fixing that last logit to 0 leaves K
+logits l_1..l_K (B, K) and
+
+    D(x) = Z(x) / (Z(x) + 1),  Z(x) = sum_k exp(l_k(x)),  so  D(x) = sigmoid(log Z(x)).
+
+The real/fake logit is therefore ``logsumexp(l)`` and, under the convention of losses.py (higher
+logit = more real; log D = -softplus(-logit), log(1 - D) = -softplus(logit)):
+
+    L_supervised   = -E_{x,y~labeled} log p(y | x, y < K+1)   = cross_entropy(l, y)
+    L_unsupervised = -w E_{x~data} log D(x) - w E_{z} log(1 - D(G(z)))
+                   = w softplus(-lse(l_unl)) + w softplus(lse(l_fake))
+
+with w = 1 in the paper's formula and w = 1/2 in the reference code (the default here).
+G is trained by feature matching on D's penultimate features.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable, Iterable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gan_lightning.objectives import FeatureMatching
+from gan_lightning.torch_utils import eval_mode, frozen
+
+# -- pure functions of logits ----------------------------------------------------------------
+
+
+def k_plus_one_real_logit(class_logits: Tensor) -> Tensor:
+    """The real/fake logit of a K+1 classifier whose "generated" logit is fixed at 0.
+
+    D(x) = Z / (Z + 1) with Z = sum_k exp(l_k), i.e. D(x) = sigmoid(log Z): the logit is log Z.
+
+    Args:
+        class_logits: (B, K) logits of the K real classes.
+
+    Returns:
+        (B,) ``logsumexp`` over the classes; higher = more real.
+    """
+    return torch.logsumexp(class_logits, dim=-1)
+
+
+def ssl_supervised_loss(class_logits: Tensor, labels: Tensor) -> Tensor:
+    """-E log p(y | x, y < K+1): cross-entropy on the K class logits (the fake class drops out).
+
+    Args:
+        class_logits: (B, K) logits of labeled examples.
+        labels: (B,) classes in [0, K).
+    """
+    return F.cross_entropy(class_logits, labels)
+
+
+def ssl_unsupervised_loss(unlabeled_logits: Tensor, fake_logits: Tensor, weight: float = 0.5) -> Tensor:
+    """-w E_data log D(x) - w E_G log(1 - D(G(z))) with D = sigmoid(logsumexp(class logits)).
+
+    Args:
+        unlabeled_logits: (B, K) class logits of unlabeled real examples.
+        fake_logits: (B', K) class logits of generated examples.
+        weight: w, the weight of each term (reference code 1/2, paper formula 1).
+    """
+    real = k_plus_one_real_logit(unlabeled_logits)  # (B,)
+    fake = k_plus_one_real_logit(fake_logits)  # (B',)
+    return weight * (F.softplus(-real).mean() + F.softplus(fake).mean())
+
+
+def ssl_d_loss(
+    labeled_logits: Tensor, labels: Tensor, unlabeled_logits: Tensor, fake_logits: Tensor, unsup_weight: float = 0.5
+) -> Tensor:
+    """D's loss L_supervised + L_unsupervised (Salimans et al. 2016, sec. 5), a scalar.
+
+    Args:
+        labeled_logits: (B_l, K) class logits of labeled examples.
+        labels: (B_l,) their classes.
+        unlabeled_logits: (B_u, K) class logits of unlabeled real examples.
+        fake_logits: (B_f, K) class logits of generated examples.
+        unsup_weight: weight of each unsupervised term (see :func:`ssl_unsupervised_loss`).
+    """
+    return ssl_supervised_loss(labeled_logits, labels) + ssl_unsupervised_loss(
+        unlabeled_logits, fake_logits, unsup_weight
+    )
+
+
+def linear_lr_scale(step: int, decay_steps: int) -> float:
+    """Learning-rate factor falling linearly from 1 at step 0 to 0 at ``decay_steps`` (1 if that is 0)."""
+    return max(0.0, 1.0 - step / decay_steps) if decay_steps else 1.0
+
+
+def classification_errors(class_logits: Tensor, labels: Tensor) -> Tensor:
+    """(B,) float 1.0 where ``argmax(class_logits) != labels``, else 0.0."""
+    return (class_logits.argmax(-1) != labels).float()
+
+
+# -- techniques ------------------------------------------------------------------------------
+
+
+class WeightEMA(nn.Module):
+    """An exponential moving average of a network's weights, kept in a frozen copy of it.
+
+    After each update ``ema = d * ema + (1 - d) * live`` for every parameter, with
+    ``d = min(decay, (1 + n) / (10 + n))`` at update n (the warm-up of TensorFlow's
+    ExponentialMovingAverage), so a short run is not dominated by the initial weights; buffers
+    (BatchNorm statistics) are copied. The copy is a submodule with ``requires_grad`` off: its
+    weights and the update count are in ``state_dict`` and move with the device, and no optimizer
+    sees them. Salimans et al.'s reference code evaluates its classifier with such an average.
+
+    Args:
+        net: the network to follow; copied now.
+        decay: in (0, 1); the average spans about 1 / (1 - decay) updates.
+    """
+
+    def __init__(self, net: nn.Module, decay: float) -> None:
+        super().__init__()
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.net = copy.deepcopy(net).requires_grad_(False)
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+
+    def current_decay(self) -> float:
+        n = int(self.updates) + 1
+        return min(self.decay, (1.0 + n) / (10.0 + n))
+
+    @torch.no_grad()
+    def update(self, net: nn.Module) -> None:
+        """Move the average toward ``net``'s current weights (same architecture as the copy)."""
+        d = self.current_decay()
+        ema_params, live_params = list(self.net.parameters()), [p.detach() for p in net.parameters()]
+        if len(ema_params) != len(live_params):
+            raise ValueError("WeightEMA.update got a network with different parameters than the one copied")
+        torch._foreach_lerp_(ema_params, live_params, 1.0 - d)
+        for ema_b, b in zip(self.net.buffers(), net.buffers()):
+            ema_b.copy_(b)
+        self.updates += 1
+
+    def extra_repr(self) -> str:
+        return f"decay={self.decay}"
+
+
+# -- the system ------------------------------------------------------------------------------
+
+
+class SemiSupervisedGAN(L.LightningModule):
+    """Semi-supervised GAN (Salimans et al. 2016, sec. 5) as a Lightning system.
+
+    Per training batch ``{"labeled": (x_lab, y_lab), "unlabeled": x_unl}`` (see
+    :class:`~gan_lightning.ssl_data.SemiSupervisedDataModule`): one G(z) of the unlabeled batch's
+    size, one D update on ``ssl_supervised_loss(lab) + ssl_unsupervised_loss(unl, fake)``, then one G
+    update on ``g_objective(self, x_unl, fake_logits, fake_features)`` (feature matching by default)
+    that reuses that G(z). D is only called through :meth:`classify`; :meth:`discriminate` gives
+    the K+1 real/fake logit ``logsumexp(l)`` and features, the interface of the GAN module, so
+    feature matching objectives and the gradient-norm callback work unchanged.
+
+    After each D step an EMA of D's weights is updated (off with ``ema_decay=0``); validation and
+    test classify the held-out split with it and log ``ssl/test_error`` (fraction misclassified,
+    EMA weights; the live ones when the EMA is off) and ``ssl/test_error_live`` (live weights),
+    both on the epoch. D and the EMA are in eval mode there (no Gaussian noise layers, no dropout).
+
+    Counters are buffers saved in checkpoints: ``images_seen`` (unlabeled real images over all
+    ranks), ``d_steps``, ``g_steps``. ``training_step`` returns detached ``real_logits`` (B,)
+    (logsumexp of the unlabeled batch's class logits), ``fake_logits`` (B,) of the D update, and
+    the losses, so the DiscriminatorAccuracy callback reads D's real/fake accuracy as for a GAN.
+
+    Args:
+        generator: maps z (B, z_dim) to samples; must have a ``z_dim`` attribute.
+        discriminator: has ``features(x) -> (B, F)`` and ``head``, a module mapping (B, F) to the
+            K class logits (B, K), e.g. ``Linear(F, K)``; K = ``num_classes``.
+        num_classes: K, checked against the shape of D's output at every call.
+        lr_g: Adam learning rate of G (reference code: 0.003).
+        lr_d: Adam learning rate of D (reference code: 0.003).
+        beta1: Adam beta1 (reference code: 0.5).
+        beta2: Adam beta2.
+        unsup_weight: weight of each unsupervised term; 0.5 as the reference code (the paper's
+            formula is 1). 0 trains D on labels alone (G still runs).
+        ema_decay: decay of the EMA of D's weights used for evaluation; 0 turns it off.
+        lr_decay_steps: if > 0, both learning rates fall linearly from their value at D step 0
+            to 0 at this many D steps (the reference decays linearly over its last epochs);
+            0 keeps them constant.
+        g_objective: what G minimizes, ``g_objective(self, real, fake_logits, fake_features)``;
+            default ``FeatureMatching("l2")`` on D's penultimate features (reference MNIST code).
+        num_fixed: number of fixed latent vectors kept for sample grids.
+        config: the run's resolved config, stored in checkpoints.
+
+    Raises:
+        ValueError: on a non-positive learning rate, K < 2, a negative weight, a decay outside
+            [0, 1) or negative ``lr_decay_steps``.
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        num_classes: int = 10,
+        *,
+        lr_g: float = 3e-3,
+        lr_d: float = 3e-3,
+        beta1: float = 0.5,
+        beta2: float = 0.999,
+        unsup_weight: float = 0.5,
+        ema_decay: float = 0.999,
+        lr_decay_steps: int = 0,
+        g_objective: nn.Module | None = None,
+        num_fixed: int = 64,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if lr_g <= 0 or lr_d <= 0:
+            raise ValueError(f"learning rates must be > 0, got lr_g={lr_g}, lr_d={lr_d}")
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        if unsup_weight < 0:
+            raise ValueError(f"unsup_weight must be >= 0, got {unsup_weight}")
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) (0: no EMA), got {ema_decay}")
+        if lr_decay_steps < 0:
+            raise ValueError(f"lr_decay_steps must be >= 0 (0: constant), got {lr_decay_steps}")
+        self.automatic_optimization = False
+        self.generator = generator
+        self.discriminator = discriminator
+        self.num_classes = num_classes
+        self.lr_g, self.lr_d, self.betas = lr_g, lr_d, (beta1, beta2)
+        self.unsup_weight = unsup_weight
+        self.lr_decay_steps = lr_decay_steps
+        self.g_objective = g_objective if g_objective is not None else FeatureMatching("l2")
+        self.ema = WeightEMA(discriminator, ema_decay) if ema_decay > 0 else None
+        self.config = dict(config or {})
+        self.z_dim = int(generator.z_dim)
+        fixed = torch.randn(num_fixed, self.z_dim, generator=torch.Generator().manual_seed(1234))
+        self.register_buffer("fixed_z", fixed)  # (num_fixed, z_dim)
+        for name in ("images_seen", "d_steps", "g_steps"):
+            self.register_buffer(name, torch.zeros((), dtype=torch.long))
+
+    # -- the one call site of D -------------------------------------------------------------
+    def classify(self, x: Tensor, *, ema: bool = False) -> tuple[Tensor, Tensor]:
+        """Call D (or its EMA copy) on ``x``.
+
+        Args:
+            x: (B, *data_shape) samples.
+            ema: use the EMA weights (the live ones when the EMA is off).
+
+        Returns:
+            class logits (B, K) and penultimate features (B, F).
+        """
+        d = self.ema.net if ema and self.ema is not None else self.discriminator
+        features = d.features(x)  # (B, F)
+        logits = d.head(features)  # (B, K)
+        if logits.dim() != 2 or logits.shape[1] != self.num_classes:
+            raise ValueError(
+                f"the discriminator's head must output (B, {self.num_classes}) class logits, got {tuple(logits.shape)}; "
+                f"build it with num_outputs={self.num_classes}"
+            )
+        return logits, features
+
+    def discriminate(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The K+1 real/fake logit logsumexp(l) (B,) and features (B, F), as ``GAN.discriminate``."""
+        class_logits, features = self.classify(x)
+        return k_plus_one_real_logit(class_logits), features
+
+    def sample_z(self, n: int) -> Tensor:
+        """Draw n latent vectors z ~ N(0, I), shape (n, z_dim), on the module's device."""
+        return torch.randn(n, self.z_dim, device=self.fixed_z.device)
+
+    @torch.no_grad()
+    def generate(self, z: Tensor | None = None, n: int | None = None) -> Tensor:
+        """Samples from G in eval mode (mode restored); default the fixed latents, or ``n`` fresh."""
+        if z is None:
+            z = self.fixed_z if n is None else self.sample_z(n)
+        with eval_mode(self.generator):
+            return self.generator(z)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.generator(z)
+
+    # -- training ---------------------------------------------------------------------------
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        d_opt = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr_d, betas=self.betas)
+        g_opt = torch.optim.Adam(self.generator.parameters(), lr=self.lr_g, betas=self.betas)
+        return [d_opt, g_opt]
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
+        x_lab, y_lab = batch["labeled"]  # (B_l, *data_shape), (B_l,)
+        real = batch["unlabeled"]  # (B, *data_shape)
+        d_opt, g_opt = self.optimizers()
+        scale = linear_lr_scale(int(self.d_steps), self.lr_decay_steps)
+        for opt, lr in ((d_opt, self.lr_d), (g_opt, self.lr_g)):
+            for group in opt.param_groups:
+                group["lr"] = lr * scale
+        fake = self.generator(self.sample_z(len(real)))  # (B, *data_shape), keeps G's graph
+        d_sup, d_unsup, lab_logits, real_logits, fake_logits = self._d_step(d_opt, x_lab, y_lab, real, fake)
+        g_loss = self._g_step(g_opt, real, fake)
+        world = self.trainer.world_size if self._trainer is not None else 1
+        self.images_seen += len(real) * world
+        d_loss = d_sup + d_unsup
+        self.log_dict({"loss/d": d_loss, "loss/g": g_loss}, prog_bar=True)
+        self.log_dict({
+            "loss/d_supervised": d_sup,
+            "loss/d_unsupervised": d_unsup,
+            "ssl/train_error_labeled": classification_errors(lab_logits, y_lab).mean(),
+            "ssl/lr_scale": scale,
+        })
+        return {"real_logits": real_logits, "fake_logits": fake_logits, "d_loss": d_loss, "g_loss": g_loss}
+
+    def _d_step(
+        self, d_opt: Any, x_lab: Tensor, y_lab: Tensor, real: Tensor, fake: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        lab_logits, _ = self.classify(x_lab)  # (B_l, K)
+        unl_logits, _ = self.classify(real)  # (B, K)
+        fake_logits, _ = self.classify(fake.detach())  # (B, K)
+        sup = ssl_supervised_loss(lab_logits, y_lab)
+        unsup = ssl_unsupervised_loss(unl_logits, fake_logits, self.unsup_weight)
+        d_opt.zero_grad(set_to_none=True)
+        self.manual_backward(sup + unsup)
+        d_opt.step()
+        if self.ema is not None:
+            self.ema.update(self.discriminator)
+        self.d_steps += 1
+        return (
+            sup.detach(), unsup.detach(), lab_logits.detach(),
+            k_plus_one_real_logit(unl_logits.detach()), k_plus_one_real_logit(fake_logits.detach()),
+        )
+
+    def _g_step(self, g_opt: Any, real: Tensor, fake: Tensor) -> Tensor:
+        with frozen(self.discriminator):
+            fake_logits, fake_features = self.discriminate(fake)
+            loss = self.g_objective(self, real, fake_logits, fake_features)
+            g_opt.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+        g_opt.step()
+        self.g_steps += 1
+        return loss.detach()
+
+    # -- evaluation -------------------------------------------------------------------------
+    def _evaluate(self, batch: Any) -> None:
+        x, y = batch  # (B, *data_shape), (B,)
+        kw = dict(on_step=False, on_epoch=True, batch_size=len(x), sync_dist=True)
+        self.log("ssl/test_error", classification_errors(self.classify(x, ema=True)[0], y).mean(), prog_bar=True, **kw)
+        self.log("ssl/test_error_live", classification_errors(self.classify(x)[0], y).mean(), **kw)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(batch)
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(batch)
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from gan_lightning import __version__
+
+        checkpoint["gan_lightning"] = {"version": __version__, "config": self.config}
+
+
+# -- the supervised-only baseline ------------------------------------------------------------
+
+
+@torch.no_grad()
+def classifier_error(discriminator: nn.Module, loader: Iterable[Any]) -> float:
+    """Fraction of ``(x, y)`` batches of ``loader`` that ``head(features(x))`` misclassifies (eval mode)."""
+    wrong, total = 0.0, 0
+    with eval_mode(discriminator):
+        for x, y in loader:
+            x, y = x.to(_device_of(discriminator)), y.to(_device_of(discriminator))
+            wrong += float(classification_errors(discriminator.head(discriminator.features(x)), y).sum())
+            total += len(y)
+    return wrong / max(total, 1)
+
+
+def _device_of(net: nn.Module) -> torch.device:
+    return next(net.parameters()).device
+
+
+def supervised_baseline(
+    discriminator: nn.Module,
+    datamodule: Any,
+    steps: int,
+    *,
+    lr: float = 3e-3,
+    beta1: float = 0.5,
+    beta2: float = 0.999,
+    ema_decay: float = 0.999,
+    lr_decay_steps: int = 0,
+    on_step: Callable[[int, float], None] | None = None,
+) -> float:
+    """Train ``discriminator`` on the labeled examples alone and return its test error.
+
+    The control of Salimans et al.'s semi-supervised result: the same D, optimizer (Adam),
+    learning-rate schedule, EMA and number of D steps as :class:`SemiSupervisedGAN`, with
+    cross-entropy on the labeled batches only (no unlabeled data, no generator). Batches come from
+    ``datamodule.labeled_dataloader(steps)``, so they are exactly the labeled batches of a
+    semi-supervised run of ``steps`` batches; the error is measured on ``datamodule``'s
+    validation split (the held-out test split) with the EMA weights (live ones if ``ema_decay=0``).
+    Runs where ``discriminator``'s parameters are; seed the global RNG first for a repeatable run.
+
+    Args:
+        discriminator: ``features(x) -> (B, F)`` and ``head`` to (B, K) class logits; trained in place.
+        datamodule: a :class:`~gan_lightning.ssl_data.SemiSupervisedDataModule`.
+        steps: D updates (one labeled batch each).
+        lr, beta1, beta2: Adam settings.
+        ema_decay: decay of the evaluated weight average (0: evaluate the live weights).
+        lr_decay_steps: linear decay of lr to 0 at this step (0: constant), as the module.
+        on_step: called as ``on_step(step, loss)`` after each update (progress, logging).
+
+    Returns:
+        The test error, a fraction in [0, 1].
+
+    Raises:
+        ValueError: ``steps`` < 1.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    datamodule.setup("fit")
+    device = _device_of(discriminator)
+    discriminator.train()
+    ema = WeightEMA(discriminator, ema_decay) if ema_decay > 0 else None
+    opt = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=(beta1, beta2))
+    for step, (x, y) in enumerate(datamodule.labeled_dataloader(steps)):
+        scale = linear_lr_scale(step, lr_decay_steps)
+        for group in opt.param_groups:
+            group["lr"] = lr * scale
+        x, y = x.to(device), y.to(device)
+        loss = ssl_supervised_loss(discriminator.head(discriminator.features(x)), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if ema is not None:
+            ema.update(discriminator)
+        if on_step is not None:
+            on_step(step + 1, float(loss))
+    return classifier_error(ema.net if ema is not None else discriminator, datamodule.val_dataloader())
