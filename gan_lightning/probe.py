@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import copy
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -35,6 +34,7 @@ from torch import Tensor, nn
 from gan_lightning.diagnostics import PAPER_G_COSTS, generator_grad_norms
 from gan_lightning.errors import UsageError
 from gan_lightning.losses import d_bce_loss
+from gan_lightning.torch_utils import rng_kept
 
 WINDOW = 10  # D iterations in a running average, and in the "first"/"last" means of summarize()
 ACCURACY_TARGET = 0.99
@@ -49,17 +49,6 @@ G_KEYS = ("dataset", "image_size", "arch", "z_dim", "g_width", "g_norm")  # what
 CKPT_KEYS = (*G_KEYS, "data_root", "d_width", "d_norm")  # what a --g_ckpt run takes from the checkpoint
 MAX_REAL_EXAMPLES = 20_000  # real images held in memory for the probe (20k x 3 x 64 x 64 floats = 1 GB)
 
-
-@contextmanager
-def rng_kept(device: torch.device) -> Iterator[None]:
-    """Restore the CPU RNG and the RNG of ``device`` (when it is not the CPU) after the block."""
-    if device.type == "cpu":
-        with torch.random.fork_rng(devices=[]):
-            yield
-    else:
-        index = device.index if device.index is not None else 0
-        with torch.random.fork_rng(devices=[index], device_type=device.type):
-            yield
 
 
 def _seed(seed: int, device: torch.device) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
+import torch
 from torch import nn
 
 
@@ -34,3 +35,15 @@ def frozen(module: nn.Module) -> Iterator[nn.Module]:
     finally:
         for p, flag in params:
             p.requires_grad_(flag)
+
+
+@contextmanager
+def rng_kept(device: torch.device) -> Iterator[None]:
+    """Restore the CPU RNG and the RNG of ``device`` (when it is not the CPU) after the block."""
+    if device.type == "cpu":
+        with torch.random.fork_rng(devices=[]):
+            yield
+    else:
+        index = device.index if device.index is not None else 0
+        with torch.random.fork_rng(devices=[index], device_type=device.type):
+            yield

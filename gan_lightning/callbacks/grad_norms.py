@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import lightning as L
 import torch
 from torch import Tensor, nn
 
 from gan_lightning.diagnostics import PAPER_G_COSTS, generator_grad_norms
+from gan_lightning.torch_utils import rng_kept
 
 # What the shadow measurement reads from the module (the GAN module has all of them).
 SHADOW_ATTRIBUTES = ("generator", "discriminator", "discriminate", "sample_z")
 
-
-@contextmanager
-def _rng_kept(device: torch.device) -> Iterator[None]:
-    """Restore the CPU RNG and the RNG of ``device`` (if not the CPU) after the block."""
-    if device.type == "cpu":
-        with torch.random.fork_rng(devices=[]):
-            yield
-    else:
-        index = device.index if device.index is not None else 0
-        with torch.random.fork_rng(devices=[index], device_type=device.type):
-            yield
 
 
 def _is_count(value: Any, minimum: int) -> bool:
@@ -178,6 +167,6 @@ class GradientNorms(L.Callback):
         def logits_of(x: Tensor) -> Tensor:
             return pl_module.discriminate(x)[0]  # (B,)
 
-        with _rng_kept(pl_module.device):  # z must not use up the training run's random numbers
+        with rng_kept(pl_module.device):  # z must not use up the training run's random numbers
             z = pl_module.sample_z(self.shadow_batch_size)  # (B, z_dim)
             return generator_grad_norms(pl_module.generator, logits_of, z, PAPER_G_COSTS, state_of=state_of)
