@@ -131,15 +131,18 @@ def step_flops(args) -> int:
     module = make_module(args)
     g, d = module.generator, module.discriminator
     real = fake_data(args, 1)
+    from gan_lightning.torch_utils import frozen
+
     with FlopCounterMode(display=False) as counter:
         fake = g(torch.randn(len(real), module.z_dim))
         d_bce_loss(d(real), d(fake.detach())).backward()
-        g_nonsaturating_loss(d(fake)).backward()
+        with frozen(d):  # as in training: G's update computes no gradients of D's weights
+            g_nonsaturating_loss(d(fake)).backward()
     return counter.get_total_flops()
 
 
-def mm_peak(size: int = 2048, repeats: int = 10) -> float:
-    """Best float32 torch.mm FLOP/s over a few repeats."""
+def mm_peak(size: int = 4096, repeats: int = 5) -> float:
+    """Best float32 torch.mm FLOP/s over a few repeats (4096^2: large enough to reach the peak)."""
     a, b = torch.randn(size, size), torch.randn(size, size)
     torch.mm(a, b)
     best = float("inf")
