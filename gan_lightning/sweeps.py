@@ -440,7 +440,7 @@ def run_sweep(path: str | Path, count: int, out_dir: str | Path = "runs/sweeps",
         folder = folder.with_name(folder.name + "-1")
     env = {**os.environ, "WANDB_MODE": "offline",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
-    metric, goal = sweep["metric"]["name"], sweep["metric"].get("goal", "minimize")
+    metric = sweep["metric"]["name"]  # the engine reads the goal from the sweep itself
     runs: list[LocalRun] = []
     for i in range(count):
         proposed = suggest(sweep, [r.sweep_run(metric) for r in runs])
