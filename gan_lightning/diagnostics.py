@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from gan_lightning.losses import g_minimax_loss, g_nonsaturating_loss
+from gan_lightning.torch_utils import rng_kept
 
 # The two generator costs the paper compares (Thm 2.4 vs Thms 2.5-2.6).
 PAPER_G_COSTS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -34,13 +35,8 @@ def global_norm(tensors: list[Tensor | None]) -> Tensor:
 def preserved_state(*modules: nn.Module) -> Iterator[None]:
     """Restore buffers (BatchNorm running stats, counters) and the RNG state after the block."""
     saved = [{k: v.clone() for k, v in m.named_buffers()} for m in modules]
-    devices = []
-    for m in modules:
-        for p in m.parameters():
-            if p.is_cuda:
-                devices = [p.device.index if p.device.index is not None else torch.cuda.current_device()]
-            break
-    with torch.random.fork_rng(devices=devices):
+    device = next((p.device for m in modules for p in m.parameters()), torch.device("cpu"))
+    with rng_kept(device):
         try:
             yield
         finally:

@@ -10,15 +10,16 @@ from torch import Tensor, nn
 
 from gan_lightning.errors import DivergenceError
 from gan_lightning.losses import DLoss, GLoss
+from gan_lightning.modules.base import GeneratorSystem
 from gan_lightning.noise import InstanceNoise
 from gan_lightning.objectives import AdversarialObjective
-from gan_lightning.torch_utils import eval_mode, frozen
+from gan_lightning.torch_utils import frozen
 
 Penalty = Callable[..., Tensor]      # penalty(module, real, fake) -> scalar
 Constraint = Callable[[nn.Module], None]
 
 
-class GAN(L.LightningModule):
+class GAN(GeneratorSystem, L.LightningModule):
     """A GAN as a Lightning system: networks, losses and techniques are passed in, not named.
 
     Per training batch: ``n_critic`` discriminator updates (a fresh G(z) each, the same real
@@ -128,32 +129,7 @@ class GAN(L.LightningModule):
         features = self.discriminator.features(self.d_input(x))  # (B, F)
         return self.discriminator.head(features).squeeze(1), features
 
-    def sample_z(self, n: int) -> Tensor:
-        """Draw n latent vectors z ~ N(0, I), shape (n, z_dim), on the module's device."""
-        return torch.randn(n, self.z_dim, device=self.fixed_z.device)
-
-    @torch.no_grad()
-    def generate(self, z: Tensor | None = None, n: int | None = None) -> Tensor:
-        """Samples from G in eval mode (the mode G was in is restored).
-
-        Args:
-            z: (B, z_dim) latents; default the fixed latents, or ``n`` fresh ones.
-            n: number of fresh samples when z is None.
-        """
-        if z is None:
-            z = self.fixed_z if n is None else self.sample_z(n)
-        with eval_mode(self.generator):
-            return self.generator(z)
-
-    def forward(self, z: Tensor) -> Tensor:
-        return self.generator(z)
-
     # -- training ---------------------------------------------------------------------------
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        d_opt = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr_d, betas=self.betas)
-        g_opt = torch.optim.Adam(self.generator.parameters(), lr=self.lr_g, betas=self.betas)
-        return [d_opt, g_opt]
-
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
         real = batch[0] if isinstance(batch, (list, tuple)) else batch  # (B, *data_shape)
         d_opt, g_opt = self.optimizers()

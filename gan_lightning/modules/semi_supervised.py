@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gan_lightning.modules.base import GeneratorSystem
 from gan_lightning.objectives import FeatureMatching
 from gan_lightning.torch_utils import eval_mode, frozen
 
@@ -146,7 +147,7 @@ class WeightEMA(nn.Module):
 # -- the system ------------------------------------------------------------------------------
 
 
-class SemiSupervisedGAN(L.LightningModule):
+class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
     """Semi-supervised GAN (Salimans et al. 2016, sec. 5) as a Lightning system.
 
     Per training batch ``{"labeled": (x_lab, y_lab), "unlabeled": x_unl}`` (see
@@ -262,27 +263,7 @@ class SemiSupervisedGAN(L.LightningModule):
         class_logits, features = self.classify(x)
         return k_plus_one_real_logit(class_logits), features
 
-    def sample_z(self, n: int) -> Tensor:
-        """Draw n latent vectors z ~ N(0, I), shape (n, z_dim), on the module's device."""
-        return torch.randn(n, self.z_dim, device=self.fixed_z.device)
-
-    @torch.no_grad()
-    def generate(self, z: Tensor | None = None, n: int | None = None) -> Tensor:
-        """Samples from G in eval mode (mode restored); default the fixed latents, or ``n`` fresh."""
-        if z is None:
-            z = self.fixed_z if n is None else self.sample_z(n)
-        with eval_mode(self.generator):
-            return self.generator(z)
-
-    def forward(self, z: Tensor) -> Tensor:
-        return self.generator(z)
-
     # -- training ---------------------------------------------------------------------------
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        d_opt = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr_d, betas=self.betas)
-        g_opt = torch.optim.Adam(self.generator.parameters(), lr=self.lr_g, betas=self.betas)
-        return [d_opt, g_opt]
-
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
         x_lab, y_lab = batch["labeled"]  # (B_l, *data_shape), (B_l,)
         real = batch["unlabeled"]  # (B, *data_shape)
