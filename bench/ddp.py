@@ -90,7 +90,8 @@ def worker(variant: str, steps: int, warmup: int, model_flags: list[str], result
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from gan_lightning.config import build_module, parse_args
+    from gan_lightning.config import parse_args
+    from gan_lightning.build import build_module
     from gan_lightning.data import DATASETS, data_shape
 
     warnings.filterwarnings("ignore")

@@ -38,7 +38,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gan_lightning.config import TrainConfig, build_module  # noqa: E402
+from gan_lightning.config import TrainConfig  # noqa: E402
+from gan_lightning.build import build_module  # noqa: E402
 from gan_lightning.data import DATASETS, data_shape  # noqa: E402
 from gan_lightning.extractors import load_extractor, write_random_inception_weights  # noqa: E402
 from gan_lightning.metrics import FidelityMetrics, Reference, latents  # noqa: E402

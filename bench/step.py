@@ -36,7 +36,7 @@ def make_config(args):
 
 
 def make_module(args):
-    from gan_lightning.config import build_module
+    from gan_lightning.build import build_module
 
     torch.manual_seed(0)
     return build_module(make_config(args), (1, 32, 32))

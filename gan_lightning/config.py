@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import difflib
 import re
 import sys
@@ -66,7 +65,8 @@ class TrainConfig:
     noise_anneal_steps: int = _f(10000, "generator steps over which sigma is annealed")
     noise_target_acc: float = _f(0.6, "adaptive schedule: D accuracy on real data that sigma is tuned to hold")
     # Salimans et al. 2016 techniques
-    g_objective: str = _f("adversarial", "what G minimizes: adversarial (the G loss of --loss) or feature_matching")
+    g_objective: str = _f("auto", "what G minimizes: adversarial (the G loss of --loss), feature_matching, or auto "
+                          "(feature_matching for --task semi_supervised, else adversarial)")
     fm_distance: str = _f("l2", "feature matching distance of batch means: l2 (MNIST reference) or l1 (CIFAR reference)")
     fm_layer: str = _f("", "feature matching: D submodule whose output is matched, e.g. body.4 (empty: penultimate)")
     minibatch_discrimination: bool = _f(False, "add minibatch discrimination to D's head (Salimans et al. 2016, sec. 3.2)")
@@ -74,6 +74,15 @@ class TrainConfig:
     mbd_dim: int = _f(5, "minibatch discrimination: dimension C of each kernel")
     historical_averaging: float = _f(0.0, "weight of historical averaging on both players' parameters (0: off)")
     label_smoothing: float = _f(1.0, "one-sided label smoothing: D's target for real data, e.g. 0.9 (1.0: off; BCE losses)")
+    # semi-supervised classification with a K+1-class D (Salimans et al. 2016, sec. 5)
+    task: str = _f("gan", "what to train: gan, or semi_supervised (D classifies K classes + generated; "
+                   "logs ssl/test_error)")
+    labels_per_class: int = _f(10, "semi_supervised: labeled training examples per class (10: 100 labels on digits)")
+    label_seed: int = _f(-1, "semi_supervised: seed of the labeled subset (-1: --seed, so seeds draw different labels)")
+    unlabeled: str = _f("all", "semi_supervised: unlabeled set: all training images (as the reference code) or rest")
+    unsup_weight: float = _f(0.5, "semi_supervised: weight of each unsupervised term of D's loss (reference code 0.5)")
+    ema_decay: float = _f(0.999, "semi_supervised: decay of the average of D's weights that ssl/test_error uses (0: off)")
+    lr_decay_steps: int = _f(0, "semi_supervised: both learning rates fall linearly to 0 at this D step (0: constant)")
     # optimization
     lr_g: float = _f(2e-4, "Adam learning rate of G")
     lr_d: float = _f(2e-4, "Adam learning rate of D")
@@ -250,6 +259,18 @@ def resolve_arch(cfg: TrainConfig) -> str:
     return "mlp" if DATASETS[cfg.dataset].kind == "points" else "dcgan"
 
 
+def noise_enabled(cfg: TrainConfig) -> bool:
+    """Whether D's inputs get instance noise: a schedule other than none, and a sigma or the adaptive one."""
+    return cfg.noise_schedule != "none" and (cfg.noise_std > 0 or cfg.noise_schedule == "adaptive")
+
+
+def resolve_g_objective(cfg: TrainConfig) -> str:
+    """What G minimizes: ``auto`` is feature matching for the semi-supervised task, else adversarial."""
+    if cfg.g_objective != "auto":
+        return cfg.g_objective
+    return "feature_matching" if cfg.task == "semi_supervised" else "adversarial"
+
+
 def resolve_d_norm(cfg: TrainConfig) -> str:
     if cfg.d_norm != "auto":
         return cfg.d_norm
@@ -268,7 +289,7 @@ def validate(cfg: TrainConfig) -> None:
     _check_name("logger", cfg.logger, LOGGERS)
     _check_name("precision", cfg.precision, PRECISIONS)
     _check_name("accelerator", cfg.accelerator, ACCELERATORS)
-    for key in ("batch_size", "image_size", "z_dim", "g_width", "d_width", "n_critic", "num_nodes",
+    for key in ("batch_size", "image_size", "z_dim", "g_width", "d_width", "n_critic", "num_nodes", "labels_per_class",
                 "log_every_n_steps", "mbd_kernels", "mbd_dim", "vbn_ref_size", "probe_d_iters",
                 "metric_kid_subset_size"):
         if getattr(cfg, key) < 1:
@@ -281,7 +302,7 @@ def validate(cfg: TrainConfig) -> None:
             raise UsageError(f"--{key}: must be in [0, 1), got {getattr(cfg, key)}")
     for key in ("gp_weight", "weight_clip", "num_workers", "sample_every_n_epochs", "noise_std", "noise_final_std",
                 "shadow_every_n_steps", "historical_averaging", "probe_every_n_epochs",
-                "metric_every_n_epochs", "metric_num_samples"):
+                "metric_every_n_epochs", "metric_num_samples", "unsup_weight", "lr_decay_steps"):
         if getattr(cfg, key) < 0:
             raise UsageError(f"--{key}: must be >= 0, got {getattr(cfg, key)}")
     if cfg.max_epochs == 0 or cfg.max_epochs < -1 or cfg.max_steps == 0 or cfg.max_steps < -1:
@@ -297,7 +318,7 @@ def validate(cfg: TrainConfig) -> None:
     from gan_lightning.noise import SCHEDULES
     from gan_lightning.objectives import FM_DISTANCES
 
-    _check_name("g_objective", cfg.g_objective, ["adversarial", "feature_matching"])
+    _check_name("g_objective", cfg.g_objective, ["auto", "adversarial", "feature_matching"])
     _check_name("on_nonfinite", cfg.on_nonfinite, ["stop", "skip"])
     from gan_lightning.extractors import EXTRACTORS
     from gan_lightning.metrics import parse_metrics
@@ -314,10 +335,12 @@ def validate(cfg: TrainConfig) -> None:
         raise UsageError(f"--label_smoothing: must be in (0, 1] (1.0: off), got {cfg.label_smoothing}")
     if cfg.label_smoothing != 1.0 and LOSSES[cfg.loss].d is not d_bce_loss:
         raise UsageError(f"--label_smoothing needs a BCE loss (minimax or nonsaturating), not --loss {cfg.loss}")
-    if cfg.fm_layer and cfg.g_objective != "feature_matching":
+    if cfg.fm_layer and resolve_g_objective(cfg) != "feature_matching":
         raise UsageError("--fm_layer only applies with --g_objective feature_matching")
 
     _check_name("noise_schedule", cfg.noise_schedule, ["none", *SCHEDULES])
+    from gan_lightning.build import build_noise
+
     try:
         build_noise(cfg)
     except ValueError as e:
@@ -333,6 +356,7 @@ def validate(cfg: TrainConfig) -> None:
         raise UsageError(f"--image_size {cfg.image_size} is not supported by --arch {arch_name}; use one of {sizes}")
     _check_name("g_norm", cfg.g_norm, arch.g_norms)
     _check_name("d_norm", resolve_d_norm(cfg), ["auto", *arch.d_norms])
+    _validate_task(cfg)
     if cfg.logger == "tensorboard":
         import importlib.util
 
@@ -344,81 +368,32 @@ def validate(cfg: TrainConfig) -> None:
         raise UsageError(f"--config: no such file {cfg.config}")
 
 
-# -- building objects from names --------------------------------------------------------------
-def build_datamodule(cfg: TrainConfig):
-    """The LightningDataModule of ``cfg.dataset``."""
-    from gan_lightning.data import DATASETS, GANDataModule
-
-    return GANDataModule(
-        DATASETS[cfg.dataset],
-        image_size=cfg.image_size,
-        batch_size=cfg.batch_size,
-        num_workers=cfg.num_workers,
-        data_root=cfg.data_root,
-        download=cfg.download,
-        seed=cfg.seed,
-    )
+# Options of the GAN loop that the semi-supervised loop does not have: their "off" values.
+SSL_UNUSED: dict[str, Any] = {"n_critic": 1, "gp_weight": 0.0, "weight_clip": 0.0, "label_smoothing": 1.0,
+                              "historical_averaging": 0.0, "probe_every_n_epochs": 0}
 
 
-def build_networks(cfg: TrainConfig, data_shape: tuple[int, ...]):
-    """(generator, discriminator) for ``cfg.arch`` and the data's shape."""
-    from gan_lightning.networks import NETWORKS
+def _validate_task(cfg: TrainConfig) -> None:
+    from gan_lightning.build import TASKS
+    from gan_lightning.data import DATASETS
+    from gan_lightning.ssl_data import UNLABELED_CHOICES
 
-    arch = NETWORKS[resolve_arch(cfg)]
-    g = arch.generator(z_dim=cfg.z_dim, data_shape=data_shape, width=cfg.g_width, norm=cfg.g_norm,
-                       vbn_ref_size=cfg.vbn_ref_size)
-    d = arch.discriminator(data_shape=data_shape, width=cfg.d_width, norm=resolve_d_norm(cfg))
-    if cfg.minibatch_discrimination:
-        from gan_lightning.layers import add_minibatch_discrimination
-
-        add_minibatch_discrimination(d, cfg.mbd_kernels, cfg.mbd_dim)
-    return g, d
-
-
-def noise_enabled(cfg: TrainConfig) -> bool:
-    return cfg.noise_schedule != "none" and (cfg.noise_std > 0 or cfg.noise_schedule == "adaptive")
-
-
-def build_noise(cfg: TrainConfig):
-    """The InstanceNoise on D's inputs; off (a no-op) when --noise_std is 0 and not adaptive."""
-    from gan_lightning.noise import InstanceNoise, make_schedule
-
-    if not noise_enabled(cfg):
-        return InstanceNoise.off()
-    return InstanceNoise(make_schedule(
-        cfg.noise_schedule, cfg.noise_std, cfg.noise_final_std, cfg.noise_anneal_steps, cfg.noise_target_acc
-    ))
-
-
-def build_module(cfg: TrainConfig, data_shape: tuple[int, ...]):
-    """The GAN LightningModule for ``cfg``: networks, losses and techniques resolved from names."""
-    from gan_lightning.losses import LOSSES
-    from gan_lightning.modules import GAN
-    from gan_lightning.objectives import FeatureMatching
-    from gan_lightning.penalties import GradientPenalty, HistoricalAveraging, WeightClip
-
-    g, d = build_networks(cfg, data_shape)  # historical averaging needs D with its final head
-    pair = LOSSES[cfg.loss]
-    d_loss = pair.d if cfg.label_smoothing == 1.0 else functools.partial(pair.d, real_target=cfg.label_smoothing)
-    d_penalties: list = [GradientPenalty(cfg.gp_weight)] if cfg.gp_weight > 0 else []
-    g_penalties: list = []
-    if cfg.historical_averaging > 0:
-        d_penalties.append(HistoricalAveraging(cfg.historical_averaging, d, "d"))
-        g_penalties.append(HistoricalAveraging(cfg.historical_averaging, g, "g"))
-    g_objective = None
-    if cfg.g_objective == "feature_matching":
-        try:
-            g_objective = FeatureMatching(cfg.fm_distance, cfg.fm_layer, discriminator=d)
-        except ValueError as e:
-            raise UsageError(f"--fm_layer: {e}") from None
-    constraints = [WeightClip(cfg.weight_clip)] if cfg.weight_clip > 0 else []
-    return GAN(
-        g, d, d_loss, pair.g,
-        lr_g=cfg.lr_g, lr_d=cfg.lr_d, beta1=cfg.beta1, beta2=cfg.beta2, n_critic=cfg.n_critic,
-        d_penalties=d_penalties, d_constraints=constraints, g_objective=g_objective, g_penalties=g_penalties,
-        d_input=build_noise(cfg), on_nonfinite=cfg.on_nonfinite, weight_check_every=cfg.log_every_n_steps,
-        config=cfg.to_dict(),
-    )
+    _check_name("task", cfg.task, list(TASKS))
+    _check_name("unlabeled", cfg.unlabeled, UNLABELED_CHOICES)
+    if not 0 <= cfg.ema_decay < 1:
+        raise UsageError(f"--ema_decay: must be in [0, 1) (0: off), got {cfg.ema_decay}")
+    if cfg.task != "semi_supervised":
+        return
+    if DATASETS[cfg.dataset].num_classes < 2:
+        labeled = ", ".join(k for k, v in DATASETS.items() if v.num_classes >= 2)
+        raise UsageError(f"--task semi_supervised needs a data set with class labels ({labeled}), "
+                         f"not --dataset {cfg.dataset}")
+    for key, off in SSL_UNUSED.items():
+        if getattr(cfg, key) != off:
+            raise UsageError(f"--{key} is not part of --task semi_supervised (its D loss is the K+1 loss); "
+                             f"leave it at {off}")
+    if noise_enabled(cfg):
+        raise UsageError("instance noise (--noise_std) is not part of --task semi_supervised; leave --noise_std at 0")
 
 
 def flags_markdown() -> str:

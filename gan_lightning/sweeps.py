@@ -108,7 +108,7 @@ def logged_keys(cfg: TrainConfig) -> set[str]:
     import torch
 
     keys = {"epoch", "trainer/global_step", "loss/d", "loss/g", "noise/sigma"}  # modules/gan.py
-    if getattr(cfg, "task", "gan") == "semi_supervised":  # modules/semi_supervised.py
+    if cfg.task == "semi_supervised":  # modules/semi_supervised.py
         keys |= {"loss/d_supervised", "loss/d_unsupervised", "ssl/train_error_labeled", "ssl/lr_scale",
                  "ssl/test_error", "ssl/test_error_live"}
     if cfg.diagnostics:

@@ -14,7 +14,7 @@ from gan_lightning.errors import UsageError
 
 RUN_DIR_ENV = "GAN_LIGHTNING_RUN_DIR"  # set by rank 0 so processes started by DDP use the same folder
 # Flags that change the networks' shapes: a resumed run must keep them.
-ARCH_KEYS = ("dataset", "image_size", "arch", "z_dim", "g_width", "d_width", "g_norm", "d_norm")
+ARCH_KEYS = ("task", "dataset", "image_size", "arch", "z_dim", "g_width", "d_width", "g_norm", "d_norm")
 
 
 @dataclass
@@ -32,7 +32,8 @@ def say(message: str) -> None:
 
 def default_run_name(cfg: TrainConfig) -> str:
     stamp = os.environ.get("SLURM_JOB_ID") or time.strftime("%Y%m%d-%H%M%S")
-    return f"{cfg.dataset}-{resolve_arch(cfg)}-{cfg.loss}-{stamp}"
+    what = "ssl" if cfg.task == "semi_supervised" else cfg.loss
+    return f"{cfg.dataset}-{resolve_arch(cfg)}-{what}-{stamp}"
 
 
 def resolve_run(cfg: TrainConfig, given: set[str]) -> Run:
@@ -175,7 +176,7 @@ def train(cfg: TrainConfig, given: set[str] | None = None) -> Run:
     import yaml
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from gan_lightning.config import build_datamodule, build_module
+    from gan_lightning.build import build_datamodule, build_module
 
     import warnings
 

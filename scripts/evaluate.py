@@ -75,7 +75,8 @@ def load_generator(path: str | Path):
         UsageError: not a readable gan_lightning checkpoint, or weights that do not fit its config.
     """
     from gan_lightning.checkpoints import CHECKPOINT_KEY, read_checkpoint
-    from gan_lightning.config import build_module, config_from_dict
+    from gan_lightning.config import config_from_dict
+    from gan_lightning.build import build_module
     from gan_lightning.data import DATASETS, data_shape
 
     ckpt = read_checkpoint(path)

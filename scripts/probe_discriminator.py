@@ -102,9 +102,11 @@ def parse(argv: Sequence[str] | None = None):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, build the generators and the real data, run every probe, write the outputs."""
+    from dataclasses import replace
+
     import torch
 
-    from gan_lightning.config import build_datamodule, build_networks
+    from gan_lightning.build import build_datamodule, build_networks
     from gan_lightning.probe import load_generators, real_tensor, run_study, train_generators
     from gan_lightning.probe_plots import log_to_wandb, save_figures, write_outputs
 
@@ -121,7 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     use_gpu = cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
     device = torch.device("cuda" if use_gpu else "cpu")
     results = run_study(
-        snapshots, real.to(device), lambda: build_networks(cfg, dm.data_shape)[1], opts.noise_std,
+        # the probed D is a plain GAN discriminator (one logit), also for a semi-supervised run's G
+        snapshots, real.to(device), lambda: build_networks(replace(cfg, task="gan"), dm.data_shape)[1], opts.noise_std,
         d_iters=opts.d_iters, batch_size=cfg.batch_size, lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2),
         grad_batches=opts.grad_batches, grad_every=opts.grad_every, seed=cfg.seed, device=device, progress=True,
     )

@@ -14,7 +14,8 @@ from lightning.pytorch.loggers import CSVLogger
 
 from gan_lightning.callbacks.accuracy import DiscriminatorAccuracy, discriminator_stats
 from gan_lightning.callbacks.grad_norms import GradientNorms
-from gan_lightning.config import TrainConfig, build_datamodule, build_module
+from gan_lightning.config import TrainConfig
+from gan_lightning.build import build_datamodule, build_module
 from gan_lightning.diagnostics import PAPER_G_COSTS
 from gan_lightning.losses import d_bce_loss
 

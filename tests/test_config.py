@@ -1,10 +1,12 @@
 """Flag parsing: one typed config, YAML files, and one clear line for every bad input."""
 
 import pytest
+import torch
 import yaml
 
 from gan_lightning.cli import run_cli
-from gan_lightning.config import TrainConfig, build_module, parse_args
+from gan_lightning.config import TrainConfig, parse_args
+from gan_lightning.build import build_module
 from gan_lightning.errors import UsageError
 from gan_lightning.training import main
 
@@ -99,8 +101,22 @@ def test_build_module_resolves_names(loss):
     assert module.config["loss"] == loss
 
 
+def test_semi_supervised_task_builds_a_k_class_discriminator_and_feature_matching():
+    from gan_lightning.modules import SemiSupervisedGAN
+    from gan_lightning.objectives import AdversarialObjective, FeatureMatching
+
+    cfg, _ = parse_args(["--task", "semi_supervised", "--dataset", "digits", "--arch", "mlp", "--image_size", "8",
+                         "--minibatch_discrimination", "--mbd_kernels", "4", "--ema_decay", "0.9"])
+    module = build_module(cfg, (1, 8, 8))
+    assert isinstance(module, SemiSupervisedGAN) and isinstance(module.g_objective, FeatureMatching)
+    assert module.classify(torch.randn(5, 1, 8, 8))[0].shape == (5, 10)  # K = 10 digit classes
+    assert module.ema.decay == 0.9
+    gan = build_module(parse_args(["--dataset", "digits", "--arch", "mlp", "--image_size", "8"])[0], (1, 8, 8))
+    assert isinstance(gan.g_objective, AdversarialObjective)  # auto = adversarial for --task gan
+
+
 TECHNIQUE_BAD_INPUTS = [
-    (["--g_objective", "wasserstein"], "adversarial, feature_matching"),
+    (["--g_objective", "wasserstein"], "auto, adversarial, feature_matching"),
     (["--fm_distance", "l3"], "l1"),
     (["--label_smoothing", "1.5"], "(0, 1]"),
     (["--label_smoothing", "0.9", "--loss", "hinge"], "BCE loss"),
@@ -109,6 +125,13 @@ TECHNIQUE_BAD_INPUTS = [
     (["--historical_averaging", "-1"], ">= 0"),
     (["--g_norm", "group"], "vbn"),
     (["--arch", "improved_mnist"], "28"),
+    (["--task", "ssl"], "gan, semi_supervised"),
+    (["--task", "semi_supervised", "--dataset", "ring"], "mnist5k"),
+    (["--task", "semi_supervised", "--gp_weight", "10"], "--gp_weight is not part of --task semi_supervised"),
+    (["--task", "semi_supervised", "--noise_std", "0.1"], "--noise_std"),
+    (["--task", "semi_supervised", "--labels_per_class", "0"], ">= 1"),
+    (["--unlabeled", "some"], "all, rest"),
+    (["--ema_decay", "1"], "[0, 1)"),
 ]
 
 

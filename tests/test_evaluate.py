@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from gan_lightning.cli import run_cli
-from gan_lightning.config import TrainConfig, build_module
+from gan_lightning.config import TrainConfig
+from gan_lightning.build import build_module
 from gan_lightning.data import DATASETS, data_shape
 from gan_lightning.extractors import LENET_MNIST_SHA256, write_random_inception_weights
 

@@ -6,7 +6,8 @@ import lightning as L
 import pytest
 import torch
 
-from gan_lightning.config import TrainConfig, build_datamodule, build_module
+from gan_lightning.config import TrainConfig
+from gan_lightning.build import build_datamodule, build_module
 from gan_lightning.noise import InstanceNoise
 
 

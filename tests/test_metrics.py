@@ -13,7 +13,8 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import Dataset
 
 from gan_lightning.callbacks.metrics import MetricsCallback, gather_rows, logged_keys
-from gan_lightning.config import TrainConfig, build_datamodule, build_module
+from gan_lightning.config import TrainConfig
+from gan_lightning.build import build_datamodule, build_module
 from gan_lightning.data import DATASETS
 from gan_lightning.errors import UsageError
 from gan_lightning.extractors import WEIGHTS_DIR, load_extractor

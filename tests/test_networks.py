@@ -123,6 +123,17 @@ def test_unsupported_image_size_raises(name, size):
         arch.discriminator(data_shape=(3, size, size), width=WIDTH, norm=arch.d_norms[0])
 
 
+@pytest.mark.parametrize("name, shape", CASES)
+def test_discriminator_with_k_outputs_gives_class_logits(name, shape):
+    d = NETWORKS[name].discriminator(data_shape=shape, width=WIDTH, norm=NETWORKS[name].d_norms[0], num_outputs=3)
+    d.eval()  # improved_mnist's noise layers are on in training mode
+    x = torch.randn(4, *shape)
+    assert d(x).shape == (4, 3)
+    torch.testing.assert_close(d(x), d.head(d.features(x)))
+    with pytest.raises(ValueError):
+        NETWORKS[name].discriminator(data_shape=shape, width=WIDTH, norm=NETWORKS[name].d_norms[0], num_outputs=0)
+
+
 @pytest.mark.parametrize("name", list(NETWORKS))
 def test_every_declared_norm_builds_and_unknown_raises(name):
     arch = NETWORKS[name]

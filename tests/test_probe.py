@@ -15,7 +15,8 @@ from torch.testing import assert_close
 
 from gan_lightning.callbacks.probe import ProbeCallback, fresh_copy
 from gan_lightning.cli import run_cli
-from gan_lightning.config import TrainConfig, build_datamodule, build_module
+from gan_lightning.config import TrainConfig
+from gan_lightning.build import build_datamodule, build_module
 from gan_lightning.networks import MLPDiscriminator, MLPGenerator
 from gan_lightning.probe import CURVE_COLUMNS, SUMMARY_KEYS, probe, running_mean, summarize
 

@@ -279,3 +279,40 @@ def test_improved_mnist_discriminator_fits_when_available():
     logits, features = module.classify(torch.zeros(4, 1, 28, 28))
     assert logits.shape == (4, 10) and features.shape[0] == 4
     assert module.discriminate(torch.zeros(4, 1, 28, 28))[0].shape == (4,)
+
+
+def test_train_script_runs_the_semi_supervised_task_and_resumes(tmp_path):
+    """--task semi_supervised through train.py: ssl/test_error in metrics.csv, EMA in last.ckpt, resume."""
+    import csv
+    import importlib.util
+    from pathlib import Path
+
+    from gan_lightning.cli import run_cli
+    from gan_lightning.training import main
+
+    argv = ["--task", "semi_supervised", "--dataset", "digits", "--arch", "mlp", "--image_size", "8",
+            "--g_width", "32", "--d_width", "32", "--z_dim", "16", "--batch_size", "50", "--lr_g", "0.003",
+            "--lr_d", "0.003", "--labels_per_class", "5", "--metric_every_n_epochs", "0",
+            "--out_dir", str(tmp_path), "--run_name", "ssl"]
+    assert run_cli(main, [*argv, "--max_epochs", "1"]) == 0
+    run = tmp_path / "ssl"
+    ckpt = run / "checkpoints" / "last.ckpt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    steps = int(state["g_steps"])
+    assert steps == 1437 // 50 and int(state["ema.updates"]) == steps
+    assert state["discriminator.head.weight"].shape == (10, 32)
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    errors = [float(r["ssl/test_error"]) for r in rows if r.get("ssl/test_error")]
+    assert len(errors) == 1 and 0 <= errors[0] < 0.9  # below chance after one epoch on 50 labels
+
+    assert run_cli(main, [*argv, "--resume", "last", "--max_epochs", "2"]) == 0
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    assert int(state["g_steps"]) == 2 * steps
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert len([r for r in rows if r.get("ssl/test_error")]) == 2
+
+    spec = importlib.util.spec_from_file_location("evaluate", Path(__file__).parents[1] / "scripts" / "evaluate.py")
+    evaluate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(evaluate)
+    module, cfg = evaluate.load_generator(ckpt)  # evaluate.py rebuilds the semi-supervised module
+    assert isinstance(module, SemiSupervisedGAN) and cfg.task == "semi_supervised"

@@ -13,10 +13,9 @@ import pytest
 import yaml
 
 from gan_lightning.cli import run_cli
-from gan_lightning.config import FIELD_TYPES, noise_enabled, parse_args
-from gan_lightning.errors import UsageError
+from gan_lightning.config import noise_enabled, parse_args
 from gan_lightning.loggers import run_group
-from gan_lightning.sweeps import (COMMAND, PROGRAM, LocalRun, SweepError, candidate_values, load_checked, load_sweep,
+from gan_lightning.sweeps import (COMMAND, PROGRAM, LocalRun, SweepError, load_checked, load_sweep,
                                   logged_keys, run_flags, run_sweep, suggest, sweep_problems, train_run)
 from gan_lightning.training import main as train_main
 
@@ -24,29 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = sorted((ROOT / "sweeps").glob("*.yaml"))
 
 
-def _unsupported(sweep: dict) -> str | None:
-    """Why train.py cannot run this sweep yet: flags or values it does not have (issue 6)."""
-    missing = []
-    for name, spec in sweep["parameters"].items():
-        if name not in FIELD_TYPES:
-            missing.append(f"--{name}")
-            continue
-        for value in candidate_values(name, spec):
-            try:
-                parse_args([f"--{name}={value}"])
-            except UsageError as e:
-                if "unknown value" in str(e) and str(e).startswith(f"--{name}"):
-                    missing.append(f"--{name} {value}")
-    return f"train.py does not take {', '.join(missing)} yet" if missing else None
-
-
 def _sweep_params():
-    out = []
-    for path in SWEEPS:
-        why = _unsupported(load_sweep(path))
-        marks = [pytest.mark.xfail(reason=why, strict=True)] if why else []
-        out.append(pytest.param(path, id=path.stem, marks=marks))
-    return out
+    return [pytest.param(path, id=path.stem) for path in SWEEPS]
 
 
 def _same(resolved, given) -> bool:
@@ -108,8 +86,6 @@ def test_the_real_script_takes_the_agents_flags(tmp_path):
     assert yaml.safe_load(proc.stdout)["metric_num_samples"] == 1000
 
 
-@pytest.mark.xfail(_unsupported(load_sweep(ROOT / "sweeps" / "losses_x_noise.yaml")) is not None, strict=True,
-                   reason=str(_unsupported(load_sweep(ROOT / "sweeps" / "losses_x_noise.yaml"))))
 def test_losses_x_noise_grid_runs_what_it_says_and_groups_by_loss_and_noise():
     sweep = load_sweep(ROOT / "sweeps" / "losses_x_noise.yaml")
     runs, done = [], []

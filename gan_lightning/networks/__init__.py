@@ -6,11 +6,11 @@ Conventions shared by every architecture:
   Image outputs end in tanh (data in [-1, 1]); point outputs (data_shape = (D,)) are linear.
   With norm="vbn" (virtual batch norm) it holds a `ref_z` buffer of reference latents, runs on
   [ref_z; z] and returns the rows of z only.
-- A discriminator is built as `discriminator(data_shape=..., width=..., norm=...)` and has
-  `features(x) -> (B, feature_dim)`, `head` (Linear(feature_dim, 1)) and
+- A discriminator is built as `discriminator(data_shape=..., width=..., norm=..., num_outputs=1)`
+  and has `features(x) -> (B, feature_dim)`, `head` (Linear(feature_dim, num_outputs)) and
   `forward(x) = head(features(x)).squeeze(1)`: raw logits of shape (B,), higher = more real,
-  no sigmoid. Wrong input shapes raise ValueError. improved_mnist's head is
-  Sequential(GaussianNoise, Linear) and its discriminator also takes `num_outputs`.
+  no sigmoid; with num_outputs = K > 1, (B, K) class logits (the semi-supervised D). Wrong input
+  shapes raise ValueError. improved_mnist's head is Sequential(GaussianNoise, Linear).
 
 Only config code looks names up in NETWORKS.
 """
@@ -46,7 +46,7 @@ class Arch:
 
     Attributes:
         generator: called as generator(z_dim=..., data_shape=..., width=..., norm=..., vbn_ref_size=...).
-        discriminator: called as discriminator(data_shape=..., width=..., norm=...).
+        discriminator: called as discriminator(data_shape=..., width=..., norm=..., num_outputs=...).
         image_sizes: supported H (= W) for image data; None means any data shape.
         g_norms: accepted values of the generator's `norm`.
         d_norms: accepted values of the discriminator's `norm`.

@@ -133,18 +133,19 @@ class DCGANDiscriminator(nn.Module):
         data_shape: (C, H, W) with H = W in (28, 32, 64).
         width: channels of the first (largest) map.
         norm: "batch", "none" or "layer" (GroupNorm(1, ch), which does not mix examples).
+        num_outputs: 1 logit for a GAN; K class logits for the semi-supervised K+1 classifier.
 
     Attributes:
         feature_dim: size of `features(x)`, channels * s0 * s0 of the last map.
-        head: the final Linear(feature_dim, 1).
+        head: the final Linear(feature_dim, num_outputs).
     """
 
-    def __init__(self, data_shape: tuple[int, ...], width: int = 64, norm: str = "batch"):
+    def __init__(self, data_shape: tuple[int, ...], width: int = 64, norm: str = "batch", num_outputs: int = 1):
         super().__init__()
         check_choice(norm, D_NORMS, "DCGAN discriminator norm")
         channels, s0, n_blocks = image_geometry(data_shape)
-        if width < 1:
-            raise ValueError(f"need width >= 1, got {width}")
+        if width < 1 or num_outputs < 1:
+            raise ValueError(f"need width >= 1 and num_outputs >= 1, got {width}, {num_outputs}")
         self.data_shape = tuple(data_shape)
         bias = norm == "none"
         ch = width
@@ -155,7 +156,7 @@ class DCGANDiscriminator(nn.Module):
         layers.append(nn.Flatten())  # (B, ch, s0, s0) -> (B, ch * s0 * s0)
         self.body = nn.Sequential(*layers)
         self.feature_dim = ch * s0 * s0
-        self.head = nn.Linear(self.feature_dim, 1)
+        self.head = nn.Linear(self.feature_dim, num_outputs)
         self.apply(init_dcgan_weights)
 
     def features(self, x: Tensor) -> Tensor:
@@ -164,5 +165,5 @@ class DCGANDiscriminator(nn.Module):
         return self.body(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Raw logits (higher = more real): (B, C, H, W) -> (B,)."""
+        """Raw logits (higher = more real): (B, C, H, W) -> (B,) (or (B, num_outputs) when num_outputs > 1)."""
         return self.head(self.features(x)).squeeze(1)

@@ -118,17 +118,19 @@ class MLPDiscriminator(nn.Module):
         width: hidden layer size.
         norm: "none" or "layer" (LayerNorm after each hidden Linear). No BatchNorm: it would
             mix the examples of a batch, which changes what D computes for a single input.
+        num_outputs: 1 logit for a GAN; K class logits for the semi-supervised K+1 classifier.
 
     Attributes:
         feature_dim: size of `features(x)`, equal to `width`.
-        head: the final Linear(feature_dim, 1).
+        head: the final Linear(feature_dim, num_outputs).
     """
 
-    def __init__(self, data_shape: tuple[int, ...], width: int = 64, norm: str = "none"):
+    def __init__(self, data_shape: tuple[int, ...], width: int = 64, norm: str = "none", num_outputs: int = 1):
         super().__init__()
         check_choice(norm, D_NORMS, "MLP discriminator norm")
-        if width < 1 or not data_shape:
-            raise ValueError(f"need width >= 1 and a data_shape, got {width}, {data_shape}")
+        if width < 1 or not data_shape or num_outputs < 1:
+            raise ValueError(f"need width >= 1, a data_shape and num_outputs >= 1, got {width}, {data_shape}, "
+                             f"{num_outputs}")
         self.data_shape = tuple(data_shape)
         layers: list[nn.Module] = [nn.Flatten()]
         in_dim = math.prod(self.data_shape)
@@ -139,7 +141,7 @@ class MLPDiscriminator(nn.Module):
             in_dim = width
         self.body = nn.Sequential(*layers)
         self.feature_dim = width
-        self.head = nn.Linear(width, 1)
+        self.head = nn.Linear(width, num_outputs)
 
     def features(self, x: Tensor) -> Tensor:
         """Penultimate features: (B, *data_shape) -> (B, feature_dim)."""
@@ -147,5 +149,5 @@ class MLPDiscriminator(nn.Module):
         return self.body(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Raw logits: (B, *data_shape) -> (B,)."""
+        """Raw logits: (B, *data_shape) -> (B,) (or (B, num_outputs) when num_outputs > 1)."""
         return self.head(self.features(x)).squeeze(1)
