@@ -293,19 +293,17 @@ def load_generator(path: str | Path) -> tuple[Snapshot, dict[str, Any]]:
     Raises:
         UsageError: a missing, unreadable or foreign file, or weights that do not fit its config.
     """
-    from gan_lightning.checkpoints import CHECKPOINT_KEY, read_checkpoint
-    from gan_lightning.config import config_from_dict, validate
     from gan_lightning.build import build_datamodule, build_module
+    from gan_lightning.checkpoints import CHECKPOINT_KEY, load_weights, read_checkpoint
+    from gan_lightning.config import config_from_dict, validate
 
     ckpt = read_checkpoint(path)
-    stored = dict(ckpt[CHECKPOINT_KEY].get("config") or {})
-    cfg = config_from_dict(stored)
+    stored = dict(ckpt[CHECKPOINT_KEY]["config"])
+    # The files the run was started from (--resume, --config) may be gone since; G does not need them.
+    cfg = config_from_dict({**stored, "resume": "", "config": ""})
     validate(cfg)
     module = build_module(cfg, build_datamodule(cfg).data_shape)
-    try:
-        module.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as e:
-        raise UsageError(f"{path}: its weights do not fit its stored config ({str(e).splitlines()[0]})") from None
+    load_weights(module, ckpt["state_dict"], path)
     epochs = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {}).get("processed")
     epochs = int(epochs) if epochs is not None else int(ckpt.get("epoch", 0))
     return Snapshot(epochs, int(module.g_steps), module.generator, str(path)), stored

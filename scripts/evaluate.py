@@ -74,22 +74,18 @@ def load_generator(path: str | Path):
     Raises:
         UsageError: not a readable gan_lightning checkpoint, or weights that do not fit its config.
     """
-    from gan_lightning.checkpoints import CHECKPOINT_KEY, read_checkpoint
-    from gan_lightning.config import config_from_dict
     from gan_lightning.build import build_module
+    from gan_lightning.checkpoints import CHECKPOINT_KEY, load_weights, read_checkpoint
+    from gan_lightning.config import config_from_dict
     from gan_lightning.data import DATASETS, data_shape
 
     ckpt = read_checkpoint(path)
-    stored = ckpt[CHECKPOINT_KEY].get("config") if isinstance(ckpt[CHECKPOINT_KEY], dict) else None
-    if not isinstance(stored, dict) or stored.get("dataset") not in DATASETS:
+    stored = ckpt[CHECKPOINT_KEY]["config"]
+    if stored.get("dataset") not in DATASETS:
         raise UsageError(f"{path} holds no usable training config (no known 'dataset' in it)")
     cfg = config_from_dict(stored)
     module = build_module(cfg, data_shape(DATASETS[cfg.dataset], cfg.image_size))
-    try:
-        module.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as e:
-        raise UsageError(f"{path}: its weights do not fit the networks of its config "
-                         f"({str(e).strip().splitlines()[0][:200]})") from None
+    load_weights(module, ckpt["state_dict"], path)
     return module, cfg
 
 
