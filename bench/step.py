@@ -18,13 +18,16 @@ step, divided by the torch.mm float32 peak measured in this run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
 import time
 import warnings
+from typing import Callable, ContextManager
 
 import torch
+from torch import Tensor, nn
 
 VARIANTS = ("raw", "lightning", "default", "every_step")
 
@@ -35,11 +38,16 @@ def make_config(args):
     return TrainConfig(dataset="mnist5k", image_size=32, batch_size=args.batch_size, g_width=64, d_width=64)
 
 
-def make_module(args):
+def build(cfg, data_shape: tuple[int, ...]):
+    """The project's GAN module for ``cfg``, weights drawn from seed 0 (the one place the benches build it)."""
     from gan_lightning.build import build_module
 
     torch.manual_seed(0)
-    return build_module(make_config(args), (1, 32, 32))
+    return build_module(cfg, data_shape)
+
+
+def make_module(args):
+    return build(make_config(args), (1, 32, 32))
 
 
 def fake_data(args, steps: int) -> torch.Tensor:
@@ -47,52 +55,69 @@ def fake_data(args, steps: int) -> torch.Tensor:
     return torch.rand(steps * args.batch_size, 1, 32, 32, generator=g) * 2 - 1  # (N, 1, 32, 32) in [-1, 1]
 
 
-def run_raw(args, steps: int) -> float:
-    """Seconds for `steps` steps of a minimal loop (after one warm-up step)."""
+def gan_step(g: nn.Module, d: nn.Module, d_opt: torch.optim.Optimizer, g_opt: torch.optim.Optimizer, real: Tensor,
+             z: Tensor, autocast: Callable[[], ContextManager] = contextlib.nullcontext) -> None:
+    """One D update, then one G update, as the GAN module trains (non-saturating loss).
+
+    Args:
+        g, d: the networks (or their ``torch.compile`` wrappers, which share the parameters).
+        real: (B, *data_shape) data batch; z: (B, z_dim) latents.
+        autocast: context of the forward passes (``torch.autocast`` for mixed precision);
+            backward passes run outside it, as PyTorch recommends.
+    """
     from gan_lightning.losses import d_bce_loss, g_nonsaturating_loss
+    from gan_lightning.torch_utils import frozen
 
-    module = make_module(args)
-    g, d = module.generator, module.discriminator
-    d_opt = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    g_opt = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    data = fake_data(args, steps + 1).split(args.batch_size)
-
-    def step(real):
-        fake = g(torch.randn(len(real), module.z_dim))
+    with autocast():
+        fake = g(z)
         d_loss = d_bce_loss(d(real), d(fake.detach()))
-        d_opt.zero_grad(set_to_none=True)
-        d_loss.backward()
-        d_opt.step()
-        for p in d.parameters():
-            p.requires_grad_(False)
-        g_loss = g_nonsaturating_loss(d(fake))
+    d_opt.zero_grad(set_to_none=True)
+    d_loss.backward()
+    d_opt.step()
+    with frozen(d):  # G's update: gradients flow through D to G's output, D's weights get none
+        with autocast():
+            g_loss = g_nonsaturating_loss(d(fake))
         g_opt.zero_grad(set_to_none=True)
         g_loss.backward()
-        for p in d.parameters():
-            p.requires_grad_(True)
-        g_opt.step()
+    g_opt.step()
 
-    step(data[0])
+
+def run_raw(args, steps: int) -> float:
+    """Seconds for `steps` steps of a minimal loop (after one warm-up step)."""
+    module = make_module(args)
+    g, d = module.generator, module.discriminator
+    d_opt, g_opt = module.configure_optimizers()
+    data = fake_data(args, steps + 1).split(args.batch_size)
+    gan_step(g, d, d_opt, g_opt, data[0], torch.randn(len(data[0]), module.z_dim))
     start = time.perf_counter()
     for real in data[1:]:
-        step(real)
+        gan_step(g, d, d_opt, g_opt, real, torch.randn(len(real), module.z_dim))
     return time.perf_counter() - start
 
 
 class _Timer:
-    """Callback-free timing: wall time between the first and the last training batch."""
+    """Callback-free timing: wall time from batch ``warmup`` (the batches before it warm up) to the end of fit.
 
-    def __init__(self):
+    On a GPU both ends wait for the device (``torch.cuda.synchronize``), so queued kernels are counted.
+    """
+
+    def __init__(self, warmup: int = 1):
         import lightning as L
 
         outer = self
 
+        def sync(pl_module):
+            if pl_module.device.type == "cuda":
+                torch.cuda.synchronize(pl_module.device)
+
         class T(L.Callback):
             def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-                if batch_idx == 1:  # batch 0 is the warm-up
+                if batch_idx == warmup:
+                    sync(pl_module)
                     outer.start = time.perf_counter()
 
             def on_train_end(self, trainer, pl_module):
+                sync(pl_module)
                 outer.end = time.perf_counter()
 
         self.callback = T()
@@ -122,33 +147,45 @@ def run_lightning(args, steps: int, variant: str) -> float:
     return timer.end - timer.start
 
 
-def step_flops(args) -> int:
-    """FLOPs of one training step (D on real and fake, backward, G forward/backward)."""
+def count_step_flops(module, real: Tensor) -> int:
+    """FLOPs of one :func:`gan_step` (convolutions and matmuls, forward and backward) of a copy of ``module``.
+
+    Counted as trained: D on real and fake, D's backward, then G's forward and backward through a
+    frozen D (no gradients of D's weights). The count does not depend on the dtype.
+    """
+    import copy
+
     from torch.utils.flop_counter import FlopCounterMode
 
-    from gan_lightning.losses import d_bce_loss, g_nonsaturating_loss
-
-    module = make_module(args)
-    g, d = module.generator, module.discriminator
-    real = fake_data(args, 1)
-    from gan_lightning.torch_utils import frozen
-
+    module = copy.deepcopy(module)
+    d_opt, g_opt = module.configure_optimizers()
+    z = torch.randn(len(real), module.z_dim, device=real.device)
     with FlopCounterMode(display=False) as counter:
-        fake = g(torch.randn(len(real), module.z_dim))
-        d_bce_loss(d(real), d(fake.detach())).backward()
-        with frozen(d):  # as in training: G's update computes no gradients of D's weights
-            g_nonsaturating_loss(d(fake)).backward()
+        gan_step(module.generator, module.discriminator, d_opt, g_opt, real, z)
     return counter.get_total_flops()
 
 
-def mm_peak(size: int = 4096, repeats: int = 5) -> float:
-    """Best float32 torch.mm FLOP/s over a few repeats (4096^2: large enough to reach the peak)."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def step_flops(args) -> int:
+    """FLOPs of one training step (D on real and fake, backward, G forward/backward)."""
+    return count_step_flops(make_module(args), fake_data(args, 1))
+
+
+def mm_peak(size: int = 4096, repeats: int = 5, device: str | torch.device = "cpu",
+            dtype: torch.dtype = torch.float32) -> float:
+    """Best torch.mm FLOP/s over a few repeats (4096^2 reaches a CPU's peak; a GPU needs ~8192^2).
+
+    On CUDA, float32 runs in the math mode ``torch.backends.cuda.matmul.allow_tf32`` selects.
+    """
+    device = torch.device(device)
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     torch.mm(a, b)
+    sync()
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         torch.mm(a, b)
+        sync()
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best
 
