@@ -78,3 +78,39 @@ def generator_grad_norms(
             )
             out[name] = float(global_norm(list(grads)))
     return out
+
+
+def shadow_norms_on_graph(
+    fake_logits: Tensor,
+    params: list[Tensor],
+    backward: Callable[[], None],
+    trained: str | None = None,
+    costs: Mapping[str, Callable[[Tensor], Tensor]] = PAPER_G_COSTS,
+) -> dict[str, Tensor]:
+    """G's gradient norm under each cost, from the graph of G's own update step, then that update's backward.
+
+    Reuses the forward pass of the training step: each cost other than ``trained`` gets one
+    ``torch.autograd.grad`` from ``fake_logits`` to ``params`` (the graph is kept, no ``.grad``
+    is touched), then ``backward()`` runs the step's own backward; the cost named ``trained``
+    (when G's loss is exactly that cost) is read from the gradients it left in ``.grad``. No
+    host sync: the norms stay 0-dim tensors on the device.
+
+    Args:
+        fake_logits: (B,) D's logits of G's samples, with G's graph.
+        params: G's parameters that get gradients.
+        backward: the training step's backward (``manual_backward(loss)``).
+        trained: the name in ``costs`` that G's loss equals (its gradients are reused), or None.
+        costs: name -> generator loss of logits.
+
+    Returns:
+        name -> gradient norm (0-dim tensor).
+    """
+    out: dict[str, Tensor] = {}
+    for name, cost in costs.items():
+        if name != trained:
+            grads = torch.autograd.grad(cost(fake_logits), params, retain_graph=True, allow_unused=True)
+            out[name] = global_norm(list(grads))
+    backward()
+    if trained is not None:
+        out[trained] = global_norm([p.grad for p in params])
+    return {name: out[name] for name in costs}

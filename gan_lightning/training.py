@@ -185,6 +185,10 @@ def train(cfg: TrainConfig, given: set[str] | None = None) -> Run:
     cfg = run.cfg
     dm = build_datamodule(cfg)
     dm.check()
+    if run.ckpt_path:  # refuse weights that do not fit before the Trainer prints or anything is written
+        from gan_lightning.checkpoints import load_weights, read_checkpoint
+
+        load_weights(build_module(cfg, dm.data_shape), read_checkpoint(run.ckpt_path)["state_dict"], run.ckpt_path)
     trainer = build_trainer(cfg, run.run_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = build_module(cfg, dm.data_shape)

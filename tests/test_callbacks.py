@@ -149,6 +149,40 @@ def test_shadow_norms_equal_direct_autograd_and_leave_the_module_alone():
     assert norms["minimax"] != pytest.approx(norms["nonsaturating"], rel=1e-3)
 
 
+@pytest.mark.parametrize("objective", ["nonsaturating", "minimax", "feature_matching"])
+def test_in_step_shadow_norms_equal_direct_autograd_and_leave_the_update_alone(objective):
+    """The module's G update measures both norms on its own graph (reusing the trained cost's gradient)."""
+    flags = {"g_objective": "feature_matching"} if objective == "feature_matching" else {"loss": objective}
+    _, module = setup_run(**flags)
+    module.train()
+    module.manual_backward = lambda loss: loss.backward()  # no Trainer here
+    z = torch.randn(32, module.z_dim)
+    real = torch.randn(32, 2)
+
+    def g_loss(m):
+        fake = m.generator(z)
+        logits, features = m.discriminate(fake)
+        return m.g_objective(m, real, logits, features), logits
+
+    twin = copy.deepcopy(module)
+    loss, _ = g_loss(twin)
+    loss.backward()  # the update without shadow norms
+    module.shadow_due = True
+    loss, logits = g_loss(module)
+    module.g_backward(loss, logits)
+    assert module.shadow_due is False and set(module.shadow_norms) == set(PAPER_G_COSTS)
+    for p, q in zip(module.generator.parameters(), twin.generator.parameters()):
+        torch.testing.assert_close(p.grad, q.grad)  # the training gradients are untouched
+    for name, cost in PAPER_G_COSTS.items():
+        other = copy.deepcopy(twin)
+        other.zero_grad(set_to_none=True)
+        cost(other.discriminate(other.generator(z))[0]).backward()
+        expected = math.sqrt(sum(float(p.grad.pow(2).sum()) for p in other.generator.parameters()))
+        assert float(module.shadow_norms[name]) == pytest.approx(expected, rel=1e-5)
+    reused = module._trained_paper_cost()
+    assert reused == (None if objective == "feature_matching" else objective)
+
+
 # -- tiny Trainer runs ------------------------------------------------------------------------
 def test_trainer_run_logs_every_key(tmp_path):
     dm, module = setup_run(n_critic=2)

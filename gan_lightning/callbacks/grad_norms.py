@@ -35,18 +35,20 @@ class GradientNorms(L.Callback):
     ``grad_norm/d/<name>`` for every parameter, ``<name>`` relative to the network
     (``grad_norm/d/head.weight``).
 
-    **Shadow generator norms.** Every ``shadow_every_n_steps`` batches, in
-    ``on_train_batch_end``, G's gradient norm is measured under both costs of Arjovsky & Bottou
-    2017 on one fresh batch of ``shadow_batch_size`` latents, whatever cost is trained:
+    **Shadow generator norms.** Every ``shadow_every_n_steps`` batches, G's gradient norm is
+    measured under both costs of Arjovsky & Bottou 2017, whatever cost is trained:
     ``grad_norm/g_minimax`` for E[log(1 - D(G(z)))], which vanishes as D nears optimal (Thm
     2.4), and ``grad_norm/g_nonsaturating`` for -E[log D(G(z))], whose gradient grows and gets
-    noisy (Thms 2.5-2.6). G runs in the mode it trains in (BatchNorm uses batch statistics)
-    and D through the module's ``discriminate``, so input noise acts as in training. The
-    measurement does not change the run: gradients come from ``torch.autograd.grad`` (no
-    ``.grad`` is touched) and BatchNorm buffers and the RNG streams are restored
-    (:func:`gan_lightning.diagnostics.generator_grad_norms`); the latents are drawn inside the
-    same kind of RNG fork. Under DDP each rank draws its own latents and the logged value is
-    the mean over ranks (``sync_dist=True``; two scalar all-reduces, infrequent).
+    noisy (Thms 2.5-2.6). With the project's modules (:class:`~gan_lightning.modules.base.GeneratorSystem`)
+    it is measured inside G's update of that batch, on its own samples and forward pass (D after
+    its update, input noise as in training): ``on_train_batch_start`` sets the module's
+    ``shadow_due``, the module adds one ``torch.autograd.grad`` per cost it does not train (the
+    trained cost's norm is that of the update's own gradients), and ``on_train_batch_end`` logs
+    the module's ``shadow_norms``. A module without ``g_backward`` is measured after the batch on
+    a fresh batch of ``shadow_batch_size`` latents with G and D run again
+    (:func:`gan_lightning.diagnostics.generator_grad_norms`). Either way the run is unchanged: no
+    ``.grad`` is touched, BatchNorm buffers and the RNG streams are not used up. Under DDP the
+    logged value is the mean over ranks (``sync_dist=True``; two scalar all-reduces).
 
     The module must have ``generator``, ``discriminator``, ``discriminate(x) -> (logits,
     features)`` and ``sample_z(n)``, and optionally ``d_input`` (its buffers are restored too).
@@ -60,7 +62,7 @@ class GradientNorms(L.Callback):
             and ``grad_norm/g``.
         per_layer: also log one norm per parameter tensor.
         shadow_every_n_steps: batches between shadow measurements; 0 turns them off.
-        shadow_batch_size: latents per shadow measurement.
+        shadow_batch_size: latents per shadow measurement of a module without ``g_backward``.
 
     Raises:
         ValueError: if ``every_n_steps`` or ``shadow_batch_size`` is not an int >= 1, or
@@ -144,16 +146,26 @@ class GradientNorms(L.Callback):
         return f"opt{index}"
 
     # -- shadow generator norms ---------------------------------------------------------------
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        if self.shadow_every_n_steps and hasattr(pl_module, "g_backward"):
+            pl_module.shadow_due = self._due(trainer, self.shadow_every_n_steps)
+
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         if not self.shadow_every_n_steps or not self._due(trainer, self.shadow_every_n_steps):
             return
-        for name, norm in self.shadow_norms(pl_module).items():
+        if hasattr(pl_module, "g_backward"):
+            norms, pl_module.shadow_norms, pl_module.shadow_due = pl_module.shadow_norms, None, False
+            norms = norms or {}  # none when G's update was skipped (non-finite loss)
+        else:
+            norms = self.shadow_norms(pl_module)
+        for name, norm in norms.items():
             pl_module.log(f"grad_norm/g_{name}", norm, on_step=True, on_epoch=False, sync_dist=True)
 
     def shadow_norms(self, pl_module: L.LightningModule) -> dict[str, float]:
-        """G's gradient norm under each cost of ``PAPER_G_COSTS`` on fresh latents, run unchanged.
+        """G's gradient norm under each cost of ``PAPER_G_COSTS`` on fresh latents, run unchanged
+        (the path for modules without ``g_backward``, and a check of the in-step path).
 
         Args:
             pl_module: the GAN module (see the class docstring for what it must have).

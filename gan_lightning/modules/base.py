@@ -10,7 +10,46 @@ from gan_lightning.torch_utils import eval_mode
 
 class GeneratorSystem:
     """Mixed into a LightningModule that has ``generator``, ``discriminator``, ``z_dim``,
-    a ``fixed_z`` buffer (num_fixed, z_dim), ``lr_g``, ``lr_d`` and ``betas``."""
+    a ``fixed_z`` buffer (num_fixed, z_dim), ``lr_g``, ``lr_d``, ``betas`` and ``g_objective``.
+
+    Shadow gradient norms: when a callback sets ``shadow_due = True`` before a batch, G's update
+    of that batch (:meth:`g_backward`) also measures G's gradient norm under both costs of
+    Arjovsky & Bottou 2017 on its own forward pass and leaves them in ``shadow_norms``
+    (name -> 0-dim tensor); the callback reads them after the batch and resets both.
+    """
+
+    shadow_due: bool = False
+    shadow_norms: dict[str, Tensor] | None = None
+
+    def g_backward(self, loss: Tensor, fake_logits: Tensor) -> None:
+        """``manual_backward(loss)`` of G's update, measuring the shadow norms first when they are due.
+
+        Args:
+            loss: G's scalar loss.
+            fake_logits: (B,) the real/fake logits of G's samples that ``loss`` was computed from.
+        """
+        if not self.shadow_due:
+            self.manual_backward(loss)
+            return
+        from gan_lightning.diagnostics import shadow_norms_on_graph
+
+        params = [p for p in self.generator.parameters() if p.requires_grad]
+        self.shadow_norms = shadow_norms_on_graph(
+            fake_logits, params, lambda: self.manual_backward(loss), trained=self._trained_paper_cost()
+        )
+        self.shadow_due = False
+
+    def _trained_paper_cost(self) -> str | None:
+        """The paper cost G's loss equals (its gradient is reused), or None (feature matching,
+        penalties, or gradients scaled by fp16 AMP)."""
+        from gan_lightning.diagnostics import PAPER_G_COSTS
+        from gan_lightning.objectives import AdversarialObjective
+
+        if getattr(self, "g_penalties", None) or not isinstance(self.g_objective, AdversarialObjective):
+            return None
+        if self._trainer is not None and str(self.trainer.precision).startswith("16"):
+            return None
+        return next((name for name, cost in PAPER_G_COSTS.items() if self.g_objective.g_loss is cost), None)
 
     def sample_z(self, n: int) -> Tensor:
         """Draw n latent vectors z ~ N(0, I), shape (n, z_dim), on the module's device."""

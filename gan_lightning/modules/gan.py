@@ -170,7 +170,7 @@ class GAN(GeneratorSystem, L.LightningModule):
             if not self._finite(loss, "G"):
                 return loss.detach()
             g_opt.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
+            self.g_backward(loss, fake_logits)
         g_opt.step()
         self.g_steps += 1
         return loss.detach()
