@@ -19,6 +19,7 @@ from gan_lightning.layers import (
     reference_latents,
     virtual_batch_norm,
     wn_linear,
+    init_weight_norm_from_data,
 )
 from gan_lightning.networks import MLPDiscriminator
 
@@ -197,3 +198,22 @@ def test_wn_linear():
     with torch.no_grad():
         unit.parametrizations.weight.original1.mul_(10.0)
     assert_close(unit.weight.norm(dim=1), torch.ones(3))  # the direction's scale does not matter
+
+
+def test_data_dependent_init_gives_each_weight_normalized_unit_zero_mean_unit_std():
+    torch.manual_seed(0)
+    net = nn.Sequential(wn_linear(5, 7, scale=1.0), nn.ReLU(), nn.Linear(7, 6), nn.ReLU(), wn_linear(6, 3, scale=1.0))
+    x = torch.randn(64, 5) * 4 + 2  # far from zero mean, unit std
+    plain_before = net[2].weight.clone()
+    assert init_weight_norm_from_data(net, x) == 2
+    outputs = {}
+    for i in (0, 4):
+        net[i].register_forward_hook(lambda m, inp, out, i=i: outputs.__setitem__(i, out))
+    net(x)
+    for i in (0, 4):  # the second measured after the first was initialized
+        assert_close(outputs[i].mean(0), torch.zeros(outputs[i].shape[1]), atol=1e-5, rtol=0)
+        assert_close(outputs[i].std(0, unbiased=False), torch.ones(outputs[i].shape[1]), atol=1e-4, rtol=0)
+    assert_close(net[2].weight, plain_before)  # a plain Linear is left alone
+    assert init_weight_norm_from_data(nn.Sequential(nn.Linear(5, 2)), x) == 0
+    with pytest.raises(ValueError, match="at least 2"):
+        init_weight_norm_from_data(net, x[:1])

@@ -97,7 +97,7 @@ def test_gradients_reach_generator(name, shape):
     for pname, p in g.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, pname
     for pname, p in d.named_parameters():
-        assert p.grad is not None, pname
+        assert (p.grad is not None) == p.requires_grad, pname  # frozen: improved_mnist's hidden scales
 
 
 @pytest.mark.parametrize("name,shape", CASES)
@@ -253,3 +253,5 @@ def test_improved_mnist_layout():
     assert_close(d(x), d.head(d.features(x)).squeeze(1))
     k = arch.discriminator(data_shape=(1, 28, 28), width=WIDTH, norm="none", num_outputs=10)
     assert k(x).shape == (4, 10)  # K class logits for the semi-supervised discriminator
+    scales = [m.parametrizations.weight.original0 for m in d.modules() if isinstance(m, nn.Linear)]
+    assert [g.requires_grad for g in scales] == [False] * 5 + [True]  # hidden scales frozen, as the reference

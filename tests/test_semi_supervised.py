@@ -316,3 +316,26 @@ def test_train_script_runs_the_semi_supervised_task_and_resumes(tmp_path):
     spec.loader.exec_module(evaluate)
     module, cfg = evaluate.load_generator(ckpt)  # evaluate.py rebuilds the semi-supervised module
     assert isinstance(module, SemiSupervisedGAN) and cfg.task == "semi_supervised"
+
+
+def test_data_dependent_init_runs_once_and_the_ema_starts_from_it():
+    from types import SimpleNamespace
+
+    from gan_lightning.networks import ImprovedMNISTDiscriminator
+
+    torch.manual_seed(0)
+    images = torch.rand(40, 1, 28, 28) * 2 - 1
+    d = ImprovedMNISTDiscriminator((1, 28, 28), num_outputs=10)
+    module = SemiSupervisedGAN(MLPGenerator(z_dim=8, data_shape=(1, 28, 28), width=16), d, 10, data_init=32)
+    module._trainer = SimpleNamespace(datamodule=SimpleNamespace(unlabeled_dataset=images))
+    before = copy.deepcopy(d.state_dict())
+    module.on_train_start()
+    assert int(module.data_initialized) == 1
+    changed = [k for k in before if not torch.equal(before[k], d.state_dict()[k])]
+    assert any("original0" in k for k in changed)  # the scales g moved
+    for k, v in d.state_dict().items():
+        torch.testing.assert_close(module.ema.net.state_dict()[k], v)
+    after = copy.deepcopy(d.state_dict())
+    module.on_train_start()  # as after a resume: the flag is in the checkpoint
+    for k, v in d.state_dict().items():
+        torch.testing.assert_close(v, after[k])

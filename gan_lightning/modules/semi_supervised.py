@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gan_lightning.layers import init_weight_norm_from_data
 from gan_lightning.modules.base import GeneratorSystem
 from gan_lightning.objectives import FeatureMatching
 from gan_lightning.torch_utils import eval_mode, frozen
@@ -144,6 +145,22 @@ class WeightEMA(nn.Module):
         return f"decay={self.decay}"
 
 
+def init_examples(datamodule: Any, n: int, seed: int = 0) -> Tensor:
+    """``n`` unlabeled training examples (B, *data_shape), the same on every rank (fixed seed)."""
+    data = datamodule.unlabeled_dataset
+    index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
+    return torch.stack([torch.as_tensor(data[int(i)]) for i in index])
+
+
+def init_discriminator_from_data(discriminator: nn.Module, x: Tensor) -> int:
+    """Data-dependent init of D's weight-normalized layers on ``x`` (eval mode: no noise), as the reference.
+
+    Returns the number of layers initialized (0 for a D without weight normalization).
+    """
+    with eval_mode(discriminator):
+        return init_weight_norm_from_data(discriminator, x, lambda v: discriminator.head(discriminator.features(v)))
+
+
 # -- the system ------------------------------------------------------------------------------
 
 
@@ -163,7 +180,7 @@ class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
     EMA weights; the live ones when the EMA is off) and ``ssl/test_error_live`` (live weights),
     both on the epoch. D and the EMA are in eval mode there (no Gaussian noise layers, no dropout).
 
-    Counters are buffers saved in checkpoints: ``images_seen`` (unlabeled real images over all
+    Counters are buffers saved in checkpoints (with ``data_initialized``): ``images_seen`` (unlabeled real images over all
     ranks), ``d_steps``, ``g_steps``. ``training_step`` returns detached ``real_logits`` (B,)
     (logsumexp of the unlabeled batch's class logits), ``fake_logits`` (B,) of the D update, and
     the losses, so the DiscriminatorAccuracy callback reads D's real/fake accuracy as for a GAN.
@@ -185,6 +202,10 @@ class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
             0 keeps them constant.
         g_objective: what G minimizes, ``g_objective(self, real, fake_logits, fake_features)``;
             default ``FeatureMatching("l2")`` on D's penultimate features (reference MNIST code).
+        data_init: at the start of training (not on resume), initialize D's weight-normalized
+            layers from this many unlabeled training examples (``trainer.datamodule.unlabeled_dataset``)
+            so each unit starts with zero mean and unit variance, as the reference code does on 500
+            images; 0 turns it off. A D without weight normalization is left as it is.
         num_fixed: number of fixed latent vectors kept for sample grids.
         config: the run's resolved config, stored in checkpoints.
 
@@ -207,6 +228,7 @@ class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
         ema_decay: float = 0.999,
         lr_decay_steps: int = 0,
         g_objective: nn.Module | None = None,
+        data_init: int = 500,
         num_fixed: int = 64,
         config: dict[str, Any] | None = None,
     ) -> None:
@@ -221,7 +243,10 @@ class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
             raise ValueError(f"ema_decay must be in [0, 1) (0: no EMA), got {ema_decay}")
         if lr_decay_steps < 0:
             raise ValueError(f"lr_decay_steps must be >= 0 (0: constant), got {lr_decay_steps}")
+        if data_init < 0 or data_init == 1:
+            raise ValueError(f"data_init must be 0 (off) or >= 2 examples, got {data_init}")
         self.automatic_optimization = False
+        self.data_init = data_init
         self.generator = generator
         self.discriminator = discriminator
         self.num_classes = num_classes
@@ -234,8 +259,18 @@ class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
         self.z_dim = int(generator.z_dim)
         fixed = torch.randn(num_fixed, self.z_dim, generator=torch.Generator().manual_seed(1234))
         self.register_buffer("fixed_z", fixed)  # (num_fixed, z_dim)
-        for name in ("images_seen", "d_steps", "g_steps"):
+        for name in ("images_seen", "d_steps", "g_steps", "data_initialized"):
             self.register_buffer(name, torch.zeros((), dtype=torch.long))
+
+    # -- data-dependent initialization ------------------------------------------------------
+    def on_train_start(self) -> None:
+        """Initialize D's weight-normalized layers from data once (not again on resume)."""
+        if self.data_init and not int(self.data_initialized):
+            x = init_examples(self.trainer.datamodule, self.data_init).to(self.device)
+            init_discriminator_from_data(self.discriminator, x)
+            if self.ema is not None:
+                self.ema.net.load_state_dict(self.discriminator.state_dict())
+            self.data_initialized.fill_(1)
 
     # -- the one call site of D -------------------------------------------------------------
     def classify(self, x: Tensor, *, ema: bool = False) -> tuple[Tensor, Tensor]:
@@ -311,7 +346,7 @@ class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
             fake_logits, fake_features = self.discriminate(fake)
             loss = self.g_objective(self, real, fake_logits, fake_features)
             g_opt.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
+            self.g_backward(loss, fake_logits)
         g_opt.step()
         self.g_steps += 1
         return loss.detach()
@@ -365,6 +400,7 @@ def supervised_baseline(
     beta2: float = 0.999,
     ema_decay: float = 0.999,
     lr_decay_steps: int = 0,
+    data_init: int = 500,
     on_step: Callable[[int, float], None] | None = None,
 ) -> float:
     """Train ``discriminator`` on the labeled examples alone and return its test error.
@@ -384,6 +420,8 @@ def supervised_baseline(
         lr, beta1, beta2: Adam settings.
         ema_decay: decay of the evaluated weight average (0: evaluate the live weights).
         lr_decay_steps: linear decay of lr to 0 at this step (0: constant), as the module.
+        data_init: examples for the data-dependent init of D's weight-normalized layers (0: off),
+            the same examples as the module's.
         on_step: called as ``on_step(step, loss)`` after each update (progress, logging).
 
     Returns:
@@ -396,6 +434,8 @@ def supervised_baseline(
         raise ValueError(f"steps must be >= 1, got {steps}")
     datamodule.setup("fit")
     device = _device_of(discriminator)
+    if data_init:
+        init_discriminator_from_data(discriminator, init_examples(datamodule, data_init).to(device))
     discriminator.train()
     ema = WeightEMA(discriminator, ema_decay) if ema_decay > 0 else None
     opt = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=(beta1, beta2))

@@ -9,9 +9,11 @@ Differences from the reference, all deliberate:
 - Our data lives in [-1, 1], the reference's in [0, 1]. G ends in tanh instead of sigmoid
   (tanh(a) = 2 sigmoid(2a) - 1, the same family of outputs rescaled), and the input noise of D
   is 0.6 instead of 0.3: the same noise relative to the data, since [-1, 1] doubles its scale.
-- No data-dependent initialization: weight-normalized layers start with unit-norm rows (g = 1,
-  as the reference's ``l2normalize`` does), which keeps activations near the input's scale, and
-  all scales g are trained (the reference freezes D's hidden scales after its init pass).
+- Weight-normalized layers start with unit-norm rows (g = 1). The reference's data-dependent
+  init of D (on 500 training images) is done by the semi-supervised module at the start of
+  training (``layers.init_weight_norm_from_data``), not here; a D used in a plain GAN keeps g = 1.
+  As in the reference's ``DenseLayer(train_scale=False)``, D's hidden scales g are frozen
+  (``requires_grad`` off, still in ``state_dict``): only the output layer's scale learns.
 - BatchNorm has a learned scale (the reference's G has only a shift).
 - Fully connected, so any channel count works; the reference has one (MNIST). Only 28x28.
 """
@@ -23,7 +25,7 @@ import math
 import torch.nn as nn
 from torch import Tensor
 
-from gan_lightning.layers import GaussianNoise, prepend_reference, wn_linear
+from gan_lightning.layers import GaussianNoise, is_weight_normalized, prepend_reference, wn_linear
 from gan_lightning.networks.mlp import VBN_REF_SIZE, check_choice, check_data_shape, norm1d, reference_buffer
 
 IMAGE_SIZES: tuple[int, ...] = (28,)
@@ -123,6 +125,9 @@ class ImprovedMNISTDiscriminator(nn.Module):
             layers += [wn_linear(in_dim, units, scale=1.0), nn.ReLU()]
             in_dim = units
         self.body = nn.Sequential(*layers)
+        for layer in self.body:
+            if is_weight_normalized(layer):
+                layer.parametrizations.weight.original0.requires_grad_(False)  # train_scale=False
         self.feature_dim = in_dim
         self.head = nn.Sequential(GaussianNoise(HIDDEN_NOISE), wn_linear(in_dim, num_outputs, scale=1.0))
 

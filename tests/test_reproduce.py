@@ -1,0 +1,67 @@
+"""scripts/reproduce_improved_gan.py's studies on tiny settings: the summary has the issue's keys."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from gan_lightning.reproduce import STUDIES, Settings
+from gan_lightning.reproduce_report import SUMMARY_KEYS, write_outputs
+
+TINY = Settings(ssl_epochs=1, ssl_seeds=(0,), labels_per_class=2, coverage_epochs=1, coverage_seeds=(0,),
+                ablation_epochs=1, ablation_samples=500, ablation_variants=("baseline", "minibatch discrimination"),
+                extra=("--accelerator", "cpu", "--logger", "csv", "--diagnostics", "false"))
+
+
+@pytest.fixture(scope="module")
+def summary(tmp_path_factory):
+    out = tmp_path_factory.mktemp("repro")
+    result = {name: study(TINY, out / "runs", lambda m: None) for name, study in STUDIES.items()}
+    return out, result
+
+
+def test_summary_json_has_the_issue_keys_and_figures(summary):
+    out, result = summary
+    written = write_outputs(result, {"quick": True}, out, 1.0)
+    data = json.loads((out / "summary.json").read_text())
+    assert set(SUMMARY_KEYS) <= set(data)
+    ssl = data["semi_supervised"]
+    assert {"dataset", "labels", "test_size", "test_error", "supervised_only_error", "seeds"} <= set(ssl)
+    assert ssl["labels"] == 20 and ssl["test_size"] == 1000 and ssl["seeds"] == [0]
+    assert 0 <= ssl["test_error"] <= 1 and 0 <= ssl["supervised_only_error"] <= 1
+    for dataset in ("ring", "grid"):
+        for variant in ("baseline", "minibatch_discrimination"):
+            r = data["mode_coverage"][dataset][variant]
+            assert 0 <= r["modes"] <= {"ring": 8, "grid": 25}[dataset] and 0 <= r["high_quality"] <= 1
+    rows = data["ablation"]
+    assert [r["techniques"] for r in rows] == ["baseline", "minibatch discrimination"]
+    assert all(r["fid"] > 0 and not math.isnan(r["is_mean"]) for r in rows)
+    table = (out / "results.md").read_text()
+    assert "| K+1 GAN (feature matching) |" in table and "| minibatch discrimination |" in table
+    assert {p.name for p in written} >= {"fig_semi_supervised.png", "fig_mode_coverage.png", "fig_ablation.png"}
+    assert all(p.stat().st_size > 0 for p in written)
+
+
+def test_finished_runs_are_reused(summary):
+    """Started again, the reproduction does not retrain what finished (it reads the same numbers)."""
+    out, result = summary
+    run = out / "runs" / "ring-baseline-seed0" / "checkpoints" / "last.ckpt"
+    before = run.stat().st_mtime_ns
+    again = STUDIES["mode_coverage"](TINY, out / "runs", lambda m: None)
+    assert run.stat().st_mtime_ns == before
+    assert again["ring"]["baseline"]["modes"] == result["mode_coverage"]["ring"]["baseline"]["modes"]
+
+
+def test_bad_study_name_is_one_line(capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "reproduce_improved_gan", Path(__file__).parents[1] / "scripts" / "reproduce_improved_gan.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    from gan_lightning.cli import run_cli
+
+    assert run_cli(script.main, ["--only", "table3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "semi_supervised, mode_coverage, ablation" in err
