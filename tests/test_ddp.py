@@ -12,7 +12,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_two_process_training_writes_one_run(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # A DDP test run earlier in this process (ddp_spawn) leaves MASTER_PORT etc. in os.environ; the
+    # subprocess must pick its own free port, not reuse one that may still be held.
+    dist_vars = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK", "LOCAL_WORLD_SIZE")
+    env = {**{k: v for k, v in os.environ.items() if k not in dist_vars}, "PYTHONPATH": str(ROOT)}
     out = tmp_path / "runs"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "train.py"), "--dataset", "ring", "--accelerator", "cpu",
