@@ -22,6 +22,7 @@ class Run:
     cfg: TrainConfig
     run_dir: Path
     ckpt_path: Path | None
+    preempted: bool = False  # stopped by SIGTERM (last.ckpt saved), not finished
 
 
 def say(message: str) -> None:
@@ -202,7 +203,7 @@ def train(cfg: TrainConfig, given: set[str] | None = None) -> Run:
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=str(run.ckpt_path) if run.ckpt_path else None)
     except SIGTERMException:
-        pass  # LastCheckpoint saved last.ckpt and said so; a clean exit lets the job be requeued
+        run.preempted = True  # LastCheckpoint saved last.ckpt and said so; a clean exit lets the job be requeued
     finally:
         if not inherited:
             del os.environ[RUN_DIR_ENV]

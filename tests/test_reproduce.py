@@ -65,3 +65,20 @@ def test_bad_study_name_is_one_line(capsys):
     assert run_cli(script.main, ["--only", "table3"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "semi_supervised, mode_coverage, ablation" in err
+
+
+def test_a_preempted_run_stops_the_reproduction_and_is_not_marked_done(tmp_path, monkeypatch):
+    """SIGTERM during a run (train() returns preempted) must not let the next run start."""
+    import gan_lightning.training as training
+    from gan_lightning.reproduce import train_run
+
+    def preempted(cfg, given):
+        run_dir = tmp_path / cfg.run_name
+        (run_dir / "checkpoints").mkdir(parents=True)
+        (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"saved at SIGTERM")
+        return training.Run(cfg, run_dir, None, preempted=True)
+
+    monkeypatch.setattr(training, "train", preempted)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(["--dataset", "ring"], tmp_path, "r")
+    assert not (tmp_path / "r" / "done").exists()
