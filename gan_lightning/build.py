@@ -23,7 +23,8 @@ def build_datamodule(cfg: TrainConfig):
         from gan_lightning.ssl_data import SemiSupervisedDataModule
 
         return SemiSupervisedDataModule(
-            DATASETS[cfg.dataset], cfg.labels_per_class, seed=label_seed(cfg), unlabeled=cfg.unlabeled, **common
+            DATASETS[cfg.dataset], cfg.labels_per_class, seed=label_seed(cfg), shuffle_seed=cfg.seed,
+            unlabeled=cfg.unlabeled, **common
         )
     return GANDataModule(DATASETS[cfg.dataset], seed=cfg.seed, **common)
 

@@ -25,7 +25,7 @@ from lightning.pytorch.utilities import CombinedLoader
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from gan_lightning.data import DatasetSpec, GANDataModule
+from gan_lightning.data import DatasetSpec, EpochShuffle, GANDataModule
 from gan_lightning.errors import UsageError
 
 UNLABELED_CHOICES = ("all", "rest")
@@ -86,25 +86,30 @@ class CyclicPermutationSampler(Sampler[int]):
     """Indices ``0..n-1`` in fresh random permutations, back to back, ``num_samples`` in all.
 
     How the reference code feeds its small labeled set next to the large unlabeled one: every
-    labeled example is used once per permutation, however the batches fall. The permutations use
-    the global torch RNG (like ``RandomSampler``), so ``seed_everything`` makes them repeatable.
+    labeled example is used once per permutation, however the batches fall. The permutations
+    depend only on (``seed``, epoch), not on the global RNG: Lightning calls ``set_epoch`` at the
+    start of every epoch, so a run resumed at an epoch boundary sees the batches it would have seen.
 
     Args:
         n: size of the data set.
         num_samples: indices per pass (per epoch).
+        seed: seed of the permutations.
     """
 
-    def __init__(self, n: int, num_samples: int) -> None:
+    def __init__(self, n: int, num_samples: int, seed: int = 0) -> None:
         if n < 1 or num_samples < 1:
             raise ValueError(f"need n >= 1 and num_samples >= 1, got {n}, {num_samples}")
-        self.n, self.num_samples = n, num_samples
+        self.n, self.num_samples, self.seed, self.epoch = n, num_samples, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return self.num_samples
 
     def __iter__(self) -> Iterator[int]:
-        seed = int(torch.empty((), dtype=torch.int64).random_().item())
-        g = torch.Generator().manual_seed(seed)
+        # A stream apart from the unlabeled shuffle's (EpochShuffle uses seed * 1_000_003 + epoch).
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch + 500_001)
         perms = (self.num_samples + self.n - 1) // self.n
         yield from torch.cat([torch.randperm(self.n, generator=g) for _ in range(perms)])[: self.num_samples].tolist()
 
@@ -139,6 +144,8 @@ class SemiSupervisedDataModule(GANDataModule):
         batch_size: labeled and unlabeled examples per training batch (each).
         seed: seed of the labeled pick only; fixed by default so the labels do not move with
             the run seed.
+        shuffle_seed: seed of the order of the training batches (the run's seed): it depends
+            only on (shuffle_seed, epoch), not on the global RNG, so a resumed run continues exactly.
         unlabeled: ``"all"`` (every training image, the labeled ones included, as the reference
             code) or ``"rest"`` (only the images without a label).
         eval_batch_size: examples per validation/test batch.
@@ -163,6 +170,7 @@ class SemiSupervisedDataModule(GANDataModule):
         image_size: int = 28,
         batch_size: int = 100,
         seed: int = 1,
+        shuffle_seed: int = 0,
         unlabeled: str = "all",
         eval_batch_size: int = 500,
         num_workers: int = 0,
@@ -171,8 +179,9 @@ class SemiSupervisedDataModule(GANDataModule):
     ) -> None:
         super().__init__(
             spec, image_size=image_size, batch_size=batch_size, num_workers=num_workers,
-            data_root=data_root, download=download,
+            data_root=data_root, download=download, seed=shuffle_seed,
         )
+        self.shuffle_seed = shuffle_seed
         _check_labels_per_class(labels_per_class)
         if unlabeled not in UNLABELED_CHOICES:
             raise UsageError(f"unlabeled={unlabeled!r} is not supported; choose one of {list(UNLABELED_CHOICES)}")
@@ -181,7 +190,7 @@ class SemiSupervisedDataModule(GANDataModule):
         if spec.kind != "images":
             raise UsageError(f"semi-supervised learning needs a labeled image data set, got {spec.kind}")
         self.labels_per_class = labels_per_class
-        self.seed = seed
+        self.label_seed = seed
         self.unlabeled = unlabeled
         self.eval_batch_size = eval_batch_size
         self.labeled_index: Tensor | None = None  # (K * labels_per_class,) into dataset("train")
@@ -194,7 +203,7 @@ class SemiSupervisedDataModule(GANDataModule):
     def setup(self, stage: str | None = None) -> None:
         train = self.dataset("train")
         if self.labeled_index is None:
-            self.labeled_index = labeled_indices(dataset_labels(train), self.labels_per_class, self.seed)
+            self.labeled_index = labeled_indices(dataset_labels(train), self.labels_per_class, self.label_seed)
 
     @property
     def labeled_dataset(self) -> Dataset:
@@ -217,20 +226,23 @@ class SemiSupervisedDataModule(GANDataModule):
         return self.labeled_index
 
     def _loader(self, data: Dataset, **kwargs) -> DataLoader:
-        return DataLoader(data, num_workers=self.num_workers, persistent_workers=self.num_workers > 0, **kwargs)
+        # Its own generator: a new iterator draws a base seed, which must not move the global RNG.
+        return DataLoader(data, num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          generator=torch.Generator().manual_seed(self.shuffle_seed), **kwargs)
 
     def labeled_dataloader(self, num_batches: int) -> DataLoader:
         """``num_batches`` labeled batches (x (B, ...), y (B,)), the subset cycled in fresh permutations."""
         return self._loader(
             self.labeled_dataset, batch_size=self.batch_size,
-            sampler=CyclicPermutationSampler(len(self._index()), num_batches * self.batch_size),
+            sampler=CyclicPermutationSampler(len(self._index()), num_batches * self.batch_size, self.shuffle_seed),
         )
 
     def train_dataloader(self) -> CombinedLoader:
         unlabeled = self.unlabeled_dataset
         if len(unlabeled) < self.batch_size:
             raise UsageError(f"batch_size={self.batch_size} is larger than the {len(unlabeled)} unlabeled examples")
-        unl = self._loader(unlabeled, batch_size=self.batch_size, shuffle=True, drop_last=True)
+        unl = self._loader(unlabeled, batch_size=self.batch_size, sampler=EpochShuffle(len(unlabeled), self.shuffle_seed),
+                           drop_last=True)
         # Same number of batches on both sides, so no mode of CombinedLoader truncates or repeats.
         lab = self.labeled_dataloader(len(unl))
         return CombinedLoader({"labeled": lab, "unlabeled": unl}, mode="max_size_cycle")

@@ -47,6 +47,22 @@ def test_exact_resume_matches_straight_training(tmp_path):
             torch.testing.assert_close(opt_b["state"][k]["exp_avg"], s["exp_avg"], rtol=0, atol=0)
 
 
+def test_exact_resume_of_the_semi_supervised_task_with_its_ema(tmp_path):
+    """K+1 GAN: labeled and unlabeled batches, EMA of D and counters continue exactly after a resume."""
+    ssl = ["--task", "semi_supervised", "--labels_per_class", "5", "--ema_decay", "0.99", "--lr_g", "0.003",
+           "--lr_d", "0.003", "--metric_every_n_epochs", "0"]
+    out = ["--out_dir", str(tmp_path)]
+    assert run_cli(main, [*SMALL, *ssl, *out, "--run_name", "straight", "--max_epochs", "2"]) == 0
+    assert run_cli(main, [*SMALL, *ssl, *out, "--run_name", "split", "--max_epochs", "1"]) == 0
+    assert run_cli(main, [*SMALL, *out, "--run_name", "split", "--resume", "last", "--max_epochs", "2"]) == 0
+    a, b = state(tmp_path / "straight")["state_dict"], state(tmp_path / "split")["state_dict"]
+    assert int(a["d_steps"]) == int(b["d_steps"]) == 2 * (1437 // 64)
+    assert int(a["ema.updates"]) == int(a["d_steps"])
+    assert a.keys() == b.keys()
+    for key, value in a.items():
+        torch.testing.assert_close(b[key], value, rtol=0, atol=0, msg=key)
+
+
 def test_atomic_checkpoint_survives_a_crash_mid_write(tmp_path, monkeypatch):
     path = tmp_path / "last.ckpt"
     io = AtomicCheckpointIO()

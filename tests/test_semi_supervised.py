@@ -327,7 +327,7 @@ def test_data_dependent_init_runs_once_and_the_ema_starts_from_it():
     images = torch.rand(40, 1, 28, 28) * 2 - 1
     d = ImprovedMNISTDiscriminator((1, 28, 28), num_outputs=10)
     module = SemiSupervisedGAN(MLPGenerator(z_dim=8, data_shape=(1, 28, 28), width=16), d, 10, data_init=32)
-    module._trainer = SimpleNamespace(datamodule=SimpleNamespace(unlabeled_dataset=images))
+    module._trainer = SimpleNamespace(datamodule=SimpleNamespace(unlabeled_dataset=images), world_size=1)
     before = copy.deepcopy(d.state_dict())
     module.on_train_start()
     assert int(module.data_initialized) == 1

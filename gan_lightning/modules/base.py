@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -10,7 +12,8 @@ from gan_lightning.torch_utils import eval_mode
 
 class GeneratorSystem:
     """Mixed into a LightningModule that has ``generator``, ``discriminator``, ``z_dim``,
-    a ``fixed_z`` buffer (num_fixed, z_dim), ``lr_g``, ``lr_d``, ``betas`` and ``g_objective``.
+    a ``fixed_z`` buffer (num_fixed, z_dim), ``lr_g``, ``lr_d``, ``betas``, ``g_objective`` and
+    ``config`` (the run's resolved config, stored in checkpoints with the RNG state).
 
     Shadow gradient norms: when a callback sets ``shadow_due = True`` before a batch, G's update
     of that batch (:meth:`g_backward`) also measures G's gradient norm under both costs of
@@ -20,6 +23,29 @@ class GeneratorSystem:
 
     shadow_due: bool = False
     shadow_norms: dict[str, Tensor] | None = None
+    _restored_rng: dict[str, Any] | None = None  # from a checkpoint, applied at on_train_start
+
+    # -- checkpoints: version, config and RNG, so a resumed run continues exactly ----------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from gan_lightning import __version__
+        from gan_lightning.checkpoints import rng_state
+
+        checkpoint["gan_lightning"] = {"version": __version__, "config": self.config, "rng": rng_state()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._restored_rng = checkpoint.get("gan_lightning", {}).get("rng")
+
+    def on_train_start(self) -> None:
+        # The RNG as it was when the checkpoint was written (at an epoch end); what Lightning draws
+        # after this (the next epoch's DataLoader iterator) it drew after that point too.
+        if self._restored_rng is not None:
+            from gan_lightning.checkpoints import set_rng_state
+
+            set_rng_state(self._restored_rng)
+            self._restored_rng = None
+        if self.trainer.world_size > 1:
+            # Ranks were seeded alike (same initial weights); their latents must differ.
+            torch.manual_seed(int(torch.randint(2**62, ())) + self.global_rank)
 
     def g_backward(self, loss: Tensor, fake_logits: Tensor) -> None:
         """``manual_backward(loss)`` of G's update, measuring the shadow norms first when they are due.

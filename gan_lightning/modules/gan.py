@@ -103,7 +103,6 @@ class GAN(GeneratorSystem, L.LightningModule):
         self.lr_g, self.lr_d, self.betas = lr_g, lr_d, (beta1, beta2)
         self.n_critic = n_critic
         self.on_nonfinite, self.weight_check_every = on_nonfinite, weight_check_every
-        self._restored_rng: dict[str, Any] | None = None
         self.d_penalties = nn.ModuleList(d_penalties)
         self.d_constraints = list(d_constraints)
         self.g_penalties = nn.ModuleList(g_penalties)
@@ -201,24 +200,3 @@ class GAN(GeneratorSystem, L.LightningModule):
                         "saving, the last good checkpoint is kept"
                     )
 
-    # -- checkpoints ------------------------------------------------------------------------
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        from gan_lightning import __version__
-        from gan_lightning.checkpoints import rng_state
-
-        checkpoint["gan_lightning"] = {"version": __version__, "config": self.config, "rng": rng_state()}
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._restored_rng = checkpoint.get("gan_lightning", {}).get("rng")
-
-    def on_train_start(self) -> None:
-        # The RNG as it was when the checkpoint was written (at an epoch end); what Lightning draws
-        # after this (the next epoch's DataLoader iterator) it drew after that point too.
-        if self._restored_rng is not None:
-            from gan_lightning.checkpoints import set_rng_state
-
-            set_rng_state(self._restored_rng)
-            self._restored_rng = None
-        if self.trainer.world_size > 1:
-            # Ranks were seeded alike (same initial weights); their latents must differ.
-            torch.manual_seed(int(torch.randint(2**62, ())) + self.global_rank)

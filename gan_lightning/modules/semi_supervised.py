@@ -264,7 +264,9 @@ class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
 
     # -- data-dependent initialization ------------------------------------------------------
     def on_train_start(self) -> None:
-        """Initialize D's weight-normalized layers from data once (not again on resume)."""
+        """Restore the RNG of a resumed run (see GeneratorSystem), then initialize D's
+        weight-normalized layers from data once (not again on resume)."""
+        super().on_train_start()
         if self.data_init and not int(self.data_initialized):
             x = init_examples(self.trainer.datamodule, self.data_init).to(self.device)
             init_discriminator_from_data(self.discriminator, x)
@@ -364,11 +366,6 @@ class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate(batch)
 
-    # -- checkpoints ------------------------------------------------------------------------
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        from gan_lightning import __version__
-
-        checkpoint["gan_lightning"] = {"version": __version__, "config": self.config}
 
 
 # -- the supervised-only baseline ------------------------------------------------------------
