@@ -36,11 +36,13 @@ def markdown(summary: dict[str, Any], settings: dict[str, Any], elapsed_s: float
                   f"{ssl['dataset']}: {ssl['labels']} labels, {ssl['unlabeled']} unlabeled training images, "
                   f"{ssl['test_size']} held-out test images; {ssl['steps']} D steps; seeds {ssl['seeds']} "
                   "(each seed draws its own labeled subset). Error of the EMA weights on the test split.", "",
-                  "| model | test error (mean ± std) | per seed |", "|---|---|---|",
+                  "| model | test error (mean ± std) | per seed | per seed, live weights |", "|---|---|---|---|",
                   f"| K+1 GAN (feature matching) | {_pm(ssl['test_error'], ssl['test_error_std'], _pct)} | "
-                  f"{', '.join(map(_pct, ssl['test_error_per_seed']))} |",
+                  f"{', '.join(map(_pct, ssl['test_error_per_seed']))} | "
+                  f"{', '.join(map(_pct, ssl.get('test_error_live_per_seed', [])))} |",
                   f"| same D, labels only | {_pm(ssl['supervised_only_error'], ssl['supervised_only_error_std'], _pct)}"
-                  f" | {', '.join(map(_pct, ssl['supervised_only_per_seed']))} |", ""]
+                  f" | {', '.join(map(_pct, ssl['supervised_only_per_seed']))} | "
+                  f"{', '.join(map(_pct, ssl.get('supervised_only_live_per_seed', [])))} |", ""]
     cov = summary.get("mode_coverage")
     if cov:
         lines += ["## Mode coverage (2,500 samples)", "",

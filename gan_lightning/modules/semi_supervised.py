@@ -448,5 +448,5 @@ def supervised_baseline(
         if ema is not None:
             ema.update(discriminator)
         if on_step is not None:
-            on_step(step + 1, float(loss))
+            on_step(step + 1, float(loss.detach()))
     return classifier_error(ema.net if ema is not None else discriminator, datamodule.val_dataloader())
