@@ -9,7 +9,7 @@ Three studies (:data:`QUICK` and :data:`FULL` say how long each trains):
 
 - ``semi_supervised``: the K+1 discriminator (``--task semi_supervised``) on mnist5k with the
   reference MNIST networks and 10 labels per class, against the same D trained on those labels
-  alone for the same number of steps (:func:`~gan_lightning.modules.semi_supervised.supervised_baseline`).
+  alone for the same number of steps (:func:`~gan_lightning.ssl_baseline.supervised_baseline`).
 - ``mode_coverage``: ring and grid, a plain GAN against one with minibatch discrimination, over seeds.
 - ``ablation``: in the spirit of the paper's Table 3, DCGAN on mnist5k with one technique added at
   a time (and all of them), scored by FID and IS in the shipped LeNet feature space.
@@ -114,7 +114,7 @@ def semi_supervised(settings: Settings, out_dir: Path, say: Callable[[str], None
 
     from gan_lightning.build import build_datamodule, build_networks
     from gan_lightning.config import parse_args
-    from gan_lightning.modules.semi_supervised import classifier_error, supervised_baseline
+    from gan_lightning.ssl_baseline import classifier_error, supervised_baseline
     from gan_lightning.sweeps import read_metric
 
     flags = [*SSL_FLAGS, "--labels_per_class", str(settings.labels_per_class), "--max_epochs",

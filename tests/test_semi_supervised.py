@@ -19,10 +19,10 @@ from gan_lightning.modules.semi_supervised import (
     ssl_d_loss,
     ssl_supervised_loss,
     ssl_unsupervised_loss,
-    supervised_baseline,
 )
 from gan_lightning.networks import MLPDiscriminator, MLPGenerator
-from gan_lightning.ssl_data import CyclicPermutationSampler, LabelSplitError, SemiSupervisedDataModule, labeled_indices
+from gan_lightning.ssl_baseline import supervised_baseline
+from gan_lightning.ssl_data import CyclicPermutationSampler, SemiSupervisedDataModule, labeled_indices
 
 MNIST = DATASETS["mnist5k"]
 SMALL = 14  # mnist5k resized to 14 x 14 keeps the Trainer runs fast
