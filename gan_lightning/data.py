@@ -350,6 +350,14 @@ class GANDataModule(L.LightningDataModule):
         )
 
 
+def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
+    """A torch.Generator that depends only on (seed, epoch, stream): what resumable samplers draw from.
+
+    ``stream`` keeps two samplers of one run (e.g. unlabeled and labeled batches) apart.
+    """
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch + stream)
+
+
 class EpochShuffle(Sampler[int]):
     """A shuffle that depends only on (seed, epoch), not on the global RNG.
 
@@ -365,8 +373,7 @@ class EpochShuffle(Sampler[int]):
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
+        return iter(torch.randperm(self.n, generator=epoch_generator(self.seed, self.epoch)).tolist())
 
     def __len__(self) -> int:
         return self.n

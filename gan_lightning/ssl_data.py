@@ -25,7 +25,7 @@ from lightning.pytorch.utilities import CombinedLoader
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from gan_lightning.data import DatasetSpec, EpochShuffle, GANDataModule
+from gan_lightning.data import DatasetSpec, EpochShuffle, GANDataModule, epoch_generator
 from gan_lightning.errors import UsageError
 
 UNLABELED_CHOICES = ("all", "rest")
@@ -108,8 +108,7 @@ class CyclicPermutationSampler(Sampler[int]):
         return self.num_samples
 
     def __iter__(self) -> Iterator[int]:
-        # A stream apart from the unlabeled shuffle's (EpochShuffle uses seed * 1_000_003 + epoch).
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch + 500_001)
+        g = epoch_generator(self.seed, self.epoch, stream=500_001)  # apart from EpochShuffle's stream 0
         perms = (self.num_samples + self.n - 1) // self.n
         yield from torch.cat([torch.randperm(self.n, generator=g) for _ in range(perms)])[: self.num_samples].tolist()
 
