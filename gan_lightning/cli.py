@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Callable, Sequence
 
 from gan_lightning.errors import DivergenceError, UsageError
 
+DEBUG_ENV = "GAN_LIGHTNING_DEBUG"  # set to 1 to see the traceback behind a one-line error
+
 
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
-    """Call ``main(argv)``; a UsageError becomes ``error: <message>`` and 2, a DivergenceError 3."""
+    """Call ``main(argv)`` and turn the errors a user can cause into one line on stderr.
+
+    A UsageError gives ``error: <message>`` and exit 2; an OSError that no check caught before
+    (a disk that filled up, a folder removed mid-run) ``error: <what> (<path>)`` and 2; a
+    DivergenceError 3; Ctrl-C 130, with the message the interrupted code attached (how to resume).
+    With ``GAN_LIGHTNING_DEBUG=1`` OSErrors keep their traceback.
+    """
     try:
         return int(main(argv) or 0)
     except UsageError as e:
@@ -18,6 +27,13 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     except DivergenceError as e:
         print(f"diverged: {e}", file=sys.stderr)
         return 3
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"interrupted{f'; {e}' if str(e) else ''}", file=sys.stderr)
         return 130
+    except OSError as e:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"error: {e.strerror or type(e).__name__}{where}; set {DEBUG_ENV}=1 for the traceback",
+              file=sys.stderr)
+        return 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import math
 import re
 import sys
 from dataclasses import dataclass, field, fields
@@ -147,8 +148,16 @@ def _to_bool(value: Any) -> bool:
 
 
 def _convert(key: str, value: Any) -> Any:
-    """Check and convert one value to the field's type; raise UsageError naming the key."""
+    """Check and convert one value to the field's type; raise UsageError naming the key.
+
+    Values come from the command line (strings) or a YAML file (any YAML type): lists, mappings,
+    dates and the like are refused with the type YAML read, floats must be finite.
+    """
     kind = FIELD_TYPES[key]
+    if value is not None and not isinstance(value, (str, int, float)):
+        what = type(value).__name__
+        hint = " (YAML reads an unquoted date as a date: quote it)" if what in ("date", "datetime") else ""
+        raise UsageError(f"--{key}: expected {kind.__name__}, got a {what} {value!r}{hint}")
     try:
         if kind is bool:
             return _to_bool(value)
@@ -159,9 +168,12 @@ def _convert(key: str, value: Any) -> Any:
         if kind is float:
             if isinstance(value, bool):
                 raise ValueError
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise UsageError(f"--{key}: must be a finite number, got {value!r}")
+            return number
         return "" if value is None else str(value)
-    except ValueError:
+    except (ValueError, TypeError, OverflowError):
         raise UsageError(f"--{key}: expected {kind.__name__}, got {value!r}") from None
 
 
@@ -204,9 +216,11 @@ def _load_yaml(path: str) -> dict[str, Any]:
         data = yaml.safe_load(file.read_text()) or {}
     except yaml.YAMLError as e:
         raise UsageError(f"--config: {path} is not valid YAML ({str(e).splitlines()[0]})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"--config: cannot read {path} as text ({type(e).__name__})") from None
     if not isinstance(data, dict):
         raise UsageError(f"--config: {path} must hold a mapping of flag names to values")
-    unknown = sorted(set(data) - set(FIELD_TYPES))
+    unknown = sorted((k for k in data if k not in FIELD_TYPES), key=str)
     if unknown:
         raise UsageError(f"--config: unknown key {unknown[0]!r} in {path}; valid keys are the flags of --help")
     return data
@@ -245,6 +259,14 @@ def config_from_dict(values: dict[str, Any]) -> TrainConfig:
 
 
 # -- validation -------------------------------------------------------------------------------
+# Sizes above these are typing mistakes that would exhaust memory or processes before any message.
+SIZE_LIMITS: dict[str, int] = {"batch_size": 1 << 16, "image_size": 1024, "z_dim": 1 << 16, "g_width": 1 << 14,
+                               "d_width": 1 << 14, "mbd_kernels": 4096, "mbd_dim": 1024, "vbn_ref_size": 1 << 16,
+                               "num_workers": 256, "num_nodes": 1 << 14, "metric_num_samples": 1_000_000,
+                               "metric_kid_subset_size": 1_000_000}
+SEED_MAX = 2**32 - 1  # numpy's seed range; Lightning replaces a seed outside it by 0 with only a warning
+
+
 def _check_name(flag: str, value: str, valid: Sequence[str]) -> None:
     if value not in valid:
         raise UsageError(f"--{flag}: unknown value {value!r}; valid values are: {', '.join(valid)}")
@@ -294,6 +316,12 @@ def validate(cfg: TrainConfig) -> None:
                 "metric_kid_subset_size"):
         if getattr(cfg, key) < 1:
             raise UsageError(f"--{key}: must be >= 1, got {getattr(cfg, key)}")
+    for key, most in SIZE_LIMITS.items():
+        if getattr(cfg, key) > most:
+            raise UsageError(f"--{key}: must be <= {most:,}, got {getattr(cfg, key):,}")
+    if not 0 <= cfg.seed <= SEED_MAX or not -1 <= cfg.label_seed <= SEED_MAX:
+        raise UsageError(f"--seed and --label_seed: must be in [0, {SEED_MAX}] (--label_seed also -1), "
+                         f"got {cfg.seed} and {cfg.label_seed}")
     for key in ("lr_g", "lr_d"):
         if not getattr(cfg, key) > 0:
             raise UsageError(f"--{key}: must be > 0, got {getattr(cfg, key)}")
