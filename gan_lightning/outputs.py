@@ -41,20 +41,18 @@ def check_writable(path: str | Path, flag: str, kind: str = "folder") -> Path:
     path = Path(path)
     if not str(path).strip():
         raise UsageError(f"{flag}: empty path; give a {kind}")
-    existing = path if path.exists() else None
-    probe = path
-    while existing is None:
-        probe = probe.parent
-        if probe.exists() or probe == probe.parent:
-            existing = probe
-    name_max = _limit(existing if existing.is_dir() else existing.parent, "PC_NAME_MAX", 255)
+    # Lengths first: asking whether an over-long path exists is itself an OSError.
+    base = Path(path.anchor or ".")
+    name_max = _limit(base, "PC_NAME_MAX", 255)
     too_long = next((part for part in path.parts if len(os.fsencode(part)) > name_max), None)
     if too_long is not None:
         raise UsageError(f"{flag}: the name {too_long[:40]}... is {len(os.fsencode(too_long))} bytes long; "
                          f"this file system allows {name_max}")
-    if len(os.fsencode(str(path.absolute()))) >= _limit(existing if existing.is_dir() else existing.parent,
-                                                        "PC_PATH_MAX", 4096):
+    if len(os.fsencode(str(path.absolute()))) >= _limit(base, "PC_PATH_MAX", 4096):
         raise UsageError(f"{flag}: the path {str(path)[:40]}... is too long for this file system")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     if existing == path:
         if kind == "folder" and not path.is_dir():
             raise UsageError(f"{flag}: {path} is a file, not a folder; give a folder (it is created if missing)")
@@ -62,7 +60,7 @@ def check_writable(path: str | Path, flag: str, kind: str = "folder") -> Path:
             raise UsageError(f"{flag}: {path} is a folder; give a file name")
     elif not existing.is_dir():
         raise UsageError(f"{flag}: cannot create {path}: {existing} is a file, not a folder")
-    folder = path if existing == path and kind == "folder" else existing if existing != path else path.parent
+    folder = path.parent if existing == path and kind == "file" else existing
     if not os.access(folder, os.W_OK | os.X_OK):
         raise UsageError(f"{flag}: cannot write in {folder} (permission denied)")
     return path

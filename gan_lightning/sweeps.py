@@ -209,6 +209,26 @@ def _schema_problems(sweep: dict[str, Any]) -> list[str]:
             return [str(e)]
 
 
+def _quoted_numbers(sweep: dict[str, Any]) -> list[str]:
+    """Bounds that YAML read as strings: ``1e-5`` (no dot) is a string in YAML 1.1, and the schema
+    error it causes does not say so."""
+    found = []
+    parameters = sweep.get("parameters")
+    for name, spec in (parameters.items() if isinstance(parameters, dict) else ()):
+        for key in ("min", "max", "mu", "sigma", "q"):
+            value = spec.get(key) if isinstance(spec, dict) else None
+            if isinstance(value, str):
+                try:
+                    float(value)
+                except ValueError:
+                    continue
+                mantissa, _, exponent = value.lower().partition("e")
+                dotted = f"{mantissa}{'' if '.' in mantissa else '.0'}e{exponent}" if exponent else value
+                found.append(f"parameters.{name}.{key}: {value!r} is a string to YAML (a number with an exponent "
+                             f"needs a dot: write {dotted})")
+    return found
+
+
 def sweep_problems(sweep: dict[str, Any], source: str = "sweep") -> list[str]:
     """Everything wrong with a sweep config, one line each: ``<source>: <key>: <why>``.
 
@@ -217,7 +237,8 @@ def sweep_problems(sweep: dict[str, Any], source: str = "sweep") -> list[str]:
     range (with the other parameters at their first value), and that ``metric.name`` is logged by
     every such run.
     """
-    problems = [f"{source}: schema: {m}" for m in _schema_problems(sweep)]
+    problems = [f"{source}: {m}" for m in _quoted_numbers(sweep)] or \
+        [f"{source}: schema: {m}" for m in _schema_problems(sweep)]
     if sweep.get("program") != PROGRAM:
         problems.append(f"{source}: program: must be {PROGRAM} (run `wandb agent` from the repository root), "
                         f"got {sweep.get('program')!r}")

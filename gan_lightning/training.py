@@ -216,7 +216,9 @@ def quiet_lightning() -> None:
 
 def finished(cfg: TrainConfig, ckpt: dict[str, Any]) -> str:
     """Why a checkpoint's run has nothing left to train under ``cfg`` ("" if it has)."""
-    epochs = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {}).get("completed", 0)
+    # "processed" counts epochs whose batches all ran; "completed" lags by one in an epoch-end checkpoint.
+    progress = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+    epochs = progress.get("processed", 0)
     g_steps = int(ckpt["state_dict"].get("g_steps", 0))
     if cfg.max_steps > 0 and g_steps >= cfg.max_steps:
         return f"it made {g_steps} G steps, --max_steps is {cfg.max_steps}"

@@ -12,10 +12,10 @@ table. Bad input ends with one line and exit code 2.
 
 import argparse
 import sys
-from pathlib import Path
 
 from gan_lightning.cli import run_cli
 from gan_lightning.errors import UsageError
+from gan_lightning.outputs import check_out_dir
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,7 +34,9 @@ def main(argv=None) -> int:
     p.add_argument("--group_by", default="", help="comma-separated config keys that define a group, e.g. "
                    "g_objective,minibatch_discrimination (default: the W&B group, loss and noise schedule)")
     p.add_argument("--out", default="compare", help="folder for the PNG and the markdown table")
+    p.add_argument("--overwrite", action="store_true", help="replace a comparison of the same metric in --out")
     args = p.parse_args(argv)
+    out = check_out_dir(args.out, "--out")
     group_by = [k.strip() for k in args.group_by.split(",") if k.strip()]
     if args.project and args.runs_dir:
         raise UsageError("give --runs_dir or --project, not both")
@@ -50,7 +52,8 @@ def main(argv=None) -> int:
         curves, metric = compare.local_curves(args.runs_dir or "runs", args.metric, group_by)
     goal = compare.goal_of(metric)
     table = compare.markdown_table(compare.group_stats(curves, goal), metric, goal)
-    out = Path(args.out)
+    check_out_dir(out, "--out", results=[f"{compare.file_stem(metric)}.{ext}" for ext in ("png", "md")],
+                  overwrite=args.overwrite)
     png = compare.plot(curves, metric, out / f"{compare.file_stem(metric)}.png")
     (out / f"{compare.file_stem(metric)}.md").write_text(table + "\n")
     print(table)

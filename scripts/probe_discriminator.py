@@ -16,6 +16,7 @@ On a CPU shared with other jobs, OMP_NUM_THREADS=1 avoids thread oversubscriptio
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -23,10 +24,12 @@ from typing import Sequence
 
 from gan_lightning.cli import run_cli
 from gan_lightning.errors import UsageError
+from gan_lightning.outputs import check_out_dir
 
 # --quick: a built-in data set and small networks, so the whole command runs in minutes on a CPU.
 QUICK_TRAIN = {"dataset": "mnist5k", "image_size": 28, "g_width": 32, "d_width": 32, "accelerator": "cpu"}
 QUICK_PROBE = {"g_epochs": "1,10", "d_iters": 700, "grad_every": 10, "grad_batches": 4, "noise_std": "0,1,3"}
+RESULTS = ("curves.csv", "summary.json", "fig*.png")  # what a finished probe leaves in --out_dir
 NOT_FOR_PROBE = {"max_epochs": "--g_epochs", "max_steps": "--g_epochs", "resume": "--g_ckpt"}
 
 
@@ -37,7 +40,7 @@ def _numbers(kind: type, minimum: float):
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"expected a comma-separated list of {kind.__name__}s, got {text!r}") from None
-        if not values or min(values) < minimum:
+        if not values or not all(math.isfinite(v) for v in values) or min(values) < minimum:
             raise argparse.ArgumentTypeError(f"expected {kind.__name__}s >= {minimum:g}, got {text!r}")
         return sorted(set(values))
     return parse
@@ -68,7 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--noise_std", type=_numbers(float, 0), default="0,0.1,0.3,1.0", help="instance noise stds")
     p.add_argument("--grad_batches", type=_count, default="4", help="batches of z per gradient-norm measurement")
     p.add_argument("--grad_every", type=_count, default="1", help="D iterations between gradient-norm measurements")
-    p.add_argument("--quick", action="store_true", help=f"CPU preset: {QUICK_TRAIN} {QUICK_PROBE}")
+    preset = " ".join(f"--{k} {v}" for k, v in {**QUICK_TRAIN, **QUICK_PROBE}.items())
+    p.add_argument("--quick", action="store_true", help=f"CPU preset, flags given still win: {preset}")
+    p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier probe in --out_dir")
     return p
 
 
@@ -97,6 +102,9 @@ def parse(argv: Sequence[str] | None = None):
             raise UsageError(f"--{key} does not apply to the probe; use {instead}")
     if cfg.logger not in ("csv", "wandb", "none"):
         raise UsageError(f"--logger {cfg.logger}: the probe logs to csv, wandb or none")
+    if "out_dir" not in given:
+        cfg.out_dir = f"runs/probe-{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_out_dir(cfg.out_dir, results=RESULTS, overwrite=opts.overwrite)
     return opts, cfg, given
 
 
@@ -112,8 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     start = time.time()
     opts, cfg, given = parse(argv)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    out_dir = Path(cfg.out_dir if "out_dir" in given else f"runs/probe-{cfg.dataset}-{stamp}")
+    out_dir = Path(cfg.out_dir)
     if opts.g_ckpt:
         snapshots, cfg = load_generators([p for p in opts.g_ckpt.split(",") if p.strip()], cfg, given)
     else:

@@ -22,6 +22,7 @@ from typing import Sequence
 
 from gan_lightning.cli import run_cli
 from gan_lightning.errors import UsageError
+from gan_lightning.outputs import check_out_dir
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,7 +39,12 @@ def parse(argv: Sequence[str] | None):
     p.add_argument("--only", default=",".join(STUDIES),
                    help=f"comma-separated studies to run (default: all of {', '.join(STUDIES)})")
     p.add_argument("--accelerator", default="cpu", help="passed to every training run (cpu, gpu, auto)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the summary and figures of an earlier reproduction in --out_dir (its finished "
+                        "runs are reused either way)")
     args = p.parse_args(argv)
+    args.out_dir = args.out_dir or ("runs/improved_gan_quick" if args.quick else "runs/improved_gan")
+    check_out_dir(args.out_dir, results=("summary.json", "results.md"), overwrite=args.overwrite)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in only if s not in STUDIES]
     if unknown or not only:
@@ -54,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, only = parse(argv)
     settings = dataclasses.replace(QUICK if args.quick else FULL, extra=("--accelerator", args.accelerator,
                                                                          "--logger", "csv"))
-    out_dir = Path(args.out_dir or ("runs/improved_gan_quick" if args.quick else "runs/improved_gan"))
+    out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     say = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", file=sys.stderr, flush=True)  # noqa: E731
     start = time.time()

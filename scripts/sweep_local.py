@@ -16,6 +16,7 @@ import sys
 
 from gan_lightning.cli import run_cli
 from gan_lightning.errors import UsageError
+from gan_lightning.outputs import check_out_dir
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,13 +29,15 @@ def main(argv=None) -> int:
 
     p = _Parser(prog="sweep_local.py", description=__doc__.split("\n\n")[0])
     p.add_argument("sweep", help="sweep YAML, e.g. sweeps/smoke.yaml")
-    p.add_argument("--count", type=int, default=1, help="most runs to make (a grid may end sooner)")
+    p.add_argument("--count", type=int, default=1,
+                   help="most runs to make (default: 1; a grid may end sooner, so pass its size to run it all)")
     p.add_argument("--out_dir", default="runs/sweeps", help="folder of local sweeps")
     p.add_argument("--logger", default="", choices=["", "csv", "wandb"],
                    help="override the sweep's logger (csv: no W&B files at all)")
     p.add_argument("--seed", type=int, default=0, help="seed of random and Bayesian proposals")
     p.add_argument("--dry_run", action="store_true", help="print and check each run's command, train nothing")
     args = p.parse_args(argv)
+    check_out_dir(args.out_dir)
     runs = run_sweep(args.sweep, args.count, args.out_dir, dry_run=args.dry_run, logger=args.logger, seed=args.seed)
     return 1 if any(r.status.startswith("failed") for r in runs) else 0
 
