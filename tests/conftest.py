@@ -29,3 +29,11 @@ def _seed():
 
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def script_files(tmp_path_factory):
+    """Real runs and broken files for the bad-input tests (tests/script_harness.py), made once."""
+    from script_harness import make_files
+
+    return make_files(tmp_path_factory.mktemp("bad_input"))

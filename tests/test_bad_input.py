@@ -11,99 +11,23 @@ nothing new was written anywhere under the fixture folder, and the pickle's payl
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import importlib.util
-import os
-import random
+import math
+import re
 import subprocess
 import sys
-from pathlib import Path
-from types import SimpleNamespace
+from dataclasses import fields
 
 import pytest
 import torch
-import yaml
 
 from gan_lightning.checkpoints import AtomicCheckpointIO
-from gan_lightning.cli import run_cli
-from gan_lightning.training import main as train_main
-
-ROOT = Path(__file__).resolve().parents[1]
-QUIET = ["--logger", "none", "--metric_every_n_epochs", "0", "--diagnostics", "false"]
-RING = ["--dataset", "ring", "--z_dim", "2", "--g_width", "16", "--d_width", "16", "--batch_size", "64",
-        "--max_steps", "5", *QUIET]
-DCGAN = ["--dataset", "digits", "--image_size", "32", "--arch", "dcgan", "--z_dim", "8", "--g_width", "4",
-         "--d_width", "4", "--batch_size", "16", "--max_steps", "2", *QUIET]
-
-
-class RunsCode:
-    """Unpickling this calls ``os.mkdir(marker)``: the stand-in for a checkpoint that runs arbitrary code."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.mkdir, (str(self.marker),)
-
-
-def fingerprint(path: Path) -> tuple[str, int]:
-    return hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns
-
-
-def tree(folder: Path) -> dict[str, tuple]:
-    """Every path under ``folder`` with its sha256 and mtime (folders: their mtime, which new entries change)."""
-    return {str(p.relative_to(folder)): fingerprint(p) if p.is_file() else ("dir", p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*"))}
+from gan_lightning.config import FIELD_TYPES, TrainConfig
+from script_harness import RING, ROOT, assert_one_line, fingerprint, run_script, tree
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bad_input")
-    runs = root / "runs"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny networks; a second thread only fights the other jobs on the machine
-    try:
-        assert run_cli(train_main, [*RING, "--out_dir", str(runs), "--run_name", "ring"]) == 0
-        assert run_cli(train_main, [*DCGAN, "--out_dir", str(runs), "--run_name", "dcgan"]) == 0
-    finally:
-        torch.set_num_threads(threads)
-    f = SimpleNamespace(root=root, runs=runs, marker=root / "code_ran", scratch=root / "scratch",
-                        ring=runs / "ring" / "checkpoints" / "last.ckpt",
-                        dcgan=runs / "dcgan" / "checkpoints" / "last.ckpt")
-    ring, dcgan = (torch.load(p, map_location="cpu", weights_only=True) for p in (f.ring, f.dcgan))
-
-    f.hybrid = root / "hybrid.ckpt"  # the DCGAN's weights under the ring run's (MLP) config
-    torch.save({**ring, "state_dict": dcgan["state_dict"]}, f.hybrid)
-    f.code = root / "code.ckpt"  # otherwise a well-formed checkpoint
-    torch.save({**ring, "payload": RunsCode(f.marker)}, f.code)
-    control = root / "control.ckpt"  # the same payload, to show that it does run when code may run
-    torch.save({**ring, "payload": RunsCode(root / "control_ran")}, control)
-    torch.load(control, map_location="cpu", weights_only=False)
-    assert (root / "control_ran").is_dir()
-    f.truncated = root / "truncated.ckpt"
-    f.truncated.write_bytes(f.ring.read_bytes()[: f.ring.stat().st_size // 2])
-    f.random = root / "random.ckpt"
-    f.random.write_bytes(random.Random(0).randbytes(4096))
-
-    sweep = yaml.safe_load((ROOT / "sweeps" / "smoke.yaml").read_text())
-    sweep["parameters"]["lr_gen"] = {"value": 1e-4}  # not a flag of train.py (--lr_g is)
-    f.bad_sweep = root / "bad_sweep.yaml"
-    f.bad_sweep.write_text(yaml.safe_dump(sweep))
-    f.smoke = ROOT / "sweeps" / "smoke.yaml"
-
-    f.protected = {p: fingerprint(p) for p in (f.ring, f.dcgan)}
-    return f
-
-
-@functools.cache
-def script_main(name: str):
-    if name == "train":
-        return train_main
-    spec = importlib.util.spec_from_file_location(f"bad_input_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+def files(script_files):
+    return script_files
 
 
 def case(id, script, argv, says, process=False):
@@ -188,24 +112,68 @@ CASES = [
          "argument --logger: invalid choice: 'tb'"),
 ]
 
+# Class: output paths that cannot be written, or that hold earlier results, in every script that
+# writes a folder. The check comes before any work: each case would otherwise train first.
+PROBE = ["--dataset", "ring", "--z_dim", "2", "--g_width", "8", "--d_width", "8", "--g_epochs", "1",
+         "--d_iters", "2", "--noise_std", "0"]
+WRITERS = {  # script: (the flag naming its output folder, the other arguments of a run that would start)
+    "train": ("--out_dir", lambda f: RING),
+    "probe_discriminator": ("--out_dir", lambda f: PROBE),
+    "compare_runs": ("--out", lambda f: ["--runs_dir", str(f.runs), "--metric", "loss/d"]),
+    "reproduce_improved_gan": ("--out_dir", lambda f: ["--quick"]),
+    "sweep_local": ("--out_dir", lambda f: [str(f.smoke), "--dry_run"]),
+}
+LONG_NAME = "x" * 300
+for _script, (_flag, _base) in WRITERS.items():
+    CASES += [
+        case("output-is-a-file", _script, lambda f, b=_base, fl=_flag: [*b(f), fl, str(f.a_file)],
+             "is a file, not a folder"),
+        case("output-under-a-file", _script, lambda f, b=_base, fl=_flag: [*b(f), fl, str(f.a_file / "sub")],
+             "is a file, not a folder"),
+        case("output-name-too-long", _script, lambda f, b=_base, fl=_flag: [*b(f), fl, str(f.scratch / LONG_NAME)],
+             "300 bytes long"),
+    ]
+    # train.py: existing-run-without-resume above; a local sweep writes a new <sweep>-<time> folder each time
+    if _script not in ("train", "sweep_local"):
+        CASES.append(case("output-holds-results", _script, lambda f, b=_base, fl=_flag: [*b(f), fl, str(f.results)],
+                          "already holds results"))
+CASES += [
+    case("run-name-too-long", "train", lambda f: [*RING, *out(f), "--run_name", LONG_NAME], "300 bytes long"),
+    case("output-is-a-file", "probe_discriminator", lambda f: [*PROBE, "--out_dir", str(f.a_file)],
+         "is a file, not a folder", process=True),
+    case("resume-into-a-run-with-checkpoints", "train",
+         lambda f: ["--resume", str(f.ring), "--out_dir", str(f.runs), "--run_name", "dcgan"],
+         "that run folder already holds checkpoints"),
+]
+
+# Class: non-finite numbers, in every float flag (command line and YAML) and the probe's lists.
+FLOAT_FLAGS = [f.name for f in fields(TrainConfig) if FIELD_TYPES[f.name] is float]
+CASES += [case(f"{value}-{key}", "train", lambda f, k=key, v=value: [f"--{k}", v, *out(f)],
+               f"--{key}: must be a finite number") for key in FLOAT_FLAGS for value in ("nan", "inf")]
+CASES += [
+    case("nan-noise-std", "probe_discriminator", lambda f: [*PROBE, "--noise_std", "0,nan", *out(f)],
+         "expected floats >= 0"),
+    case("inf-noise-std", "probe_discriminator", lambda f: [*PROBE, "--noise_std", "inf", *out(f)],
+         "expected floats >= 0"),
+]
+
+# Class: YAML --config values of the wrong structure.
+YAML_SAYS = {"mapping-value": "--lr_g: expected float, got a dict", "list-value": "--batch_size: expected int, got a list",
+             "date-value": "quote it", "non-string-key": "unknown key 1", "nan-value": "--lr_d: must be a finite number",
+             "null-number": "--lr_g: expected float, got None", "top-level-list": "must hold a mapping",
+             "binary": "cannot read"}
+CASES += [case(f"config-{what}", "train", lambda f, w=what: ["--config", str(f.yaml[w]), *out(f)], says)
+          for what, says in YAML_SAYS.items()]
+CASES += [case("config-date-value", "train", lambda f: ["--config", str(f.yaml["date-value"]), *out(f)], "quote it",
+               process=True)]
+
 
 @pytest.mark.parametrize("script, argv, says, process", CASES)
 def test_bad_input_is_one_line_exit_2_and_no_run_is_touched(files, capsys, script, argv, says, process):
     args = [str(a) for a in argv(files)]
     before = tree(files.root)
-    if process:
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}  # conftest: W&B offline, cache in tmp
-        proc = subprocess.run([sys.executable, str(ROOT / "scripts" / f"{script}.py"), *args], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=300)
-        code, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
-    else:
-        capsys.readouterr()
-        code = run_cli(script_main(script), args)
-        stdout, stderr = capsys.readouterr()
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert "Traceback" not in stderr, stderr[-3000:]
-    assert code == 2, stderr[-3000:]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], lines
+    code, stdout, stderr = run_script(script, args, capsys, process)
+    assert_one_line(code, stderr, says)
     assert stdout.strip() == "", stdout[-2000:]
     assert not files.marker.exists(), "unpickling ran the checkpoint's code"
     assert {p: fingerprint(p) for p in files.protected} == files.protected
