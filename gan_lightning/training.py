@@ -281,7 +281,11 @@ def train(cfg: TrainConfig, given: set[str] | None = None) -> Run:
     except SystemExit:
         if not trainer.interrupted:
             raise
-        # Lightning turns Ctrl-C into exit(1) after its own shutdown; exit 130 with how to go on.
+        # Lightning turns Ctrl-C into exit(1) after its own shutdown (and ignores SIGINT from then on:
+        # give it back to Python); exit 130 with how to go on.
+        import signal
+
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         hint = (f"continue from the last epoch end with --resume last --run_name {run.run_dir.name} "
                 f"--out_dir {run.run_dir.parent}" if last.is_file() else "no checkpoint was written yet")
         raise KeyboardInterrupt(hint) from None
