@@ -31,6 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse(argv: Sequence[str] | None):
+    from gan_lightning.config import ACCELERATORS
     from gan_lightning.reproduce import STUDIES
 
     p = _Parser(prog="reproduce_improved_gan.py", description=__doc__.split("\n\n")[0], allow_abbrev=False)
@@ -45,6 +46,9 @@ def parse(argv: Sequence[str] | None):
     args = p.parse_args(argv)
     args.out_dir = args.out_dir or ("runs/improved_gan_quick" if args.quick else "runs/improved_gan")
     check_out_dir(args.out_dir, results=("summary.json", "results.md"), overwrite=args.overwrite)
+    if args.accelerator not in ACCELERATORS:
+        raise UsageError(f"--accelerator: unknown value {args.accelerator!r}; valid values are: "
+                         f"{', '.join(ACCELERATORS)}")
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in only if s not in STUDIES]
     if unknown or not only:
