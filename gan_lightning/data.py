@@ -11,7 +11,7 @@ seeds, independent of the run seed, so every run and metric sees the same exampl
 torchvision sets use ``data_root`` as-is as torchvision's ``root``: ``mnist`` reads
 ``<data_root>/MNIST/raw``, ``cifar10`` reads ``<data_root>/cifar-10-batches-py`` and so on, so one
 ``data/`` folder holds them all side by side. ``folder`` is the exception: ``data_root`` is the
-ImageFolder itself (one subfolder per class).
+ImageFolder itself (one subfolder per class), whose files gan_lightning.image_folder checks and reads.
 
 sklearn, mlxtend and torchvision are imported inside the loaders, so importing this module is cheap.
 """
@@ -19,6 +19,7 @@ sklearn, mlxtend and torchvision are imported inside the loaders, so importing t
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import os
 from dataclasses import dataclass
@@ -50,7 +51,8 @@ class DatasetSpec:
         description: one line, shown in the README and ``--help``.
         load: ``load(split, image_size, data_root, download)`` -> Dataset of ``(x, y)``.
         check: ``check(data_root, download)`` raises DataError when the files are not where
-            ``load`` will look (cheap: looks at folders, reads nothing). A no-op for built-in sets.
+            ``load`` will look (cheap: looks at folders; ``folder`` also reads every image's header).
+            A no-op for built-in sets.
         num_classes: K when ``y`` is a class label in [0, K) (what the semi-supervised task
             needs); 0 when ``y`` carries no class (points' mode index aside, celeba, lsun) or K
             is only known after loading (folder).
@@ -183,6 +185,26 @@ _HOW_TO_GET = {
 _DOWNLOAD_OR_POINT = "pass --download to fetch it or --data_root to point at it"
 
 
+def _by_hand(name: str, root: str) -> str:
+    """How to put a set's files where torchvision looks without downloading (URLs from torchvision itself)."""
+    from torchvision import datasets
+
+    if name in ("mnist", "fashion_mnist"):
+        cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
+        files = " ".join(filename for filename, _ in cls.resources)
+        return f"fetch {files} from {cls.mirrors[0]} into {os.path.join(root, cls.__name__, 'raw')} and gunzip them"
+    if name == "cifar10":
+        cls = datasets.CIFAR10
+        return (f"fetch {cls.url} and unpack it with `tar xzf {cls.filename} -C {root}` "
+                f"so that {os.path.join(root, cls.base_folder)} exists")
+    if name == "celeba":
+        files = " ".join(filename for _, _, filename in datasets.CelebA.file_list)
+        folder = os.path.join(root, datasets.CelebA.base_folder)
+        return (f"fetch {files} (links on https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html) into {folder} "
+                f"and unzip img_align_celeba.zip there")
+    return _HOW_TO_GET[name]
+
+
 def _label(target: Any) -> Tensor:
     return torch.as_tensor(target, dtype=torch.long)
 
@@ -192,30 +214,29 @@ def _zero_label(target: Any) -> Tensor:
     return torch.zeros((), dtype=torch.long)
 
 
-def _has_class_with_image(root: str) -> bool:
-    from torchvision.datasets.folder import IMG_EXTENSIONS
+def _check_folder(name: str, marker: str, data_root: str, download: bool, read_headers: bool = True) -> None:
+    """Raise DataError unless ``<data_root>/<marker>`` exists (for ``folder``: a usable ImageFolder).
 
-    for entry in os.scandir(root):
-        if entry.is_dir():
-            for _, _, files in os.walk(entry.path):
-                if any(f.lower().endswith(IMG_EXTENSIONS) for f in files):
-                    return True
-    return False
-
-
-def _check_folder(name: str, marker: str, data_root: str, download: bool) -> None:
-    """Raise DataError unless ``<data_root>/<marker>`` exists (for ``folder``: a usable ImageFolder)."""
+    For ``folder`` the class subfolders are checked (see gan_lightning.image_folder) and, with
+    ``read_headers``, the header of every image, so a corrupt file fails before training starts.
+    """
     if name == "lsun" and download:
         raise DataError(_HOW_TO_GET["lsun"])
     if name == "folder":
         path = os.path.join(data_root, "<class>", "<image>")
-        found = os.path.isdir(data_root) and _has_class_with_image(data_root)
+        found = os.path.isdir(data_root)
     else:
         path = os.path.join(data_root, marker)
-        found = download or os.path.isdir(path)  # with download, torchvision fetches what is missing
+        found = download or os.path.isdir(path)  # with download, loading fetches what is missing
     if not found:
         fix = _HOW_TO_GET.get(name, _DOWNLOAD_OR_POINT)
         raise DataError(f"dataset {name!r} not found under {data_root} (looked for {path}); {fix}")
+    if name == "folder":
+        from gan_lightning.image_folder import check_images, image_files
+
+        files = image_files(data_root)
+        if read_headers:
+            check_images(files, data_root)
 
 
 def _build_torchvision(name: str, split: str, root: str, download: bool, transform: Any) -> Dataset:
@@ -230,7 +251,9 @@ def _build_torchvision(name: str, split: str, root: str, download: bool, transfo
     if name == "lsun":
         classes = ["bedroom_train" if train else "bedroom_val"]
         return datasets.LSUN(root, classes=classes, transform=transform, target_transform=_zero_label)
-    return datasets.ImageFolder(root, transform=transform, target_transform=_label)
+    from gan_lightning.image_folder import read_rgb
+
+    return datasets.ImageFolder(root, transform=transform, target_transform=_label, loader=read_rgb)
 
 
 def _load_torchvision(
@@ -241,20 +264,27 @@ def _load_torchvision(
     _check_split(split)
     if name == "folder" and split == "test":
         raise DataError("folder has no test split: an ImageFolder is one set of images, used for training")
-    _check_folder(name, marker, data_root, download)
+    _check_folder(name, marker, data_root, download, read_headers=False)  # check() reads them, the loader guards
     # ToTensor gives (C, H, W) in [0, 1]; Normalize(0.5, 0.5) maps it to [-1, 1].
     half = [0.5] * channels
     transform = T.Compose([T.Resize(image_size), T.CenterCrop(image_size), T.ToTensor(), T.Normalize(half, half)])
+    fetching = download and not os.path.isdir(os.path.join(data_root, marker))
     try:
         return _build_torchvision(name, split, data_root, download, transform)
     except Exception as e:  # corrupt files, failed download, missing lmdb: one line, not a traceback
-        reason = (str(e).strip().splitlines() or [""])[0]
-        fix = _HOW_TO_GET.get(name, "delete them and pass --download, or fix --data_root")
+        reason = (str(e).strip().splitlines() or [""])[0].rstrip(":")
+        why = f"({type(e).__name__}: {reason})"
         if isinstance(e, ImportError):
-            fix = f"pip install {e.name or 'the missing module'}"
-        raise DataError(
-            f"dataset {name!r} under {data_root} could not be read ({type(e).__name__}: {reason}); {fix}"
-        ) from e
+            raise DataError(f"dataset {name!r} needs {e.name or 'a missing module'} {why}; "
+                            f"pip install {e.name or 'it'}") from e
+        if download and name not in _HOW_TO_GET:  # --download was given: advising it would not help
+            by_hand = f"no network? {_by_hand(name, data_root)}, then run again"
+            if fetching:
+                raise DataError(f"downloading {name!r} into {data_root} failed {why}; {by_hand}") from e
+            raise DataError(f"dataset {name!r} under {data_root} could not be read or downloaded {why}; "
+                            f"delete the damaged files and retry, or {by_hand}") from e
+        fix = _HOW_TO_GET.get(name, "delete them and pass --download, or fix --data_root")
+        raise DataError(f"dataset {name!r} under {data_root} could not be read {why}; {fix}") from e
 
 
 def _torchvision_spec(name: str, channels: int, marker: str, description: str, num_classes: int = 0) -> DatasetSpec:
@@ -321,8 +351,14 @@ class GANDataModule(L.LightningDataModule):
         self._datasets: dict[str, Dataset] = {}
 
     def check(self) -> None:
-        """Cheap early check that the files are where loading will look; raises DataError if not."""
+        """Fail before the Trainer starts, with DataError, on data that training would fail on later.
+
+        Checks that the files are where loading looks (for ``folder``: class subfolders, none empty,
+        and every image's header), then loads the ``train`` split, which fetches it with
+        ``download`` and which ``setup()`` reuses.
+        """
         self.spec.check(self.data_root, self.download)
+        self.dataset("train")
 
     def setup(self, stage: str | None = None) -> None:
         self.dataset("train")
@@ -336,7 +372,7 @@ class GANDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         data = self.dataset("train")
-        return DataLoader(
+        return ResumableLoader(
             data,
             batch_size=self.batch_size,
             sampler=EpochShuffle(len(data), self.seed),
@@ -362,8 +398,9 @@ class EpochShuffle(Sampler[int]):
     """A shuffle that depends only on (seed, epoch), not on the global RNG.
 
     Lightning calls ``set_epoch`` at the start of every epoch, so a run resumed at an epoch
-    boundary sees exactly the batches it would have seen without stopping. (Under DDP Lightning
-    swaps in a DistributedSampler, which is seeded by epoch the same way.)
+    boundary sees exactly the batches it would have seen without stopping; served by a
+    :class:`ResumableLoader`, a run resumed mid-epoch does too. (Under DDP Lightning wraps it in
+    a DistributedSamplerWrapper, which is seeded by epoch the same way.)
     """
 
     def __init__(self, n: int, seed: int = 0) -> None:
@@ -377,6 +414,67 @@ class EpochShuffle(Sampler[int]):
 
     def __len__(self) -> int:
         return self.n
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader that a checkpoint written mid-epoch resumes at the next batch of the same order.
+
+    Lightning stores ``state_dict()`` of every training loader in each checkpoint
+    (``loops.fit_loop.state_dict.combined_loader``) and hands it to ``load_state_dict`` when it
+    resumes mid-epoch; for a loader without them it warns and the resumed epoch starts the
+    batch order over (batches seen twice, others never). The state here is the number of
+    batches the epoch's iterator has handed out; the next iterator leaves that many out, drawing
+    their indices but loading nothing. With a sampler whose order depends only on (seed, epoch),
+    such as :class:`EpochShuffle` (or the DistributedSampler DDP puts around it, each rank
+    skipping its own batches), the resumed epoch serves exactly the batches the uninterrupted
+    one would have.
+
+    The underlying iterator is made at the first ``next()``: Lightning makes the iterator before
+    it calls ``set_epoch`` when it resumes, and worker processes would otherwise prefetch indices
+    of the sampler's previous epoch.
+
+    Takes the arguments of ``DataLoader``.
+    """
+
+    _served = 0  # batches handed out by the current pass, skipped ones included
+    _skip = 0  # batches the next pass leaves out (set by load_state_dict)
+    _skipping = 0  # batches the current pass leaves out
+
+    def state_dict(self) -> dict[str, int]:
+        return {"batches_served": self._served}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        served = int(state["batches_served"])
+        self._skip = served if served < len(self) else 0  # a finished epoch: the next one starts afresh
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._serve()
+
+    def _serve(self) -> Iterator[Any]:
+        self._skipping, self._skip = self._skip, 0
+        self._served = self._skipping
+        for batch in super().__iter__():  # draws its indices through _index_sampler
+            self._served += 1
+            yield batch
+
+    @property
+    def _index_sampler(self) -> Any:
+        # What DataLoader's iterators draw (batches of) indices from, at every pass (and, making a
+        # worker iterator, more than once per pass), with persistent workers or not.
+        return _SkipFirst(super()._index_sampler, self)
+
+
+class _SkipFirst:
+    """The index sampler of a :class:`ResumableLoader`: leaves out the first ``_skipping`` items of a pass."""
+
+    def __init__(self, index_sampler: Any, loader: ResumableLoader) -> None:
+        self.index_sampler, self.loader = index_sampler, loader
+
+    def __iter__(self) -> Iterator[Any]:
+        return itertools.islice(iter(self.index_sampler), self.loader._skipping, None)
+
+    def __len__(self) -> int:
+        return len(self.index_sampler)
 
 
 # ---------------------------------------------------------------------------------------------

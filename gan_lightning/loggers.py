@@ -10,6 +10,7 @@ from typing import Any
 
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.utilities import rank_zero_only
 
 from gan_lightning.config import TrainConfig, noise_enabled, resolve_arch
 
@@ -22,9 +23,31 @@ class _AppendingWriter(ExperimentWriter):
             with open(self.metrics_file_path, newline="") as f:
                 self.metrics_keys = list(next(csv.reader(f), []))
 
+    def drop_rows_from(self, step: int) -> int:
+        """Remove the rows at ``step`` or later, on file and not yet written; returns how many."""
+        self.metrics = [row for row in self.metrics if row["step"] < step]
+        if not os.path.isfile(self.metrics_file_path):
+            return 0
+        with open(self.metrics_file_path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        kept = [row for row in rows if not row.get("step") or int(row["step"]) < step]
+        if len(kept) < len(rows):
+            tmp = f"{self.metrics_file_path}.tmp{os.getpid()}"
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=self.metrics_keys)
+                writer.writeheader()
+                writer.writerows(kept)
+            os.replace(tmp, self.metrics_file_path)  # a kill mid-write leaves the old file
+        return len(rows) - len(kept)
+
 
 class AppendingCSVLogger(CSVLogger):
-    """CSVLogger writing ``<save_dir>/metrics.csv`` that keeps the rows of earlier sessions of the run."""
+    """CSVLogger writing ``<save_dir>/metrics.csv`` that keeps the rows of earlier sessions of the run.
+
+    A resumed run calls :meth:`drop_rows_from` with the step of its first batch (``LastCheckpoint``
+    does), so the rows an interrupted session logged after its checkpoint, which the resumed run
+    logs again, are not in the file twice.
+    """
 
     def __init__(self, save_dir: str | Path) -> None:
         super().__init__(save_dir=str(save_dir), name="", version="")
@@ -35,6 +58,15 @@ class AppendingCSVLogger(CSVLogger):
             os.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _AppendingWriter(log_dir=self.log_dir)
         return self._experiment
+
+    @rank_zero_only
+    def drop_rows_from(self, step: int) -> None:
+        """Forget the rows logged at ``step`` (the trainer's logging step) or later.
+
+        Args:
+            step: the logging step of the first batch after the checkpoint a run resumed from.
+        """
+        self.experiment.drop_rows_from(step)
 
 
 def wandb_mode() -> tuple[str, str]:

@@ -25,7 +25,7 @@ from lightning.pytorch.utilities import CombinedLoader
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from gan_lightning.data import DatasetSpec, EpochShuffle, GANDataModule, epoch_generator
+from gan_lightning.data import DatasetSpec, EpochShuffle, GANDataModule, ResumableLoader, epoch_generator
 from gan_lightning.errors import UsageError
 
 UNLABELED_CHOICES = ("all", "rest")
@@ -88,7 +88,8 @@ class CyclicPermutationSampler(Sampler[int]):
     How the reference code feeds its small labeled set next to the large unlabeled one: every
     labeled example is used once per permutation, however the batches fall. The permutations
     depend only on (``seed``, epoch), not on the global RNG: Lightning calls ``set_epoch`` at the
-    start of every epoch, so a run resumed at an epoch boundary sees the batches it would have seen.
+    start of every epoch, so a run resumed at an epoch boundary (or, through a
+    :class:`~gan_lightning.data.ResumableLoader`, mid-epoch) sees the batches it would have seen.
 
     Args:
         n: size of the data set.
@@ -224,10 +225,10 @@ class SemiSupervisedDataModule(GANDataModule):
             raise RuntimeError("call setup() before asking for the labeled or unlabeled data")
         return self.labeled_index
 
-    def _loader(self, data: Dataset, **kwargs) -> DataLoader:
+    def _loader(self, data: Dataset, loader: type[DataLoader] = ResumableLoader, **kwargs) -> DataLoader:
         # Its own generator: a new iterator draws a base seed, which must not move the global RNG.
-        return DataLoader(data, num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                          generator=torch.Generator().manual_seed(self.shuffle_seed), **kwargs)
+        return loader(data, num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                      generator=torch.Generator().manual_seed(self.shuffle_seed), **kwargs)
 
     def labeled_dataloader(self, num_batches: int) -> DataLoader:
         """``num_batches`` labeled batches (x (B, ...), y (B,)), the subset cycled in fresh permutations."""
@@ -247,7 +248,7 @@ class SemiSupervisedDataModule(GANDataModule):
         return CombinedLoader({"labeled": lab, "unlabeled": unl}, mode="max_size_cycle")
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("test"), batch_size=self.eval_batch_size, shuffle=False)
+        return self._loader(self.dataset("test"), DataLoader, batch_size=self.eval_batch_size, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
         return self.val_dataloader()

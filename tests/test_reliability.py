@@ -1,19 +1,26 @@
 """Never lose a run: exact resume, preemption (SIGTERM), atomic checkpoints, divergence."""
 
+import csv
 import os
-import re
 import signal
 import subprocess
 import sys
-import threading
+import time
+import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+from torch.utils.data import TensorDataset
 
 from gan_lightning import losses
-from gan_lightning.checkpoints import AtomicCheckpointIO
+from gan_lightning.build import build_module
+from gan_lightning.checkpoints import AtomicCheckpointIO, rng_state
 from gan_lightning.cli import run_cli
+from gan_lightning.config import TrainConfig
+from gan_lightning.data import EpochShuffle, ResumableLoader
+from gan_lightning.modules.gan import GAN
 from gan_lightning.training import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +35,38 @@ def state(run: Path) -> dict:
     return torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
 
 
+def rows(run: Path) -> list[dict[str, str]]:
+    with open(run / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def assert_rows_of_one_run(straight: Path, split: Path, stopped_at: str) -> list[dict[str, str]]:
+    """``split``'s metrics.csv holds ``straight``'s rows, in order and once each; returns the others.
+
+    The others may only be what a session evaluates when it stops (FID of the last epoch, the
+    test error), at the step ``stopped_at`` where the split run's first session stopped.
+    """
+    expected, got = rows(straight), rows(split)
+    extra = [r for r in got if r not in expected]
+    assert [r for r in got if r not in extra] == expected
+    assert all(r["step"] == stopped_at and not r["loss/d"] for r in extra), extra
+    return extra
+
+
+def assert_same_training(a: dict, b: dict) -> None:
+    """Two checkpoints hold the same weights, buffers, counters and Adam moments, bit for bit."""
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for key, value in a["state_dict"].items():
+        if isinstance(value, torch.Tensor):
+            torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=0, msg=key)
+        else:
+            assert b["state_dict"][key] == value, key  # e.g. the noise schedule's progress
+    for opt_a, opt_b in zip(a["optimizer_states"], b["optimizer_states"], strict=True):
+        for k, s in opt_a["state"].items():
+            for name in ("exp_avg", "exp_avg_sq"):
+                torch.testing.assert_close(opt_b["state"][k][name], s[name], rtol=0, atol=0)
+
+
 def test_exact_resume_matches_straight_training(tmp_path):
     out = ["--out_dir", str(tmp_path)]
     assert run_cli(main, [*SMALL, *STATEFUL, *out, "--run_name", "straight", "--max_epochs", "2"]) == 0
@@ -35,32 +74,34 @@ def test_exact_resume_matches_straight_training(tmp_path):
     assert run_cli(main, [*SMALL, *out, "--run_name", "split", "--resume", "last", "--max_epochs", "2"]) == 0
     a, b = state(tmp_path / "straight"), state(tmp_path / "split")
     assert int(a["state_dict"]["g_steps"]) == int(b["state_dict"]["g_steps"]) > 22
-    assert a["state_dict"].keys() == b["state_dict"].keys()
-    for key, value in a["state_dict"].items():
-        if isinstance(value, torch.Tensor):
-            torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=0, msg=key)
-        else:
-            assert b["state_dict"][key] == value, key  # e.g. the noise schedule's progress
+    assert_same_training(a, b)
     assert a["state_dict"]["d_input._extra_state"]["step"] == int(a["state_dict"]["g_steps"])
-    for opt_a, opt_b in zip(a["optimizer_states"], b["optimizer_states"]):
-        for k, s in opt_a["state"].items():
-            torch.testing.assert_close(opt_b["state"][k]["exp_avg"], s["exp_avg"], rtol=0, atol=0)
+    # The d/acc window of steps 20-24 spans the epoch end at batch 22: its sums were in the checkpoint.
+    assert_rows_of_one_run(tmp_path / "straight", tmp_path / "split", stopped_at="21")
 
 
-def test_exact_resume_of_the_semi_supervised_task_with_its_ema(tmp_path):
+@pytest.mark.parametrize("first, then", [
+    (["--max_epochs", "1"], ["--max_epochs", "2"]),
+    (["--max_epochs", "2", "--max_steps", "30"], ["--max_steps", "-1"]),  # batch 8 of 22 of epoch 1
+], ids=["at_epoch_end", "mid_epoch_max_steps"])
+def test_exact_resume_of_the_semi_supervised_task_with_its_ema(tmp_path, first, then):
     """K+1 GAN: labeled and unlabeled batches, EMA of D and counters continue exactly after a resume."""
     ssl = ["--task", "semi_supervised", "--labels_per_class", "5", "--ema_decay", "0.99", "--lr_g", "0.003",
            "--lr_d", "0.003", "--metric_every_n_epochs", "0"]
     out = ["--out_dir", str(tmp_path)]
     assert run_cli(main, [*SMALL, *ssl, *out, "--run_name", "straight", "--max_epochs", "2"]) == 0
-    assert run_cli(main, [*SMALL, *ssl, *out, "--run_name", "split", "--max_epochs", "1"]) == 0
-    assert run_cli(main, [*SMALL, *out, "--run_name", "split", "--resume", "last", "--max_epochs", "2"]) == 0
+    assert run_cli(main, [*SMALL, *ssl, *out, "--run_name", "split", *first]) == 0
+    assert run_cli(main, [*SMALL, *out, "--run_name", "split", "--resume", "last", *then]) == 0
     a, b = state(tmp_path / "straight")["state_dict"], state(tmp_path / "split")["state_dict"]
     assert int(a["d_steps"]) == int(b["d_steps"]) == 2 * (1437 // 64)
     assert int(a["ema.updates"]) == int(a["d_steps"])
     assert a.keys() == b.keys()
     for key, value in a.items():
         torch.testing.assert_close(b[key], value, rtol=0, atol=0, msg=key)
+    # Same rows, plus, for a stop mid-epoch, the test error Lightning measures when a session stops.
+    extra = assert_rows_of_one_run(tmp_path / "straight", tmp_path / "split", stopped_at="29")
+    assert [sorted(k for k, v in r.items() if v) for r in extra] == (
+        [["epoch", "ssl/test_error", "ssl/test_error_live", "step"]] if "--max_steps" in first else [])
 
 
 def test_atomic_checkpoint_survives_a_crash_mid_write(tmp_path, monkeypatch):
@@ -120,24 +161,15 @@ def test_divergence_skip_keeps_training_finite(tmp_path, monkeypatch):
 def test_sigterm_saves_checkpoint_and_resume_continues(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     args = [sys.executable, str(ROOT / "scripts" / "train.py"), "--dataset", "ring", "--batch_size", "16",
-            "--g_width", "16", "--d_width", "16", "--max_epochs", "100", "--out_dir", str(tmp_path),
-            "--run_name", "pre"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    seen = threading.Event()
-
-    def watch():  # the progress bar on stdout shows batches going by
-        buf = ""
-        while True:
-            chunk = proc.stdout.read(64)
-            if not chunk:
-                return
-            buf = (buf + chunk)[-500:]
-            done = [int(n) for n in re.findall(r"\| *(\d+)/\d+ \[", buf)]
-            if done and max(done) >= 5:
-                seen.set()
-
-    threading.Thread(target=watch, daemon=True).start()
-    assert seen.wait(240), "training did not start"
+            "--g_width", "16", "--d_width", "16", "--max_epochs", "100", "--logger", "csv",
+            "--out_dir", str(tmp_path), "--run_name", "pre"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    # Off a terminal there is no progress bar to watch; the CSV logger first writes after 100 batches.
+    started, deadline = tmp_path / "pre" / "metrics.csv", time.monotonic() + 240
+    while not started.is_file():
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, "training did not start"
+        time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-2000:]
@@ -147,3 +179,131 @@ def test_sigterm_saves_checkpoint_and_resume_continues(tmp_path):
     assert run_cli(main, ["--out_dir", str(tmp_path), "--run_name", "pre", "--resume", "last",
                           "--max_steps", str(steps + 3)]) == 0
     assert int(state(tmp_path / "pre")["state_dict"]["g_steps"]) == steps + 3
+
+
+# -- stopping and resuming a run mid-epoch ---------------------------------------------------
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resumable_loader_serves_the_rest_of_the_epoch(workers):
+    data = TensorDataset(torch.arange(20))
+
+    def loader() -> ResumableLoader:
+        return ResumableLoader(data, batch_size=3, sampler=EpochShuffle(20, seed=1), drop_last=True,
+                               num_workers=workers, persistent_workers=workers > 0)
+
+    first = loader()
+    first.sampler.set_epoch(2)
+    whole = [b[0].tolist() for b in first]  # 6 batches of epoch 2's order
+    assert first.state_dict() == {"batches_served": 6}
+    it = iter(first)
+    head = [next(it)[0].tolist() for _ in range(2)]
+    assert head == whole[:2] and first.state_dict() == {"batches_served": 2}
+
+    resumed = loader()
+    resumed.load_state_dict(first.state_dict())
+    it = iter(resumed)
+    resumed.sampler.set_epoch(2)  # as Lightning does when it resumes: after iter(), before next()
+    assert [b[0].tolist() for b in it] == whole[2:]
+    assert resumed.state_dict() == {"batches_served": 6}
+    assert [b[0].tolist() for b in resumed] == whole  # the next pass is whole again
+    resumed.load_state_dict({"batches_served": 6})  # saved at an epoch end: nothing to skip
+    assert [b[0].tolist() for b in resumed] == whole
+    assert len(resumed) == 6
+
+
+# ring: 10,000 training points, 39 batches of 256 an epoch; 100 G steps end in epoch 2.
+RING = ["--dataset", "ring", "--z_dim", "2", "--g_width", "16", "--d_width", "16", "--batch_size", "256",
+        "--logger", "csv", "--metric_every_n_epochs", "0", "--log_every_n_steps", "5",
+        # Lightning writes an on-step value again at every later write of its epoch: shadow norms
+        # measured every 50 batches would show at steps where nothing measured them, and a run
+        # resumed between the two would not repeat them. Measure them at every write.
+        "--shadow_every_n_steps", "5"]
+STOPS = {  # how the first session ends -> (its flags, G step that signals it, the resume's flags)
+    "max_steps": (["--max_steps", "50"], None, ["--max_steps", "100"]),  # batch 11 of epoch 1
+    "epoch_end": (["--max_epochs", "1"], None, ["--max_epochs", "-1", "--max_steps", "100"]),
+    "sigterm": (["--max_steps", "100"], (52, signal.SIGTERM), []),  # saved after batch 13 of epoch 1
+    "ctrl_c": (["--max_steps", "100"], (52, signal.SIGINT), []),  # back to the end of epoch 0: 39 steps
+}
+
+
+@pytest.fixture(scope="module")
+def straight_ring_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("straight")
+    assert run_cli(main, [*RING, "--out_dir", str(out), "--run_name", "r", "--max_epochs", "-1",
+                          "--max_steps", "100"]) == 0
+    return out / "r"
+
+
+def signal_at(monkeypatch, g_step: int, signum: int) -> None:
+    """Send ``signum`` to this process after G step ``g_step``, as a scheduler or Ctrl-C would."""
+    original = GAN.on_train_batch_end
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        original(self, outputs, batch, batch_idx)
+        if int(self.g_steps) == g_step:
+            os.kill(os.getpid(), signum)
+
+    monkeypatch.setattr(GAN, "on_train_batch_end", on_train_batch_end)
+
+
+@pytest.mark.parametrize("stop", list(STOPS))
+def test_stopped_and_resumed_run_equals_one_run(tmp_path, monkeypatch, straight_ring_run, stop):
+    """Weights, Adam moments and every metrics.csv row as one run of 100 G steps, however the first part ended."""
+    flags, signalled, resume = STOPS[stop]
+    out = ["--out_dir", str(tmp_path), "--run_name", "r"]
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        with monkeypatch.context() as m:
+            if signalled:
+                signal_at(m, *signalled)
+            code = run_cli(main, [*RING, *out, "--max_epochs", "-1", *flags])
+        assert code == (130 if stop == "ctrl_c" else 0)
+    finally:
+        signal.signal(signal.SIGINT, sigint)  # Lightning ignores Ctrl-C from its first one on
+    first = state(tmp_path / "r")
+    assert int(first["state_dict"]["g_steps"]) == {"max_steps": 50, "epoch_end": 39, "sigterm": 52, "ctrl_c": 39}[stop]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert run_cli(main, [*out, "--resume", "last", *resume]) == 0
+    assert not [w for w in caught if "resum" in str(w.message)], [str(w.message) for w in caught]
+    a, b = state(straight_ring_run), state(tmp_path / "r")
+    assert int(b["state_dict"]["g_steps"]) == 100
+    assert_same_training(a, b)
+    expected, got = rows(straight_ring_run), rows(tmp_path / "r")
+    assert [r["step"] for r in expected] == [str(s) for s in range(4, 100, 5)]
+    assert got == expected  # no row twice (Ctrl-C logged steps 39-49 before its checkpoint's step)
+
+
+def test_a_stop_that_last_checkpoint_cannot_see_is_saved_with_a_warning(tmp_path, monkeypatch):
+    """A stop asked for after LastCheckpoint's batch end (here the module's hook) cannot be resumed mid-epoch."""
+    original = GAN.on_train_batch_end
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        original(self, outputs, batch, batch_idx)
+        if int(self.g_steps) == 10:
+            self.trainer.should_stop = True
+
+    monkeypatch.setattr(GAN, "on_train_batch_end", on_train_batch_end)
+    with pytest.warns(UserWarning, match=r"after batch 10 of 39 of epoch 0 .* skips its remaining batches"):
+        assert run_cli(main, [*RING, "--out_dir", str(tmp_path), "--run_name", "r", "--max_epochs", "3"]) == 0
+    assert int(state(tmp_path / "r")["state_dict"]["g_steps"]) == 10
+
+
+def test_each_rank_takes_back_its_own_random_state(monkeypatch):
+    """A DDP checkpoint keeps every rank's RNG (latents differ per rank); fewer or more ranks warn."""
+    module = build_module(TrainConfig(dataset="ring", z_dim=2, g_width=8, d_width=8), (2,))
+    states = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        states.append(rng_state())
+    saved = {"gan_lightning": {"rng": states[0], "rng_per_rank": states}}
+
+    monkeypatch.setattr(module, "_trainer", SimpleNamespace(world_size=2, global_rank=1))
+    module.on_load_checkpoint(saved)
+    module.on_train_start()
+    assert torch.equal(torch.get_rng_state(), states[1]["torch"])  # rank 1 goes on with its own stream
+
+    monkeypatch.setattr(module, "_trainer", SimpleNamespace(world_size=1, global_rank=0))
+    module.on_load_checkpoint(saved)
+    with pytest.warns(UserWarning, match="written by 2 process.* resumes on 1"):
+        module.on_train_start()
+    assert torch.equal(torch.get_rng_state(), states[0]["torch"])

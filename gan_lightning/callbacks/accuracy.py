@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric
+from torchmetrics.utilities.distributed import gather_all_tensors
 
 LOG4 = math.log(4.0)
 
@@ -110,6 +111,9 @@ class DiscriminatorAccuracy(L.Callback):
     batches, and at a write in between two logs of this callback it repeats the last value;
     make ``every_n_steps`` a multiple of ``log_every_n_steps``.
 
+    The sums of a window that a checkpoint cuts are in the checkpoint (``state_dict``, those of
+    every rank), so a resumed run logs the same statistics as one that never stopped.
+
     Args:
         every_n_steps: batches per logged value (the window the statistics are pooled over);
             with the GAN module a batch is one G step.
@@ -135,11 +139,28 @@ class DiscriminatorAccuracy(L.Callback):
         self.every_n_steps = every_n_steps
         self.prog_bar = bool(prog_bar)
         self._pooled = _PooledSums()
+        self._restored: Tensor | None = None  # (world_size, 8) sums of the open window, from a checkpoint
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def state_dict(self) -> dict[str, Any]:
+        # Called on every rank while a checkpoint is written (one all_gather under DDP).
+        sums = self._pooled.sums.detach()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return {"sums_per_rank": torch.stack(gather_all_tensors(sums)).cpu()}  # (world_size, 8)
+        return {"sums_per_rank": sums.cpu()[None]}  # (1, 8)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._restored = state_dict["sums_per_rank"]
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # The model is on its device by now; the metric state must live there too.
         self._pooled.to(pl_module.device)
         self._pooled.reset()
+        if self._restored is not None:
+            restored, self._restored = self._restored, None
+            if len(restored) == trainer.world_size:  # each rank goes on with its own sums
+                self._pooled.sums += restored[trainer.global_rank].to(self._pooled.sums)
+            elif trainer.global_rank == 0:  # another number of ranks: the pooled sums, counted once
+                self._pooled.sums += restored.sum(0).to(self._pooled.sums)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int

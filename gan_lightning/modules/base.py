@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from gan_lightning.torch_utils import eval_mode
@@ -24,26 +25,47 @@ class GeneratorSystem:
     shadow_due: bool = False
     shadow_norms: dict[str, Tensor] | None = None
     _restored_rng: dict[str, Any] | None = None  # from a checkpoint, applied at on_train_start
+    _restored_rng_per_rank: list[dict[str, Any]] | None = None  # the same for each rank of a DDP run
 
     # -- checkpoints: version, config and RNG, so a resumed run continues exactly ----------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         from gan_lightning import __version__
         from gan_lightning.checkpoints import rng_state
 
-        checkpoint["gan_lightning"] = {"version": __version__, "config": self.config, "rng": rng_state()}
+        rng = rng_state()
+        stored = {"version": __version__, "config": self.config, "rng": rng}
+        if self._trainer is not None and self.trainer.world_size > 1 and torch.distributed.is_initialized():
+            # Each rank draws its own latents; all of them write the checkpoint together, rank 0 the file.
+            per_rank: list[Any] = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(per_rank, rng)
+            stored["rng_per_rank"] = per_rank
+        checkpoint["gan_lightning"] = stored
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._restored_rng = checkpoint.get("gan_lightning", {}).get("rng")
+        stored = checkpoint.get("gan_lightning", {})
+        self._restored_rng, self._restored_rng_per_rank = stored.get("rng"), stored.get("rng_per_rank")
 
     def on_train_start(self) -> None:
-        # The RNG as it was when the checkpoint was written (at an epoch end); what Lightning draws
-        # after this (the next epoch's DataLoader iterator) it drew after that point too.
-        if self._restored_rng is not None:
-            from gan_lightning.checkpoints import set_rng_state
+        # The RNG as it was when the checkpoint was written (after a batch, or at an epoch end);
+        # what Lightning draws after this (a new DataLoader iterator) it drew after that point too.
+        from gan_lightning.checkpoints import set_rng_state
 
-            set_rng_state(self._restored_rng)
-            self._restored_rng = None
-        if self.trainer.world_size > 1:
+        world = self.trainer.world_size
+        restored, per_rank = self._restored_rng, self._restored_rng_per_rank
+        self._restored_rng = self._restored_rng_per_rank = None
+        if per_rank is not None and len(per_rank) == world:
+            set_rng_state(per_rank[self.global_rank])
+            return
+        if restored is not None:
+            set_rng_state(restored)
+            saved_by = len(per_rank) if per_rank is not None else 1
+            if saved_by != world:
+                rank_zero_warn(
+                    f"the checkpoint was written by {saved_by} process(es) and training resumes on {world}: "
+                    "batches and latents are split differently, so the run goes on but does not equal one "
+                    "that never stopped"
+                )
+        if world > 1:
             # Ranks were seeded alike (same initial weights); their latents must differ.
             torch.manual_seed(int(torch.randint(2**62, ())) + self.global_rank)
 
