@@ -1,4 +1,9 @@
-"""The one conversion from model range to pixels, and sample grids."""
+"""The one conversion from model range to pixels, and sample grids.
+
+Any floating dtype comes in (float64 under ``--precision 64-true``, bfloat16 under ``bf16-true``):
+``to_uint8`` and ``_to_cpu_float`` compute in float32, which numpy, PIL and matplotlib all read
+(numpy has no bfloat16).
+"""
 
 from __future__ import annotations
 
@@ -13,12 +18,18 @@ def to_uint8(images: Tensor) -> Tensor:
     """Map images from the model range [-1, 1] to uint8 [0, 255].
 
     Args:
-        images: (B, C, H, W) floats, nominally in [-1, 1]; values outside are clamped.
+        images: (B, C, H, W) floats of any dtype, nominally in [-1, 1]; values outside are clamped.
 
     Returns:
         (B, C, H, W) uint8 tensor on the same device.
     """
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    # float32 arithmetic: in bfloat16 (8 significant bits) (x + 1) * 127.5 would round before round().
+    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def _to_cpu_float(x: Tensor) -> Tensor:
+    """A detached float32 CPU copy, which ``.numpy()`` accepts whatever the dtype was."""
+    return x.detach().to(device="cpu", dtype=torch.float32)
 
 
 def image_grid(images: Tensor, nrow: int | None = None, padding: int = 2) -> Tensor:
@@ -35,7 +46,7 @@ def image_grid(images: Tensor, nrow: int | None = None, padding: int = 2) -> Ten
     b, c, h, w = images.shape
     nrow = nrow or math.ceil(math.sqrt(b))
     ncol = math.ceil(b / nrow)
-    pixels = to_uint8(images.detach().float().cpu())
+    pixels = to_uint8(_to_cpu_float(images))
     grid = torch.zeros((c, ncol * (h + padding) + padding, nrow * (w + padding) + padding), dtype=torch.uint8)
     for i in range(b):
         r, k = divmod(i, nrow)
@@ -45,7 +56,7 @@ def image_grid(images: Tensor, nrow: int | None = None, padding: int = 2) -> Ten
 
 
 def save_image_grid(images: Tensor, path: str | Path, nrow: int | None = None) -> Path:
-    """Write a batch of images in [-1, 1] as one PNG grid and return its path."""
+    """Write a batch of (B, C, H, W) images in [-1, 1], any floating dtype, as one PNG grid; return its path."""
     from PIL import Image
 
     grid = image_grid(images, nrow).numpy()
@@ -59,9 +70,9 @@ def save_scatter(points: Tensor, path: str | Path, reference: Tensor | None = No
     """Write generated 2-D points (and, in grey, reference points) as a PNG scatter plot.
 
     Args:
-        points: (N, 2) generated points.
+        points: (N, 2) generated points, any floating dtype.
         path: PNG file to write.
-        reference: optional (M, 2) real points drawn underneath.
+        reference: optional (M, 2) real points drawn underneath, any floating dtype.
         title: plot title.
     """
     import matplotlib
@@ -73,9 +84,9 @@ def save_scatter(points: Tensor, path: str | Path, reference: Tensor | None = No
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
     if reference is not None:
-        ref = reference.detach().cpu()
+        ref = _to_cpu_float(reference).numpy()  # (M, 2)
         ax.scatter(ref[:, 0], ref[:, 1], s=2, c="0.75", label="real")
-    pts = points.detach().float().cpu()
+    pts = _to_cpu_float(points).numpy()  # (N, 2)
     ax.scatter(pts[:, 0], pts[:, 1], s=2, c="tab:blue", label="generated")
     ax.set_aspect("equal")
     ax.set_title(title)

@@ -1,5 +1,6 @@
 """Tests for gan_lightning.data: built-in sets, splits, the DataModule and folder checks (offline, CPU)."""
 
+import dataclasses
 import subprocess
 import sys
 
@@ -8,8 +9,10 @@ import torch
 from PIL import Image
 
 from gan_lightning import data
+from gan_lightning.cli import run_cli
 from gan_lightning.data import DATASETS, GANDataModule, data_shape, grid_modes, ring_modes
 from gan_lightning.errors import DataError
+from gan_lightning.training import main
 
 BUILTIN_IMAGES = ["digits", "mnist5k"]
 
@@ -142,7 +145,7 @@ def test_unknown_split_is_a_data_error():
 def test_datamodule_mnist5k_batches():
     dm = GANDataModule(DATASETS["mnist5k"], image_size=32, batch_size=64)
     assert dm.data_shape == (1, 32, 32)
-    dm.check()  # built-in: nothing to look for
+    dm.check()  # built-in: no folder to look for; loads the train split
     dm.setup("fit")
     assert dm.dataset("train") is dm.dataset("train"), "splits are cached"
     batches = list(dm.train_dataloader())
@@ -172,23 +175,79 @@ def test_check_missing_folder_is_one_line_data_error(tmp_path, name, looked_for)
         dm.setup()
 
 
-def test_check_finds_torchvision_layout(tmp_path):
+def test_spec_check_finds_torchvision_layout(tmp_path):
     (tmp_path / "MNIST" / "raw").mkdir(parents=True)
-    GANDataModule(DATASETS["mnist"], data_root=str(tmp_path)).check()
-    GANDataModule(DATASETS["fashion_mnist"], data_root=str(tmp_path), download=True).check()  # will fetch
+    DATASETS["mnist"].check(str(tmp_path), False)
+    DATASETS["fashion_mnist"].check(str(tmp_path), True)  # the layout is fine: loading will fetch
     with pytest.raises(DataError, match="FashionMNIST"):
-        GANDataModule(DATASETS["fashion_mnist"], data_root=str(tmp_path)).check()
+        DATASETS["fashion_mnist"].check(str(tmp_path), False)
 
 
-def test_corrupt_files_become_one_line_data_error(tmp_path):
+@pytest.fixture
+def no_network(monkeypatch):
+    """urlopen fails as it does offline; returns the URLs that were tried."""
+    import urllib.error
+    import urllib.request
+
+    tried = []
+
+    def urlopen(request, *args, **kwargs):
+        tried.append(getattr(request, "full_url", request))
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    return tried
+
+
+@pytest.mark.parametrize("download", [False, True])
+def test_corrupt_files_fail_check_as_one_line(tmp_path, no_network, download):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
     (folder / "data_batch_1").write_bytes(b"not a pickle")
-    dm = GANDataModule(DATASETS["cifar10"], data_root=str(tmp_path))
-    dm.check()  # the folder is there ...
+    DATASETS["cifar10"].check(str(tmp_path), download)  # the folder is there ...
+    dm = GANDataModule(DATASETS["cifar10"], data_root=str(tmp_path), download=download)
     with pytest.raises(DataError, match="could not be read") as err:
-        dm.setup()  # ... but torchvision cannot read it
-    assert "\n" not in str(err.value)
+        dm.check()  # ... but torchvision cannot read it, which check() finds by loading the train split
+    message = str(err.value)
+    assert "\n" not in message
+    if download:  # torchvision tried to fetch intact files again: advising --download would not help
+        assert no_network and "could not be read or downloaded" in message and "pass --download" not in message
+        assert "cifar-10-python.tar.gz" in message
+    else:
+        assert not no_network and "pass --download" in message
+
+
+def test_check_loads_the_train_split_once():
+    calls = []
+
+    def load(split, *args):
+        calls.append(split)
+        return DATASETS["ring"].load(split, *args)
+
+    dm = GANDataModule(dataclasses.replace(DATASETS["ring"], load=load))
+    dm.check()
+    assert calls == ["train"], "check() loads the train split, so a load error comes before the Trainer"
+    dm.setup("fit")
+    dm.train_dataloader()
+    assert calls == ["train"], "setup() reuses it"
+
+
+@pytest.mark.parametrize("name, url, where", [
+    ("cifar10", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "cifar-10-batches-py"),
+    ("mnist", "train-images-idx3-ubyte.gz", "MNIST/raw"),
+    ("fashion_mnist", "t10k-labels-idx1-ubyte.gz", "FashionMNIST/raw"),
+])
+def test_failed_download_fails_before_anything_is_written(tmp_path, capsys, no_network, name, url, where):
+    data_root, out = tmp_path / "data", tmp_path / "runs"
+    argv = ["--dataset", name, "--download", "--data_root", str(data_root), "--out_dir", str(out),
+            "--max_steps", "2", "--logger", "none", "--metric_every_n_epochs", "0"]
+    assert run_cli(main, argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: downloading {name!r} into {data_root} failed (") and err.count("\n") == 1
+    assert no_network, "the download was tried"
+    assert "no network?" in err and url in err and str(data_root / where) in err and "then run again" in err
+    assert "pass --download" not in err
+    assert not out.exists()
 
 
 def test_lsun_download_explains_how_to_get_it(tmp_path):

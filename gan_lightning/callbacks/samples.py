@@ -50,9 +50,11 @@ class SampleGrid(L.Callback):
     def write(self, trainer: L.Trainer, pl_module: L.LightningModule, name: str) -> Path:
         path = self.out_dir / f"{name}.png"
         if self._is_points(pl_module):
-            # A fixed generator keeps the scatter comparable across epochs.
+            # A fixed generator keeps the scatter comparable across epochs. Drawn in float32 and cast
+            # to the module's dtype (float64, bfloat16 under --precision 64-true / bf16-true), so
+            # every precision sees the same latents.
             z = torch.randn(self.num_points, pl_module.z_dim, generator=torch.Generator().manual_seed(0))
-            points = pl_module.generate(z.to(pl_module.fixed_z.device))  # (N, 2)
+            points = pl_module.generate(z.to(pl_module.fixed_z))  # (N, 2)
             reference = self._reference(trainer)
             save_scatter(points, path, reference, title=f"{name}, {int(pl_module.g_steps)} G steps")
         else:
