@@ -180,7 +180,11 @@ def _convert(key: str, value: Any) -> Any:
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, no usage block
         if message.startswith("unrecognized arguments"):
-            flag = message.split(":", 1)[1].split()[0].split("=")[0].lstrip("-")
+            words = message.split(":", 1)[1].split()
+            if not words or not words[0].startswith("-"):  # a stray value, e.g. after a flag that takes none
+                raise UsageError(f"unexpected argument {words[0] if words else ''!r}: a value without a flag "
+                                 f"(booleans take --flag=true)")
+            flag = words[0].split("=")[0].lstrip("-")
             close = difflib.get_close_matches(flag, FIELD_TYPES, n=1)
             hint = f"; did you mean --{close[0]}?" if close else "; see --help for the flags"
             raise UsageError(f"unknown flag --{flag}{hint}")
@@ -260,7 +264,7 @@ def config_from_dict(values: dict[str, Any]) -> TrainConfig:
 
 # -- validation -------------------------------------------------------------------------------
 # Sizes above these are typing mistakes that would exhaust memory or processes before any message.
-SIZE_LIMITS: dict[str, int] = {"batch_size": 1 << 16, "image_size": 1024, "z_dim": 1 << 16, "g_width": 1 << 14,
+SIZE_LIMITS: dict[str, int] = {"n_critic": 1000, "probe_d_iters": 10_000_000, "batch_size": 1 << 16, "image_size": 1024, "z_dim": 1 << 16, "g_width": 1 << 14,
                                "d_width": 1 << 14, "mbd_kernels": 4096, "mbd_dim": 1024, "vbn_ref_size": 1 << 16,
                                "num_workers": 256, "num_nodes": 1 << 14, "metric_num_samples": 1_000_000,
                                "metric_kid_subset_size": 1_000_000}
@@ -337,7 +341,8 @@ def validate(cfg: TrainConfig) -> None:
         raise UsageError("--max_epochs and --max_steps must be >= 1, or -1 for no limit")
     if cfg.max_epochs == -1 and cfg.max_steps == -1:
         raise UsageError("--max_epochs=-1 needs a --max_steps limit")
-    if cfg.devices != "auto" and not all(p.strip().isdigit() for p in cfg.devices.split(",") if p.strip()):
+    device_ids = [p.strip() for p in cfg.devices.split(",") if p.strip()]
+    if cfg.devices != "auto" and not (device_ids and all(p.isdigit() and int(p) < 1 << 16 for p in device_ids)):
         raise UsageError(f"--devices: expected a number, a list like 0,1 or auto, got {cfg.devices!r}")
     if cfg.run_name and (Path(cfg.run_name).name != cfg.run_name or cfg.run_name in (".", "..")):
         raise UsageError(f"--run_name: must be a plain folder name, got {cfg.run_name!r}")

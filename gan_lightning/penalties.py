@@ -72,7 +72,8 @@ class WeightClip:
     @torch.no_grad()
     def __call__(self, network: nn.Module) -> None:
         for p in network.parameters():
-            p.clamp_(-self.clip, self.clip)
+            clip = min(self.clip, torch.finfo(p.dtype).max)  # a clip beyond the dtype's range clips nothing
+            p.clamp_(-clip, clip)
 
     def __repr__(self) -> str:
         return f"WeightClip(clip={self.clip})"

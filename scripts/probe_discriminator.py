@@ -33,27 +33,29 @@ RESULTS = ("curves.csv", "summary.json", "fig*.png")  # what a finished probe le
 NOT_FOR_PROBE = {"max_epochs": "--g_epochs", "max_steps": "--g_epochs", "resume": "--g_ckpt"}
 
 
-def _numbers(kind: type, minimum: float):
+def _numbers(kind: type, minimum: float, maximum: float):
     def parse(text: str) -> list:
         try:
             values = [kind(p) for p in text.split(",") if p.strip()]
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"expected a comma-separated list of {kind.__name__}s, got {text!r}") from None
-        if not values or not all(math.isfinite(v) for v in values) or min(values) < minimum:
-            raise argparse.ArgumentTypeError(f"expected {kind.__name__}s >= {minimum:g}, got {text!r}")
+        if not values or not all(math.isfinite(v) and minimum <= v <= maximum for v in values):
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}s in [{minimum:g}, {maximum:g}], got {text!r}")
         return sorted(set(values))
     return parse
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
+def _count(maximum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer in [1, {maximum:,}], got {text!r}") from None
+        if not 1 <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"expected an integer in [1, {maximum:,}], got {text!r}")
+        return value
+    return parse
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,12 +67,14 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="probe_discriminator.py", description=__doc__.split("\n\n")[0], allow_abbrev=False,
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                 epilog="Plus every flag of scripts/train.py --help.")
-    p.add_argument("--g_epochs", type=_numbers(int, 1), default="1,10,25", help="epochs at which to keep G")
+    p.add_argument("--g_epochs", type=_numbers(int, 1, 100_000), default="1,10,25", help="epochs at which to keep G")
     p.add_argument("--g_ckpt", default="", help="checkpoint(s) PATH[,PATH...] to take G from instead of training one")
-    p.add_argument("--d_iters", type=_count, default="4000", help="D iterations per probe")
-    p.add_argument("--noise_std", type=_numbers(float, 0), default="0,0.1,0.3,1.0", help="instance noise stds")
-    p.add_argument("--grad_batches", type=_count, default="4", help="batches of z per gradient-norm measurement")
-    p.add_argument("--grad_every", type=_count, default="1", help="D iterations between gradient-norm measurements")
+    p.add_argument("--d_iters", type=_count(10_000_000), default="4000", help="D iterations per probe")
+    p.add_argument("--noise_std", type=_numbers(float, 0, 1000), default="0,0.1,0.3,1.0",
+                   help="instance noise stds (data lie in [-1, 1])")
+    p.add_argument("--grad_batches", type=_count(10_000), default="4", help="batches of z per gradient-norm measurement")
+    p.add_argument("--grad_every", type=_count(10_000_000), default="1",
+                   help="D iterations between gradient-norm measurements")
     preset = " ".join(f"--{k} {v}" for k, v in {**QUICK_TRAIN, **QUICK_PROBE}.items())
     p.add_argument("--quick", action="store_true", help=f"CPU preset, flags given still win: {preset}")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier probe in --out_dir")

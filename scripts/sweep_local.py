@@ -37,6 +37,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of random and Bayesian proposals")
     p.add_argument("--dry_run", action="store_true", help="print and check each run's command, train nothing")
     args = p.parse_args(argv)
+    if not 0 <= args.seed < 2**32:
+        raise UsageError(f"--seed: must be in [0, 2^32 - 1], got {args.seed}")
     check_out_dir(args.out_dir)
     runs = run_sweep(args.sweep, args.count, args.out_dir, dry_run=args.dry_run, logger=args.logger, seed=args.seed)
     return 1 if any(r.status.startswith("failed") for r in runs) else 0

@@ -110,14 +110,17 @@ def make_files(root: Path) -> SimpleNamespace:
 
 
 @functools.cache
-def script_main(name: str):
-    """The ``main`` of ``scripts/<name>.py``, imported once."""
-    if name == "train":
-        return train_main
+def script_module(name: str):
+    """``scripts/<name>.py`` as a module, imported once."""
     spec = importlib.util.spec_from_file_location(f"harness_{name}", ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.main
+    return module
+
+
+def script_main(name: str):
+    """The ``main`` of ``scripts/<name>.py``."""
+    return train_main if name == "train" else script_module(name).main
 
 
 def run_script(script: str, args: list[str], capsys, process: bool = False) -> tuple[int, str, str]:
