@@ -135,10 +135,13 @@ def build_loggers(cfg: TrainConfig, run_dir: Path, say=print) -> list[Any]:
 
             run_dir.mkdir(parents=True, exist_ok=True)
             id_file.write_text(secrets.token_hex(4))
-        loggers.append(WandbLogger(
+        wandb_logger = WandbLogger(
             project=cfg.project, name=cfg.run_name, save_dir=str(run_dir), mode=mode,
             id=id_file.read_text().strip(), resume="allow",
             group=run_group(cfg), tags=[cfg.loss, f"noise:{noise_label(cfg)}", cfg.dataset, resolve_arch(cfg)],
             config=cfg.to_dict(),
-        ))
+        )
+        # Lightning passes anonymous=None, and W&B warns on every run that the setting has no effect.
+        wandb_logger._wandb_init.pop("anonymous", None)
+        loggers.append(wandb_logger)
     return loggers

@@ -258,11 +258,11 @@ def train(cfg: TrainConfig, given: set[str] | None = None) -> Run:
             say(f"nothing to train: {run.ckpt_path} is finished ({done}); raise --max_epochs or --max_steps "
                 f"to train on")
             return run
+    created = not run.run_dir.exists()  # before the loggers, which may make it
     trainer = build_trainer(cfg, run.run_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = build_module(cfg, dm.data_shape)
     inherited = RUN_DIR_ENV in os.environ
-    created = not run.run_dir.exists()
     if trainer.global_rank == 0 and not inherited:
         run.run_dir.mkdir(parents=True, exist_ok=True)
         for stale in remove_stale_temporaries(run.run_dir / "checkpoints"):
@@ -286,7 +286,7 @@ def train(cfg: TrainConfig, given: set[str] | None = None) -> Run:
         import signal
 
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        hint = (f"continue from the last epoch end with --resume last --run_name {run.run_dir.name} "
+        hint = (f"continue from the last checkpoint with --resume last --run_name {run.run_dir.name} "
                 f"--out_dir {run.run_dir.parent}" if last.is_file() else "no checkpoint was written yet")
         raise KeyboardInterrupt(hint) from None
     except UsageError:

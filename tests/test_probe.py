@@ -163,8 +163,15 @@ def test_script_probes_generators_from_checkpoints(tmp_path, capsys):
     assert summary["settings"]["train_config"]["dataset"] == "ring"  # from the checkpoint
     assert summary["settings"]["batch_size"] == 64  # from the command line, not the checkpoint's 1000
     capsys.readouterr()
-    assert run_cli(_script_main(), ["--g_ckpt", str(ckpt), "--z_dim", "5", "--out_dir", str(out)]) == 2
+    assert run_cli(_script_main(), ["--g_ckpt", str(ckpt), "--z_dim", "5", "--out_dir", str(tmp_path / "p2")]) == 2
     assert "--z_dim=5 differs from the checkpoint's 2" in capsys.readouterr().err
+    # The same folder again: refused before any work, replaced with --overwrite.
+    again = ["--g_ckpt", str(ckpt), "--noise_std", "0.5", *TINY, "--out_dir", str(out)]
+    assert run_cli(_script_main(), again) == 2
+    assert "already holds results" in capsys.readouterr().err
+    assert json.loads((out / "summary.json").read_text()) == summary
+    assert run_cli(_script_main(), [*again, "--overwrite"]) == 0
+    assert json.loads((out / "summary.json").read_text())["checkpoints"][0]["noise_std"] == 0.5
 
 
 def _corrupt(tmp_path):

@@ -104,7 +104,7 @@ def test_ctrl_c_exits_130_with_how_to_resume(tmp_path, capsys):
         training.build_trainer = original
     err = capsys.readouterr().err
     assert code == 130
-    assert "interrupted; continue from the last epoch end with --resume last --run_name C" in err, err
+    assert "interrupted; continue from the last checkpoint with --resume last --run_name C" in err, err
     assert "Traceback" not in err
     assert (tmp_path / "C" / "checkpoints" / "last.ckpt").is_file()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works again afterwards

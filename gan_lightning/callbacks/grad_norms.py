@@ -96,6 +96,7 @@ class GradientNorms(L.Callback):
         self.per_layer = bool(per_layer)
         self.shadow_every_n_steps = shadow_every_n_steps
         self.shadow_batch_size = shadow_batch_size
+        self.last_shadow: dict[str, float] = {}  # the latest shadow norms, averaged over ranks
         self._param_names: dict[int, tuple[str, str]] = {}  # id(param) -> (player, name)
 
     # -- set-up ------------------------------------------------------------------------------
@@ -160,8 +161,17 @@ class GradientNorms(L.Callback):
             norms = norms or {}  # none when G's update was skipped (non-finite loss)
         else:
             norms = self.shadow_norms(pl_module)
-        for name, norm in norms.items():
-            pl_module.log(f"grad_norm/g_{name}", norm, on_step=True, on_epoch=False, sync_dist=True)
+        # Straight to the loggers, at the step Lightning gives this batch: a value put through
+        # pl_module.log would be written again at every later logging step of the epoch, so
+        # one measurement would look like many (and a resumed run's rows would differ).
+        values = {f"grad_norm/g_{name}": float(trainer.strategy.reduce(torch.as_tensor(norm, device=pl_module.device),
+                                                                        reduce_op="mean"))
+                  for name, norm in norms.items()}
+        self.last_shadow = values  # the same on every rank (reduced): for callers and tests
+        if values:
+            step = trainer.fit_loop.epoch_loop._batches_that_stepped  # as Lightning's LearningRateMonitor
+            for logger in trainer.loggers:
+                logger.log_metrics(values, step=step)
 
     def shadow_norms(self, pl_module: L.LightningModule) -> dict[str, float]:
         """G's gradient norm under each cost of ``PAPER_G_COSTS`` on fresh latents, run unchanged

@@ -114,7 +114,7 @@ class GeneratorSystem:
         if z is None:
             z = self.fixed_z if n is None else self.sample_z(n)
         with eval_mode(self.generator):
-            return self.generator(z)
+            return self.generator(z.to(self.fixed_z))  # the module's device and dtype (64-true, bf16-true)
 
     def forward(self, z: Tensor) -> Tensor:
         return self.generator(z)
