@@ -15,6 +15,11 @@ Two extractors, in the ``EXTRACTORS`` table at the end:
   its 10 logits the Inception score, so digit metrics work offline and fast on a CPU. Numbers
   are only comparable with other ``lenet`` numbers, never with Inception ones.
 
+Each extractor has reference weights (``ExtractorSpec.sha256``): the shipped LeNet file and
+torch-fidelity's official Inception file. Metric keys use the plain name (``fid/lenet_5k``) only
+for those; any other weights file is marked with its hash (``fid/lenet-1a2b3c4d_5k``, see
+:func:`gan_lightning.metrics.metric_key`), so numbers that look comparable are.
+
 Both take what torch-fidelity feeds: uint8 images (B, C, H, W). Grey images are repeated to three
 channels for Inception; LeNet turns RGB into grey and resizes any size to 32x32 itself.
 """
@@ -43,6 +48,9 @@ INCEPTION_URL = (
 )
 # sha256 of weights/lenet_mnist.pt; tests check the shipped file against it (retrained: update it and the README).
 LENET_MNIST_SHA256 = "e60a6f2378c13b1969b40630cce7196b042591521602764643736d9f32adb358"
+# sha256 of torch-fidelity's weights-inception-2015-12-05-6726825d.pth (95,628,359 bytes); torch hub checks
+# its first 8 hex digits, the ones in the file name, when it downloads the file.
+INCEPTION_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 DIGIT_DATASETS = ("digits", "mnist5k", "mnist")  # data that gets lenet-mnist by default
 LENET_VALIDATED = ("mnist5k", "mnist")  # MNIST digits: 98.5% on the mnist5k test split (sklearn digits: 34%)
 
@@ -168,13 +176,15 @@ class ExtractorSpec:
 
     Args:
         fidelity_name: the name in torch-fidelity's registry.
-        short: how metric keys name it: ``fid/<short>_5k``.
+        short: how metric keys name it: ``fid/<short>_5k`` (``fid/<short>-<hash>_5k`` with other weights).
         feature_layer: layer for FID, KID and precision/recall.
         logits_layer: layer for the Inception score.
         channels: 3 when grey images must be repeated to RGB; 0 when it takes 1 or 3 channels.
         shipped: file name under ``gan_lightning/weights/`` ("" if not shipped).
         url: where the weights can be downloaded from ("" if nowhere).
         description: one line for --help and the README.
+        sha256: sha256 of the reference weights file, the only one whose metrics carry the plain name.
+        weights_source: what a weights file of this extractor is, for error messages.
     """
 
     fidelity_name: str
@@ -185,6 +195,8 @@ class ExtractorSpec:
     shipped: str = ""
     url: str = ""
     description: str = ""
+    sha256: str = ""
+    weights_source: str = ""
 
 
 def register_with_fidelity() -> None:
@@ -254,6 +266,9 @@ def resolve_weights(name: str, weights_path: str | os.PathLike = "", download: b
     spec = check_name(name)
     if weights_path:
         path = Path(weights_path).expanduser()
+        if path.is_dir():
+            raise UsageError(f"--metric_weights: {path} is a folder; give the {name} weights file "
+                             f"({spec.weights_source})")
         if not path.is_file():
             raise UsageError(f"--metric_weights: no file at {path}; give the path of the {name} weights file")
         return path
@@ -295,15 +310,85 @@ def file_sha256(path: str | os.PathLike) -> str:
     return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
 
 
-def _check_state_dict(name: str, path: Path) -> None:
-    """Refuse anything but a plain state dict before torch-fidelity loads it (it does not use weights_only)."""
+def _unloaded_inception() -> nn.Module:
+    """torch-fidelity's Inception module, randomly initialised: no weights read, the network never touched."""
+    from torch_fidelity import feature_extractor_inceptionv3 as tfi
+
+    class _Unloaded(tfi.FeatureExtractorInceptionV3):
+        def load_state_dict(self, *args, **kwargs):  # the constructor's load: keep the random init
+            return None
+
+    original = tfi.load_state_dict_from_url
+    tfi.load_state_dict_from_url = lambda *a, **k: {}  # never touch the network
     try:
+        return _Unloaded("inception-v3-compat", ["2048"])
+    finally:
+        tfi.load_state_dict_from_url = original
+
+
+@functools.lru_cache(maxsize=None)
+def expected_shapes(name: str) -> dict[str, tuple[int, ...]]:
+    """Entry name -> shape of the state dict extractor ``name`` loads (built on the meta device: no memory)."""
+    with torch.device("meta"):
+        module = LeNetMNIST() if name == "lenet-mnist" else _unloaded_inception()
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(map(str, shape)) + ")"
+
+
+def state_dict_problem(name: str, path: Path) -> str | None:
+    """What makes ``path`` unusable as the weights of extractor ``name``, in words; None if it fits.
+
+    The file is read with ``weights_only=True`` (torch-fidelity itself does not use it), then its
+    entries are compared with the ones the extractor has: names, then shapes.
+    """
+    try:
+        if path.stat().st_size == 0:
+            return "is empty (0 bytes)"
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any failure means "not a weights file" to the user
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise UsageError(f"{path} is not a {name} weights file ({reason})") from None
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise UsageError(f"{path} is not a {name} weights file (expected a state dict of tensors)")
+    except OSError as e:
+        return f"cannot be read ({e.strerror or type(e).__name__})"
+    except Exception as e:  # noqa: BLE001 - torch.load raises many types on foreign files
+        if "Unsupported global" in str(e):  # a torch file, but of objects weights_only refuses to build
+            return ("holds pickled Python objects (a whole model or a checkpoint of another program?), "
+                    "not a state_dict of tensors; such files are not loaded, since unpickling runs code")
+        return "is not a torch file, or a truncated one (torch.load cannot read it)"
+    if not isinstance(state, dict):
+        return f"holds a {type(state).__name__}, not a state_dict (a dict of entry name -> tensor)"
+    if "state_dict" in state:
+        return "is a training checkpoint (it has a 'state_dict' entry), not a bare state_dict"
+    other = next((k for k, v in state.items() if not isinstance(v, Tensor)), None)
+    if other is not None:
+        return f"is not a state_dict: entry {other!r} is of type {type(state[other]).__name__}, not a tensor"
+    expected = expected_shapes(name)
+    # BatchNorm fills in a missing num_batches_tracked (older files lack it); every other entry must be there.
+    needed = [k for k in expected if not k.endswith("num_batches_tracked")]
+    missing = [k for k in needed if k not in state]
+    extra = [k for k in state if k not in expected]
+    if missing or extra:
+        parts = []
+        if missing == needed:
+            parts.append(f"has none of the {len(needed)} entries {name} needs (e.g. {missing[0]!r})")
+        elif missing:
+            parts.append(f"lacks {len(missing)} of the {len(needed)} entries {name} needs, e.g. {missing[0]!r}")
+        if extra:
+            parts.append(f"has {len(extra)} {'entry' if len(extra) == 1 else 'entries'} {name} does not, "
+                         f"e.g. {extra[0]!r}")
+        return f"is a state_dict of another network: it {' and '.join(parts)}"
+    bad = next((k for k in state if tuple(state[k].shape) != expected[k]), None)
+    if bad is not None:
+        return (f"is a state_dict of another shape: entry {bad!r} is {_shape(tuple(state[bad].shape))}, "
+                f"{name} has {_shape(expected[bad])}")
+    return None
+
+
+def _check_state_dict(name: str, path: Path) -> None:
+    """Refuse anything but a state dict of ``name`` before torch-fidelity loads it (it does not use weights_only)."""
+    problem = state_dict_problem(name, path)
+    if problem:
+        raise UsageError(f"{path} {problem}; expected {EXTRACTORS[name].weights_source}")
 
 
 @dataclass
@@ -315,7 +400,8 @@ class Extractor:
         spec: its table entry.
         module: the torch-fidelity FeatureExtractorBase, in eval mode, gradients off.
         weights: the weights file used.
-        sha256: sha256 of that file; part of every cache key of real statistics.
+        sha256: sha256 of that file; part of every cache key of real statistics, and of metric
+            names when it is not the extractor's reference file (:func:`gan_lightning.metrics.metric_key`).
     """
 
     name: str
@@ -365,9 +451,10 @@ def load_extractor(name: str, weights_path: str | os.PathLike = "", download: bo
             spec.fidelity_name, [spec.feature_layer, spec.logits_layer], cuda=False,
             feature_extractor_weights_path=str(path), verbose=False,
         )
-    except RuntimeError as e:  # load_state_dict: missing or unexpected keys, wrong shapes
-        reason = str(e).strip().splitlines()[0][:200]
-        raise UsageError(f"{path} does not fit the {name} extractor ({reason})") from None
+    except RuntimeError as e:  # load_state_dict: a mismatch state_dict_problem did not foresee
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise UsageError(f"{path} does not fit the {name} extractor ({reason}); "
+                         f"expected {spec.weights_source}") from None
     return Extractor(name, spec, module, path, file_sha256(path)).to(device)
 
 
@@ -375,22 +462,11 @@ def write_random_inception_weights(path: str | os.PathLike, seed: int = 0) -> Pa
     """Save a randomly initialised ``inception`` state dict (95 MB) to ``path``.
 
     For checking the Inception plumbing and timing it offline only: the metrics it gives mean
-    nothing.
+    nothing, and their keys say so (``fid/inception-<hash>_5k``: not the reference weights).
     """
-    from torch_fidelity import feature_extractor_inceptionv3 as tfi
-
-    class _Unloaded(tfi.FeatureExtractorInceptionV3):
-        def load_state_dict(self, *args, **kwargs):  # the constructor's load: keep the random init
-            return None
-
-    original = tfi.load_state_dict_from_url
-    tfi.load_state_dict_from_url = lambda *a, **k: {}  # never touch the network
-    try:
-        with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream alone
-            torch.manual_seed(seed)
-            module = _Unloaded("inception-v3-compat", ["2048"])
-    finally:
-        tfi.load_state_dict_from_url = original
+    with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream alone
+        torch.manual_seed(seed)
+        module = _unloaded_inception()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(module.state_dict(), path)
@@ -401,9 +477,12 @@ EXTRACTORS: dict[str, ExtractorSpec] = {
     "inception": ExtractorSpec(
         "inception-v3-compat", "inception", "2048", "logits_unbiased", channels=3, url=INCEPTION_URL,
         description="torch-fidelity's InceptionV3 (TF 2015-12-05 port): 2048-d pool3, any images",
+        sha256=INCEPTION_SHA256, weights_source="torch-fidelity's weights-inception-2015-12-05-6726825d.pth",
     ),
     "lenet-mnist": ExtractorSpec(
         "lenet-mnist", "lenet", "features", "logits", channels=0, shipped="lenet_mnist.pt",
         description="shipped digit classifier: 128-d penultimate layer, digits (28/32 px, 1 channel)",
+        sha256=LENET_MNIST_SHA256,
+        weights_source="the shipped lenet_mnist.pt or a file written by scripts/train_feature_extractor.py",
     ),
 }

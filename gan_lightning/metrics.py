@@ -5,8 +5,9 @@ The maths is torch-fidelity's: its feature -> metric functions are called on fea
 same images and extractor (KID subsets and the IS shuffle use its default seed, 2020). This module
 adds what a training run needs around them:
 
-- :func:`metric_key`, the one place a logged name is built: the metric, the extractor and the
-  number of generated samples (``fid/lenet_5k``, ``kid_mean/inception_50k``, ``modes_covered/2.5k``).
+- :func:`metric_key`, the one place a logged name is built: the metric, the extractor (marked when
+  its weights are not the reference ones) and the number of generated samples (``fid/lenet_5k``,
+  ``kid_mean/inception_50k``, ``fid/lenet-1a2b3c4d_5k``, ``modes_covered/2.5k``).
 - :func:`real_stats_key`, the one place a cache key of real features is built. It holds everything
   that changes the numbers: data set (and, for data read from disk, its folder), split, image
   size, number of real images, extractor and the sha256 of its weights file, and a format version.
@@ -27,14 +28,14 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from gan_lightning.errors import UsageError
-from gan_lightning.extractors import Extractor
+from gan_lightning.extractors import EXTRACTORS, Extractor
 from gan_lightning.images import to_uint8
 
 METRICS = ("fid", "kid", "is", "pr")  # what a user can ask for
@@ -54,19 +55,40 @@ def count_label(n: int) -> str:
     return f"{n / 1000:.3f}".rstrip("0").rstrip(".") + "k"
 
 
-def metric_key(value: str, num_samples: int, extractor: str = "") -> str:
+WEIGHTS_MARK = 8  # hex digits of a non-reference weights file's sha256 in metric names
+
+
+def metric_key(value: str, num_samples: int, extractor: str = "", weights_sha256: str = "") -> str:
     """The logged name of a metric: what it is, in which feature space, from how many samples.
+
+    Names are ``<value>/<extractor>_<count>``: ``fid/lenet_5k``, ``kid_mean/inception_50k``. The
+    plain extractor name means its reference weights (``ExtractorSpec.sha256``): the shipped
+    ``lenet_mnist.pt`` for ``lenet``, torch-fidelity's official file for ``inception``. Features
+    from any other weights file (a retrained LeNet, random Inception weights for offline tests)
+    give numbers that are not comparable with those, so the name carries the first 8 hex digits
+    of that file's sha256: ``<value>/<extractor>-<sha256[:8]>_<count>``, e.g. ``fid/lenet-1a2b3c4d_5k``.
+    2-D point metrics have no extractor: ``modes_covered/2.5k``.
 
     Args:
         value: ``fid``, ``kid_mean``, ``modes_covered``, ...
         num_samples: generated samples it was measured on.
         extractor: the extractor's short name (``lenet``, ``inception``); "" for 2-D point metrics.
+        weights_sha256: sha256 of the extractor's weights file; "" for its reference weights (to
+            name what a run with the default weights will log). Code that logs measured values
+            passes the hash of the file it used.
 
     Example:
         >>> metric_key("fid", 5000, "lenet"), metric_key("modes_covered", 2500)
         ('fid/lenet_5k', 'modes_covered/2.5k')
+        >>> metric_key("fid", 5000, "lenet", "1a2b3c4d" + "0" * 56)
+        'fid/lenet-1a2b3c4d_5k'
     """
-    return f"{value}/{extractor}_{count_label(num_samples)}" if extractor else f"{value}/{count_label(num_samples)}"
+    if not extractor:
+        return f"{value}/{count_label(num_samples)}"
+    reference = next((spec.sha256 for spec in EXTRACTORS.values() if spec.short == extractor), "")
+    weights = weights_sha256.lower()
+    space = extractor if weights in ("", reference) else f"{extractor}-{weights[:WEIGHTS_MARK]}"
+    return f"{value}/{space}_{count_label(num_samples)}"
 
 
 def parse_metrics(text: str | Iterable[str]) -> tuple[str, ...]:
@@ -199,8 +221,9 @@ class Evaluation:
     seconds: float = 0.0
 
     def logged(self) -> dict[str, float]:
-        """The values under their logged names (:func:`metric_key`)."""
-        return {metric_key(k, self.num_samples, self.extractor_short): v for k, v in self.values.items()}
+        """The values under their logged names (:func:`metric_key`, marked when the weights are not the reference)."""
+        return {metric_key(k, self.num_samples, self.extractor_short, self.extractor_sha256): v
+                for k, v in self.values.items()}
 
 
 class FidelityMetrics:
@@ -218,6 +241,9 @@ class FidelityMetrics:
         batch_size: images per extractor call.
         cache: folder of cached real features; None for :func:`cache_dir`'s default.
         progress: show tqdm bars.
+        flags: how messages spell the settings a user can change (``num_samples``, ``num_real``,
+            ``kid_subset_size``, ``metrics``), e.g. ``{"num_samples": "--num_samples"}``; default
+            the argument names.
 
     Raises:
         UsageError: an unknown metric or a non-positive count.
@@ -226,7 +252,7 @@ class FidelityMetrics:
     def __init__(self, reference: Reference, extractor: Extractor, metrics: Iterable[str] = METRICS, *,
                  kid_subsets: int = 100, kid_subset_size: int = 1000, isc_splits: int = 10,
                  prc_neighborhood: int = 3, batch_size: int = 250, cache: str | os.PathLike | None = None,
-                 progress: bool = False) -> None:
+                 progress: bool = False, flags: Mapping[str, str] | None = None) -> None:
         for name, value in (("kid_subsets", kid_subsets), ("kid_subset_size", kid_subset_size),
                             ("isc_splits", isc_splits), ("prc_neighborhood", prc_neighborhood),
                             ("batch_size", batch_size)):
@@ -240,6 +266,7 @@ class FidelityMetrics:
         self.batch_size = batch_size
         self.cache = cache_dir(cache)
         self.progress = progress
+        self.flags = dict(flags or {})
         self._data: Dataset | None = None
         self._real: dict[str, Tensor] | None = None
 
@@ -252,24 +279,49 @@ class FidelityMetrics:
             self._data = self.reference.load()
         return self._data
 
+    def _flag(self, name: str) -> str:
+        return self.flags.get(name, name)
+
     def problems(self, num_samples: int) -> dict[str, str]:
         """Metrics that cannot be computed from ``num_samples`` generated and the reference's real images.
 
         Returns:
-            metric -> one line saying why and what would work; empty when all can be computed.
+            metric -> one line saying which count is too small (generated samples, ``num_real``, or
+            the reference split itself) and what would work; empty when all can be computed.
         """
+        flag = self._flag
+        ref = self.reference
         n_real = len(self.real_data())
+        by_num_real = 0 < ref.num_real == n_real  # else the split itself is the limit
         need = {"fid": 2, "kid": self.kid_subset_size, "pr": self.prc_neighborhood + 1}
-        fix = {"fid": "raise num_samples", "kid": "raise num_samples or lower kid_subset_size",
-               "pr": "raise num_samples"}
         out = {}
         for m in self.metrics:
-            if m == "is" and num_samples < self.isc_splits:  # IS only looks at generated samples
-                out[m] = (f"is needs at least {self.isc_splits} generated samples (one per split), "
-                          f"got num_samples={num_samples}; raise num_samples")
-            elif m != "is" and min(num_samples, n_real) < need[m]:
-                out[m] = (f"{m} needs at least {need[m]} generated and real samples, got num_samples={num_samples} "
-                          f"and {n_real} real images; {fix[m]}")
+            if m == "is":  # IS only looks at generated samples
+                if num_samples < self.isc_splits:
+                    out[m] = (f"is needs at least {self.isc_splits} generated samples (one per split), "
+                              f"got {flag('num_samples')}={num_samples}; raise {flag('num_samples')}")
+                continue
+            k = need[m]
+            if min(num_samples, n_real) >= k:
+                continue
+            split_limited = n_real < k and not by_num_real  # no flag raises the split's size
+            got, short = [], []
+            if num_samples < k:
+                got.append(f"{flag('num_samples')}={num_samples}")
+                short.append(flag("num_samples"))
+            if split_limited:
+                got.append(f"{n_real} real images, all of the {ref.dataset} {ref.split} split")
+            elif n_real < k:
+                got.append(f"{flag('num_real')}={n_real} real images")
+                short.append(flag("num_real"))
+            fixes = [f"raise {' and '.join(short)} to >= {k}"] if short and not split_limited else []
+            if m == "kid" and min(num_samples, n_real) >= 2:
+                fixes.append(f"lower {flag('kid_subset_size')} to <= {min(num_samples, n_real)}")
+            if split_limited:
+                fixes.append(f"leave {m} out of {flag('metrics')}")
+            why = f" ({flag('kid_subset_size')}={k})" if m == "kid" else ""
+            out[m] = (f"{m} needs at least {k} generated and real samples{why}, got {' and '.join(got)}; "
+                      f"{' or '.join(fixes)}")
         return out
 
     def check(self, num_samples: int) -> None:

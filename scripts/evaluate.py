@@ -8,7 +8,9 @@
 The checkpoint is read with ``weights_only=True``; its stored config rebuilds the networks.
 Real features are cached per key (data set, split, image size, number of real images, extractor
 and the sha256 of its weights) under --cache_dir, so a second evaluation only generates and
-extracts the generated half. Names in the table are the ones training logs (``fid/lenet_5k``).
+extracts the generated half. Names in the table (and under ``names`` in --json) are the ones
+training logs: ``fid/lenet_5k``, or ``fid/lenet-<sha256[:8]>_5k`` with --metric_weights other than
+the extractor's reference weights (see ``gan_lightning.metrics.metric_key``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--num_samples", type=int, default=0, help="generated samples (0: 5000 images, 2500 points)")
     p.add_argument("--extractor", default="auto",
                    help=f"feature extractor: auto (lenet-mnist for digits, else inception), {', '.join(EXTRACTORS)}")
-    p.add_argument("--metric_weights", default="", help="local weights file of the extractor (offline Inception)")
+    p.add_argument("--metric_weights", default="",
+                   help="local weights file of the extractor (offline Inception, or a LeNet written by "
+                        "scripts/train_feature_extractor.py); names then carry its hash unless it is the reference")
     p.add_argument("--metric_download", action="store_true",
                    help="download the Inception weights if they are not in the torch hub cache (needs internet)")
     p.add_argument("--metrics", default="fid,kid,is,pr", help="comma-separated: fid, kid, is, pr")
@@ -109,14 +113,16 @@ def evaluate_images(module, cfg, args, device) -> tuple[dict[str, Any], dict[str
     from gan_lightning.metrics import FidelityMetrics, Reference, default_split
 
     name = default_extractor(cfg.dataset) if args.extractor == "auto" else args.extractor
-    caveat = data_warning(name, cfg.dataset)
-    if caveat:
-        print(f"warning: {caveat}", file=sys.stderr)
     reference = Reference(cfg.dataset, args.split or default_split(cfg.dataset), cfg.image_size, args.num_real,
                           args.data_root or cfg.data_root)
     extractor = load_extractor(name, args.metric_weights, args.metric_download, device)
     fm = FidelityMetrics(reference, extractor, args.metrics, kid_subset_size=args.kid_subset_size,
-                         batch_size=args.batch_size, cache=args.cache_dir or None, progress=not args.json)
+                         batch_size=args.batch_size, cache=args.cache_dir or None, progress=not args.json,
+                         flags={k: f"--{k}" for k in ("num_samples", "num_real", "kid_subset_size", "metrics")})
+    fm.check(args.num_samples)  # before the warning: an error is the only line
+    caveat = data_warning(name, cfg.dataset)
+    if caveat:
+        print(f"warning: {caveat}", file=sys.stderr)
     result = fm.evaluate(module.generate, args.num_samples, z_dim=module.z_dim, seed=args.seed)
     report = {**result.values, "extractor": result.extractor, "extractor_sha256": result.extractor_sha256,
               "real_stats_cached": result.real_stats_cached, "dataset": reference.dataset, "split": reference.split,
@@ -127,6 +133,7 @@ def evaluate_images(module, cfg, args, device) -> tuple[dict[str, Any], dict[str
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     from gan_lightning.callbacks.metrics import default_num_samples
+    from gan_lightning.config import SEED_MAX, SIZE_LIMITS
     from gan_lightning.data import DATASETS
     from gan_lightning.extractors import check_name
     from gan_lightning.metrics import metric_key, parse_metrics
@@ -134,6 +141,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     for flag in ("num_samples", "num_real"):
         if getattr(args, flag) < 0:
             raise UsageError(f"--{flag}: must be >= 0, got {getattr(args, flag)}")
+    for flag in ("batch_size", "kid_subset_size"):
+        if getattr(args, flag) < 1:
+            raise UsageError(f"--{flag}: must be >= 1, got {getattr(args, flag)}")
+    # train.py's limits on the same settings: larger values are typing mistakes that would run for days
+    for flag, most in (("num_samples", SIZE_LIMITS["metric_num_samples"]), ("batch_size", SIZE_LIMITS["batch_size"]),
+                       ("kid_subset_size", SIZE_LIMITS["metric_kid_subset_size"])):
+        if getattr(args, flag) > most:
+            raise UsageError(f"--{flag}: must be <= {most:,}, got {getattr(args, flag)}")
+    if not 0 <= args.seed <= SEED_MAX:
+        raise UsageError(f"--seed: must be in [0, {SEED_MAX}], got {args.seed}")
     if args.extractor != "auto":
         check_name(args.extractor)
     parse_metrics(args.metrics)
@@ -153,12 +170,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         report, names = evaluate_images(module, cfg, args, device)
     report.update(num_samples=args.num_samples, seed=args.seed, seconds=round(time.perf_counter() - start, 3))
     if args.json:
-        print(json.dumps(report))
+        print(json.dumps({**report, "names": names}))
         return 0
     print(f"checkpoint  {args.ckpt}")
+    width = max(24, *(len(names.get(key, key)) + 2 for key in report))  # marked names are longer
     for key, value in report.items():
         label = names.get(key, key)
-        print(f"{label:<24}{value:.6g}" if isinstance(value, float) else f"{label:<24}{value}")
+        print(f"{label:<{width}}{value:.6g}" if isinstance(value, float) else f"{label:<{width}}{value}")
     return 0
 
 

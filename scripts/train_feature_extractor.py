@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Train the ``lenet-mnist`` feature extractor on the built-in digits and write its weights file.
 
-    python scripts/train_feature_extractor.py                      # -> gan_lightning/weights/lenet_mnist.pt
+    python scripts/train_feature_extractor.py --out lenet_retrained.pt
+    python scripts/evaluate.py CKPT --metric_weights lenet_retrained.pt   # logs fid/lenet-<sha256[:8]>_5k
 
 Trains LeNetMNIST on the ``mnist5k`` train split (4,000 digits) with random affine augmentation
 (rotation, scale, shift), on exactly the input the metrics give it: the images as uint8 (the one
@@ -10,12 +11,19 @@ class) is used once, at the end: the script prints the test accuracy at 32 and 2
 sha256 of the written file and the time taken. Deterministic for a given seed and torch build.
 After training, ``feature_rms`` is set to the root mean square of the penultimate features over
 the train digits (see ``LeNetMNIST.embed``).
+
+``--out`` is required, and checked before training: the shipped ``gan_lightning/weights/lenet_mnist.pt``
+is never written (by any spelling: relative, through symlinks), since metric names say ``lenet``
+only for features of that exact file; an existing file is only replaced with ``--overwrite`` (and
+then atomically). Metrics measured with the new file are named ``fid/lenet-<sha256[:8]>_5k``. To
+ship new weights, copy the file by hand and update ``LENET_MNIST_SHA256`` and the README.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -27,7 +35,11 @@ from torch import Tensor
 
 from gan_lightning.cli import run_cli
 from gan_lightning.errors import UsageError
-from gan_lightning.extractors import WEIGHTS_DIR, LeNetMNIST, file_sha256, lenet_input
+from gan_lightning.extractors import EXTRACTORS, WEIGHTS_DIR, LeNetMNIST, file_sha256, lenet_input
+from gan_lightning.metrics import metric_key
+from gan_lightning.outputs import check_out_file
+
+SHIPPED = WEIGHTS_DIR / EXTRACTORS["lenet-mnist"].shipped
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,7 +49,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="train_feature_extractor.py", description=__doc__.split("\n\n")[0], allow_abbrev=False)
-    p.add_argument("--out", default=str(WEIGHTS_DIR / "lenet_mnist.pt"), help="weights file to write")
+    p.add_argument("--out", default="", help="weights file to write (required; never the shipped lenet_mnist.pt)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--epochs", type=int, default=15, help="passes over the 4,000 training digits")
     p.add_argument("--batch_size", type=int, default=128, help="digits per step")
     p.add_argument("--lr", type=float, default=3e-3, help="peak AdamW learning rate (one-cycle schedule)")
@@ -104,20 +117,81 @@ def train(epochs: int, batch_size: int, lr: float, seed: int) -> LeNetMNIST:
     return net
 
 
+def check_out(out: str, overwrite: bool) -> Path:
+    """The file to write the weights to (symlinks resolved), checked before training.
+
+    Raises:
+        UsageError: no ``--out``; the shipped file, by any spelling (relative, through symlinks,
+            a hard link); a symlink loop; an existing file without ``overwrite``; a folder, a path
+            under a file, a name too long, no permission (:func:`gan_lightning.outputs.check_out_file`).
+    """
+    if not out.strip():
+        raise UsageError("--out is required: the weights file to write, e.g. --out lenet_retrained.pt "
+                         "(the shipped gan_lightning/weights/lenet_mnist.pt is never overwritten)")
+    path = Path(out).expanduser()
+    try:
+        target = path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+        raise UsageError(f"--out {out}: a symlink loop; give a file name") from None
+    try:
+        same = os.path.samefile(path, SHIPPED)  # a hard link too
+    except OSError:  # no such file, a name too long: check_out_file says which
+        same = False
+    if target == SHIPPED.resolve() or same:
+        raise UsageError(f"--out {out} is the shipped lenet-mnist weights file {SHIPPED}, which is never "
+                         f"overwritten (metrics named fid/lenet_* come from it); write another file")
+    check_out_file(path, "--out", overwrite)
+    if target != path.absolute():  # a symlink: the file written is the one it points to
+        check_out_file(target, "--out", overwrite)
+    return target
+
+
+def save(net: LeNetMNIST, out: Path, overwrite: bool) -> None:
+    """Write ``net``'s state dict to ``out`` (from :func:`check_out`) atomically: a temporary file, then a rename.
+
+    Without ``overwrite`` a file that appeared at ``out`` during training is kept, and so are the
+    new weights, in the temporary file the error names.
+    """
+    state = {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".train_feature_extractor.tmp{os.getpid()}"
+    try:
+        torch.save(state, tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if overwrite:
+        os.replace(tmp, out)
+        return
+    kept = UsageError(f"--out {out} appeared during training and is kept; the new weights are in {tmp}")
+    try:
+        os.link(tmp, out)  # fails if out exists: never replaces a file silently
+    except FileExistsError:
+        raise kept from None
+    except OSError:  # a file system without hard links
+        if out.exists():
+            raise kept from None
+        os.replace(tmp, out)
+        return
+    tmp.unlink()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.epochs < 1 or args.batch_size < 1 or not args.lr > 0:
         raise UsageError("--epochs and --batch_size must be >= 1 and --lr > 0")
+    out = check_out(args.out, args.overwrite)
     start = time.perf_counter()
     net = train(args.epochs, args.batch_size, args.lr, args.seed)
     seconds = time.perf_counter() - start
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}, out)
+    save(net, out, args.overwrite)
     acc32 = accuracy(net, *digits("test", 32))
     acc28 = accuracy(net, *digits("test", 28))
+    sha256 = file_sha256(out)
     print(f"weights        {out} ({out.stat().st_size / 1e6:.2f} MB)")
-    print(f"sha256         {file_sha256(out)}")
+    print(f"sha256         {sha256}")
+    print(f"metric names   {metric_key('fid', 5000, EXTRACTORS['lenet-mnist'].short, sha256)}, ... "
+          f"(with --metric_weights {out})")
     print(f"test accuracy  {acc32:.4f} (mnist5k test, 1,000 digits, 32 px); {acc28:.4f} at 28 px")
     print(f"training time  {seconds:.0f} s ({args.epochs} epochs, seed {args.seed}, "
           f"{torch.get_num_threads()} CPU threads)")

@@ -16,7 +16,7 @@ from gan_lightning.cli import run_cli
 from gan_lightning.config import TrainConfig
 from gan_lightning.build import build_module
 from gan_lightning.data import DATASETS, data_shape
-from gan_lightning.extractors import LENET_MNIST_SHA256, write_random_inception_weights
+from gan_lightning.extractors import LENET_MNIST_SHA256, WEIGHTS_DIR, file_sha256, write_random_inception_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 JSON_KEYS = {"fid", "kid_mean", "kid_std", "is_mean", "is_std", "precision", "recall", "extractor",
@@ -100,6 +100,67 @@ def test_inception_with_random_local_weights(tmp_path, capsys, random_inception)
     report = json.loads(out)
     assert report["extractor"] == "inception" and report["num_real"] == 4
     assert {"fid", "kid_mean", "precision"} <= set(report) and "is_mean" not in report
+    mark = file_sha256(random_inception)[:8]  # random weights are not torch-fidelity's: never plain "inception"
+    assert report["names"] == {"fid": f"fid/inception-{mark}_4", "kid_mean": f"kid_mean/inception-{mark}_4",
+                               "kid_std": f"kid_std/inception-{mark}_4", "precision": f"precision/inception-{mark}_4",
+                               "recall": f"recall/inception-{mark}_4"}
+
+
+def test_other_lenet_weights_give_marked_names(tmp_path, capsys):
+    state = torch.load(WEIGHTS_DIR / "lenet_mnist.pt", weights_only=True)
+    state["head.bias"] += 1.0  # a retrained file, as far as names go
+    weights = tmp_path / "lenet_retrained.pt"
+    torch.save(state, weights)
+    args = [checkpoint(tmp_path), "--num_samples", 300, "--metrics", "fid,is", "--cache_dir", tmp_path / "c"]
+    code, out, err = evaluate(capsys, *args, "--metric_weights", weights)
+    assert code == 0, err
+    labels = {line.split()[0] for line in out.splitlines()}
+    mark = file_sha256(weights)[:8]
+    assert {f"fid/lenet-{mark}_300", f"is_mean/lenet-{mark}_300"} <= labels and "fid/lenet_300" not in labels
+
+    code, out, err = evaluate(capsys, *args, "--json", "--metric_weights", WEIGHTS_DIR / "lenet_mnist.pt")
+    assert code == 0, err
+    assert json.loads(out)["names"]["fid"] == "fid/lenet_300"  # the shipped file, named explicitly: plain
+
+
+def test_kid_on_a_small_reference_split_names_the_split_as_the_limit(tmp_path, capsys):
+    """sklearn digits: 359 test images; raising --num_samples cannot help, lowering --kid_subset_size can."""
+    code, out, err = evaluate(capsys, checkpoint(tmp_path, dataset="digits"), "--cache_dir", tmp_path / "c")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err == ("error: kid needs at least 1000 generated and real samples (--kid_subset_size=1000), got 359 real "
+                   "images, all of the digits test split; lower --kid_subset_size to <= 359 or leave kid out of "
+                   "--metrics\n")
+
+
+def _folder(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+def _random_bytes(tmp_path: Path) -> Path:
+    (tmp_path / "random.pt").write_bytes(bytes(range(256)) * 4)
+    return tmp_path / "random.pt"
+
+
+def _other_network(tmp_path: Path) -> Path:
+    torch.save(torch.nn.Linear(128, 10).state_dict(), tmp_path / "linear.pt")
+    return tmp_path / "linear.pt"
+
+
+@pytest.mark.parametrize("make_weights, says", [
+    (_folder, "is a folder; give the lenet-mnist weights file (the shipped lenet_mnist.pt or a file written by "
+              "scripts/train_feature_extractor.py)"),
+    (_random_bytes, "random.pt is not a torch file, or a truncated one (torch.load cannot read it); expected the "
+                    "shipped lenet_mnist.pt or a file written by scripts/train_feature_extractor.py"),
+    (_other_network, "linear.pt is a state_dict of another network: it has none of the 20 entries lenet-mnist needs "
+                     "(e.g. 'feature_rms') and has 2 entries lenet-mnist does not, e.g. 'weight'; expected the "
+                     "shipped lenet_mnist.pt or a file written by scripts/train_feature_extractor.py"),
+])
+def test_wrong_metric_weights_say_what_is_wrong_in_one_line(tmp_path, capsys, make_weights, says):
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    code, out, err = evaluate(capsys, checkpoint(tmp_path), "--metric_weights", make_weights(folder),
+                              "--cache_dir", tmp_path / "c")
+    assert code == 2 and out == "" and err.count("\n") == 1 and err.startswith("error: ") and says in err
 
 
 @pytest.mark.parametrize("make_args, message", [
@@ -110,6 +171,8 @@ def test_inception_with_random_local_weights(tmp_path, capsys, random_inception)
     (lambda t, c: [c, "--metrics", "fid,ssim"], "unknown metric 'ssim'"),
     (lambda t, c: [c, "--num_samples", "many"], "argument --num_samples: invalid int value"),
     (lambda t, c: [c, "--split", "val"], "unknown split 'val'"),
+    (lambda t, c: [c, "--batch_size", 0], "--batch_size: must be >= 1, got 0"),
+    (lambda t, c: [c, "--num_samples", 10**20], "--num_samples: must be <= 1,000,000"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, make_args, message):
     code, out, err = evaluate(capsys, *make_args(tmp_path, checkpoint(tmp_path)), "--cache_dir", tmp_path / "c")

@@ -1,23 +1,35 @@
-"""Feature extractors: the shipped digit classifier, torch-fidelity registration, finding weights offline."""
+"""Feature extractors: the shipped digit classifier, torch-fidelity registration, finding weights offline,
+weights files refused in words, and scripts/train_feature_extractor.py never touching the shipped file."""
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import os
+import random
 from pathlib import Path
 
 import pytest
 import torch
 
 from gan_lightning import extractors
+from gan_lightning.cli import run_cli
 from gan_lightning.data import DATASETS
 from gan_lightning.errors import UsageError
 from gan_lightning.extractors import (
-    EXTRACTORS, LENET_MNIST_SHA256, WEIGHTS_DIR, data_warning, default_extractor, file_sha256, hub_path,
-    load_extractor, register_with_fidelity, resolve_weights, write_random_inception_weights,
+    EXTRACTORS, INCEPTION_SHA256, INCEPTION_URL, LENET_MNIST_SHA256, WEIGHTS_DIR, LeNetMNIST, data_warning,
+    default_extractor, expected_shapes, file_sha256, hub_path, load_extractor, register_with_fidelity,
+    resolve_weights, write_random_inception_weights,
 )
 from gan_lightning.images import to_uint8
 
 SHIPPED = WEIGHTS_DIR / "lenet_mnist.pt"
+ROOT = Path(__file__).resolve().parents[1]
+EXPECTED = "expected the shipped lenet_mnist.pt or a file written by scripts/train_feature_extractor.py"
+
+
+def fingerprint(path: Path) -> tuple[str, int]:
+    return hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns
 
 
 def digits(split: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,15 +118,60 @@ def test_missing_weights_path_is_one_line(tmp_path):
         load_extractor("lenet-mnist", tmp_path / "x.pt")
 
 
-def test_files_that_are_not_weights_are_refused(tmp_path):
-    text = tmp_path / "notes.pt"
-    text.write_text("not a tensor file")
-    with pytest.raises(UsageError, match="is not a lenet-mnist weights file"):
-        load_extractor("lenet-mnist", text)
-    other = tmp_path / "other.pt"
-    torch.save({"weight": torch.zeros(3)}, other)
-    with pytest.raises(UsageError, match="does not fit the lenet-mnist extractor"):
-        load_extractor("lenet-mnist", other)
+def _state(**changes) -> dict[str, torch.Tensor]:
+    state = torch.load(SHIPPED, weights_only=True)
+    state.update(changes)
+    return state
+
+
+class _Pickled:
+    """Not a tensor: refused by weights_only=True, so its file is never unpickled."""
+
+
+@pytest.mark.parametrize("write, says", [
+    (lambda p: p.write_bytes(random.Random(0).randbytes(1000)), "is not a torch file, or a truncated one"),
+    (lambda p: p.write_text("if only this were weights"), "is not a torch file"),  # once: "(105)"
+    (lambda p: torch.save(_state(), p) or p.write_bytes(p.read_bytes()[:3000]), "or a truncated one"),
+    (lambda p: p.write_bytes(b""), "is empty (0 bytes)"),
+    (lambda p: torch.save(torch.nn.Linear(2, 3), p), "holds pickled Python objects"),
+    (lambda p: torch.save(_Pickled(), p), "holds pickled Python objects"),
+    (lambda p: torch.save([torch.zeros(3)], p), "holds a list, not a state_dict"),
+    (lambda p: torch.save({"state_dict": _state(), "epoch": 3}, p), "is a training checkpoint"),
+    (lambda p: torch.save({**_state(), "step": 3}, p), "entry 'step' is of type int, not a tensor"),
+    (lambda p: torch.save({"weight": torch.zeros(3)}, p),
+     "is a state_dict of another network: it has none of the 20 entries lenet-mnist needs (e.g. 'feature_rms') "
+     "and has 1 entry lenet-mnist does not, e.g. 'weight'"),
+    (lambda p: torch.save({k: v for k, v in _state().items() if k != "head.bias"}, p),
+     "it lacks 1 of the 20 entries lenet-mnist needs, e.g. 'head.bias'"),
+    (lambda p: torch.save(_state(**{"head.weight": torch.zeros(20, 128)}), p),
+     "is a state_dict of another shape: entry 'head.weight' is (20, 128), lenet-mnist has (10, 128)"),
+])
+def test_files_that_are_not_lenet_weights_are_refused_in_words(tmp_path, write, says):
+    path = tmp_path / "weights.pt"
+    write(path)
+    with pytest.raises(UsageError) as e:
+        load_extractor("lenet-mnist", path)
+    assert str(e.value).startswith(f"{path} ")
+    assert says in str(e.value) and str(e.value).endswith(EXPECTED) and "\n" not in str(e.value)
+
+
+def test_a_folder_given_as_weights_is_named_a_folder(tmp_path):
+    with pytest.raises(UsageError, match=f"--metric_weights: {tmp_path} is a folder; give the lenet-mnist weights "
+                                         "file \\(the shipped lenet_mnist.pt or a file written by"):
+        load_extractor("lenet-mnist", tmp_path)
+
+
+def test_expected_entries_are_those_of_the_networks():
+    assert expected_shapes("lenet-mnist") == {k: tuple(v.shape) for k, v in LeNetMNIST().state_dict().items()}
+    assert len(expected_shapes("lenet-mnist")) == 23  # 20 + 3 BatchNorm counters
+    assert expected_shapes("inception")["fc.weight"] == (1008, 2048)
+
+
+def test_state_dict_without_batchnorm_counters_still_loads(tmp_path):
+    """Older files lack num_batches_tracked; BatchNorm fills it in, so they are not refused."""
+    path = tmp_path / "old.pt"
+    torch.save({k: v for k, v in _state().items() if not k.endswith("num_batches_tracked")}, path)
+    assert load_extractor("lenet-mnist", path).sha256 == file_sha256(path)
 
 
 def test_inception_offline_without_weights_says_what_to_do_without_the_network(empty_hub, monkeypatch):
@@ -152,6 +209,12 @@ def test_inception_weights_in_the_hub_cache_are_found(empty_hub, random_inceptio
     assert resolve_weights("inception") == cached
 
 
+def test_reference_weights_are_recorded_in_the_table():
+    assert EXTRACTORS["lenet-mnist"].sha256 == LENET_MNIST_SHA256
+    assert EXTRACTORS["inception"].sha256 == INCEPTION_SHA256
+    assert INCEPTION_SHA256.startswith(torch.hub.HASH_REGEX.search(hub_path(INCEPTION_URL).name).group(1))
+
+
 def test_inception_plumbing_with_random_local_weights(random_inception):
     """Grey 28-px digits through Inception: repeated to RGB, resized to 299 (end to end: test_evaluate.py)."""
     inception = load_extractor("inception", random_inception)
@@ -159,3 +222,117 @@ def test_inception_plumbing_with_random_local_weights(random_inception):
     out = inception(to_uint8(digits("test", 28)[0][:2]))  # (2, 1, 28, 28)
     assert out["2048"].shape == (2, 2048) and out["logits_unbiased"].shape == (2, 1008)
     assert all(torch.isfinite(v).all() for v in out.values())
+
+
+# -- scripts/train_feature_extractor.py: where it writes ---------------------------------------
+@pytest.fixture
+def script(monkeypatch):
+    """The script's module, with training replaced by a failure: every refusal must come before it."""
+    spec = importlib.util.spec_from_file_location("train_feature_extractor", ROOT / "scripts" /
+                                                  "train_feature_extractor.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(module, "train", no_training)
+    return module
+
+
+def run_script(script, capsys, *argv) -> tuple[int, str, str]:
+    code = run_cli(script.main, ["--epochs", "1", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def untrained(seed: int) -> LeNetMNIST:
+    torch.manual_seed(seed)
+    return LeNetMNIST().eval()
+
+
+@pytest.mark.parametrize("spelling", ["absolute", "relative", "dotdot", "symlink", "symlinked_folder"])
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_script_refuses_the_shipped_file_by_any_spelling(script, capsys, monkeypatch, tmp_path, spelling, overwrite):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "link.pt").symlink_to(SHIPPED)
+    (tmp_path / "weights").symlink_to(WEIGHTS_DIR, target_is_directory=True)
+    out = {"absolute": SHIPPED, "relative": os.path.relpath(SHIPPED, tmp_path),
+           "dotdot": WEIGHTS_DIR / ".." / "weights" / "lenet_mnist.pt", "symlink": "link.pt",
+           "symlinked_folder": "weights/lenet_mnist.pt"}[spelling]
+    before = fingerprint(SHIPPED)
+    code, stdout, err = run_script(script, capsys, "--out", out, *(["--overwrite"] if overwrite else []))
+    assert code == 2 and stdout == "" and err.count("\n") == 1
+    assert err.startswith(f"error: --out {out} is the shipped lenet-mnist weights file") and "never overwritten" in err
+    assert fingerprint(SHIPPED) == before == (LENET_MNIST_SHA256, before[1])
+
+
+def test_script_needs_out(script, capsys):
+    before = fingerprint(SHIPPED)
+    code, _, err = run_script(script, capsys)
+    assert code == 2 and err.startswith("error: --out is required") and err.count("\n") == 1
+    assert fingerprint(SHIPPED) == before
+
+
+def _under_a_file(folder: Path) -> Path:
+    (folder / "notes.txt").write_text("x")
+    return folder / "notes.txt" / "lenet.pt"
+
+
+def _symlink_loop(folder: Path) -> Path:
+    (folder / "loop").symlink_to(folder / "loop")
+    return folder / "loop"
+
+
+@pytest.mark.parametrize("make_out, says", [
+    (lambda t: t, "is a folder; give a file name"),
+    (_under_a_file, "notes.txt is a file, not a folder"),
+    (lambda t: t / ("a" * 300 + ".pt"), "bytes long; this file system allows"),
+    (_symlink_loop, "a symlink loop"),
+])
+def test_script_refuses_unwritable_outputs_before_training(script, capsys, monkeypatch, tmp_path, make_out, says):
+    monkeypatch.chdir(tmp_path)
+    out = make_out(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    code, _, err = run_script(script, capsys, "--out", out)
+    assert code == 2 and err.count("\n") == 1 and says in err
+    assert sorted(tmp_path.rglob("*")) == before  # nothing created
+
+
+def test_script_writes_only_where_told_and_overwrites_only_when_told(script, capsys, monkeypatch, tmp_path):
+    out = tmp_path / "new" / "lenet.pt"
+    monkeypatch.setattr(script, "train", lambda *args: untrained(1))
+    code, stdout, err = run_script(script, capsys, "--out", out)
+    assert code == 0, err
+    sha256 = file_sha256(out)
+    assert f"sha256         {sha256}" in stdout and f"fid/lenet-{sha256[:8]}_5k" in stdout
+    assert load_extractor("lenet-mnist", out).sha256 == sha256 != LENET_MNIST_SHA256
+    assert [p.name for p in out.parent.iterdir()] == ["lenet.pt"]  # no temporary file left
+
+    first = fingerprint(out)
+    monkeypatch.setattr(script, "train", lambda *args: pytest.fail("training started"))
+    code, _, err = run_script(script, capsys, "--out", out)
+    assert code == 2 and err.count("\n") == 1
+    assert f"--out: {out} exists; choose another --out or pass --overwrite" in err
+    assert fingerprint(out) == first
+
+    monkeypatch.setattr(script, "train", lambda *args: untrained(2))
+    code, _, err = run_script(script, capsys, "--out", out, "--overwrite")
+    assert code == 0, err
+    assert fingerprint(out)[0] != first[0] and [p.name for p in out.parent.iterdir()] == ["lenet.pt"]
+
+
+def test_script_keeps_a_file_that_appeared_during_training_and_the_new_weights(script, capsys, monkeypatch,
+                                                                              tmp_path):
+    out = tmp_path / "lenet.pt"
+
+    def train_while_someone_writes(*args):
+        out.write_text("theirs")
+        return untrained(1)
+
+    monkeypatch.setattr(script, "train", train_while_someone_writes)
+    code, _, err = run_script(script, capsys, "--out", out)
+    assert code == 2 and err.count("\n") == 1 and "appeared during training and is kept" in err
+    assert out.read_text() == "theirs"
+    kept = Path(err.rsplit("the new weights are in ", 1)[1].strip())
+    assert kept.parent == tmp_path and load_extractor("lenet-mnist", kept).sha256 == file_sha256(kept)

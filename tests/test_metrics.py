@@ -17,7 +17,7 @@ from gan_lightning.config import TrainConfig
 from gan_lightning.build import build_datamodule, build_module
 from gan_lightning.data import DATASETS
 from gan_lightning.errors import UsageError
-from gan_lightning.extractors import WEIGHTS_DIR, load_extractor
+from gan_lightning.extractors import INCEPTION_SHA256, LENET_MNIST_SHA256, WEIGHTS_DIR, file_sha256, load_extractor
 from gan_lightning.images import to_uint8
 from gan_lightning.metrics import (
     CACHE_ENV, FidelityMetrics, Reference, cache_dir, count_label, latents, metric_key, parse_metrics,
@@ -48,9 +48,20 @@ def shared_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("cache")
 
 
-def fidelity(lenet, cache: Path, num_real: int = 0, **kwargs) -> FidelityMetrics:
+def fidelity(lenet, cache: Path, num_real: int = 0, dataset: str = "mnist5k", **kwargs) -> FidelityMetrics:
     kwargs.setdefault("kid_subset_size", 500)
-    return FidelityMetrics(Reference("mnist5k", "test", 32, num_real), lenet, cache=cache, **kwargs)
+    return FidelityMetrics(Reference(dataset, "test", 32, num_real), lenet, cache=cache, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def retrained(tmp_path_factory) -> Path:
+    """LeNet weights other than the shipped ones: same shapes, different numbers (a stand-in for a retrained file)."""
+    state = torch.load(WEIGHTS_DIR / "lenet_mnist.pt", weights_only=True)
+    state["head.bias"] += 1.0
+    state["body.4.weight"] *= 1.1
+    path = tmp_path_factory.mktemp("weights") / "lenet_retrained.pt"
+    torch.save(state, path)
+    return path
 
 
 # -- names and keys ---------------------------------------------------------------------------
@@ -64,6 +75,24 @@ def test_metric_keys_say_how_they_were_measured():
     assert metric_key("fid", 5000, "lenet") == "fid/lenet_5k"
     assert metric_key("kid_std", 50000, "inception") == "kid_std/inception_50k"
     assert metric_key("modes_covered", 2500) == "modes_covered/2.5k"
+
+
+def test_metric_keys_name_the_weights_unless_they_are_the_reference_ones():
+    other = "1a2b3c4d" + "e" * 56
+    assert metric_key("fid", 5000, "lenet", LENET_MNIST_SHA256) == "fid/lenet_5k"  # the shipped file
+    assert metric_key("fid", 5000, "lenet", other) == "fid/lenet-1a2b3c4d_5k"
+    assert metric_key("fid", 5000, "lenet", other.upper()) == "fid/lenet-1a2b3c4d_5k"
+    assert metric_key("is_mean", 1000, "inception", INCEPTION_SHA256) == "is_mean/inception_1k"  # torch-fidelity's
+    assert metric_key("is_mean", 1000, "inception", other) == "is_mean/inception-1a2b3c4d_1k"
+    assert metric_key("fid", 5000, "lenet", INCEPTION_SHA256) == f"fid/lenet-{INCEPTION_SHA256[:8]}_5k"
+    assert metric_key("modes_covered", 2500, "", other) == "modes_covered/2.5k"  # no extractor, no weights
+
+
+def test_logged_keys_follow_the_weights_file(retrained, tmp_path):
+    assert logged_keys("mnist5k", metrics="fid", weights_path=str(WEIGHTS_DIR / "lenet_mnist.pt")) == {"fid/lenet_5k"}
+    mark = file_sha256(retrained)[:8]
+    assert logged_keys("mnist5k", metrics="fid", weights_path=str(retrained)) == {f"fid/lenet-{mark}_5k"}
+    assert logged_keys("mnist5k", weights_path=str(tmp_path / "missing.pt")) == set()  # metrics off
 
 
 def test_logged_keys_follow_data_extractor_and_counts():
@@ -202,31 +231,53 @@ def test_second_evaluation_only_does_the_generated_half(lenet, tmp_path):
     assert second.values == first.values
 
 
-def test_changed_weights_file_never_reuses_old_statistics(tmp_path):
+def test_changed_weights_file_never_reuses_old_statistics_nor_their_name(tmp_path, retrained):
     weights = tmp_path / "lenet.pt"
     shutil.copy(WEIGHTS_DIR / "lenet_mnist.pt", weights)
     fake = noisy_digits(300)
     cache = tmp_path / "cache"
     first = fidelity(load_extractor("lenet-mnist", weights), cache, 300, kid_subset_size=100).evaluate(fake)
 
-    state = torch.load(weights, weights_only=True)
-    state["head.bias"] += 1.0  # same shapes, different weights
-    state["body.4.weight"] *= 1.1
-    torch.save(state, weights)
+    shutil.copy(retrained, weights)  # same shapes, different weights
     second = fidelity(load_extractor("lenet-mnist", weights), cache, 300, kid_subset_size=100).evaluate(fake)
     assert not second.real_stats_cached
     assert second.extractor_sha256 != first.extractor_sha256
     assert second.values["fid"] != pytest.approx(first.values["fid"], rel=1e-3)
     assert len(list(cache.glob("*.pt"))) == 2
+    # A copy of the shipped file is the shipped weights: the plain name. Other weights: marked.
+    assert set(first.logged()) == {f"{k}/lenet_300" for k in LENET_KEYS}
+    assert set(second.logged()) == {f"{k}/lenet-{second.extractor_sha256[:8]}_300" for k in LENET_KEYS}
 
 
 def test_too_few_samples_for_kid_is_one_clear_line(lenet, shared_cache):
     fm = fidelity(lenet, shared_cache, kid_subset_size=1000)
     assert set(fm.problems(500)) == {"kid"}
+    assert fm.problems(500)["kid"] == ("kid needs at least 1000 generated and real samples (kid_subset_size=1000), "
+                                       "got num_samples=500; raise num_samples to >= 1000 or lower kid_subset_size "
+                                       "to <= 500")
     with pytest.raises(UsageError, match="kid needs at least 1000 generated and real samples.*lower kid_subset_size"):
         fm.check(500)
     with pytest.raises(UsageError, match="--num_samples: must be >= 1"):
         fm.check(0)
+
+
+def test_a_small_reference_split_is_named_as_the_limit(lenet, shared_cache):
+    """sklearn digits: 359 test images. More samples cannot help KID; a smaller subset can."""
+    flags = {k: f"--{k}" for k in ("num_samples", "num_real", "kid_subset_size", "metrics")}
+    fm = fidelity(lenet, shared_cache, dataset="digits", kid_subset_size=1000, flags=flags)
+    assert fm.problems(5000) == {"kid": "kid needs at least 1000 generated and real samples (--kid_subset_size=1000), "
+                                        "got 359 real images, all of the digits test split; lower --kid_subset_size "
+                                        "to <= 359 or leave kid out of --metrics"}
+    both = fm.problems(300)["kid"]
+    assert "got --num_samples=300 and 359 real images" in both and "lower --kid_subset_size to <= 300" in both
+    assert "raise" not in both  # raising --num_samples alone would not do
+
+
+def test_num_real_as_the_limit(lenet, shared_cache):
+    fm = fidelity(lenet, shared_cache, 400, kid_subset_size=1000)
+    assert fm.problems(5000)["kid"].endswith("got num_real=400 real images; raise num_real to >= 1000 or lower "
+                                             "kid_subset_size to <= 400")
+    assert "raise num_samples and num_real to >= 1000" in fm.problems(300)["kid"]
 
 
 # -- MetricsCallback in a Trainer -------------------------------------------------------------
@@ -298,14 +349,26 @@ def test_bad_config_in_training_warns_and_training_goes_on(tmp_path, capsys):
     missing = MetricsCallback(num_samples=200, extractor="lenet-mnist", weights_path=str(tmp_path / "nope.pt"),
                               cache_dir=str(tmp_path / "c"), progress=False)
     few = MetricsCallback(num_samples=200, kid_subset_size=1000, metrics="fid,kid", cache_dir=str(tmp_path / "c"),
-                          progress=False)
+                          progress=False, flags={"num_samples": "--metric_num_samples",
+                                                 "kid_subset_size": "--metric_kid_subset_size"})
     trainer = fit(tmp_path, module, dm, [missing, few])
     err = capsys.readouterr().err
     assert f"--metric_weights: no file at {tmp_path / 'nope.pt'}" in err and "training goes on" in err
     assert "kid skipped: kid needs at least 1000" in err
+    assert "raise --metric_num_samples to >= 1000 or lower --metric_kid_subset_size to <= 200" in err
     assert int(module.g_steps) == 2
     assert missing.off and missing.last_metrics == {}
     assert set(few.last_metrics) == {"fid/lenet_200"} and "fid/lenet_200" in trainer.callback_metrics
+
+
+def test_callback_with_other_weights_logs_their_mark(tmp_path, retrained):
+    dm, module = tiny_gan()
+    metrics = MetricsCallback(num_samples=200, metrics="fid", weights_path=str(retrained),
+                              cache_dir=str(tmp_path / "c"), progress=False)
+    trainer = fit(tmp_path, module, dm, [metrics])
+    key = f"fid/lenet-{file_sha256(retrained)[:8]}_200"
+    assert set(metrics.last_metrics) == {key} and key in trainer.callback_metrics
+    assert logged_keys("mnist5k", 200, metrics="fid", weights_path=str(retrained)) == {key}
 
 
 def test_wandb_summary_gets_the_metrics(tmp_path):

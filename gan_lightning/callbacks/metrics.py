@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Iterable
+from pathlib import Path
+from typing import Any, Iterable, Mapping
 
 import lightning as L
 import torch
@@ -23,14 +24,16 @@ def default_num_samples(kind: str) -> int:
 
 
 def logged_keys(dataset: str, num_samples: int = 0, extractor: str = "auto", metrics: str | Iterable[str] = METRICS,
-                kid_subset_size: int = 1000) -> set[str]:
+                kid_subset_size: int = 1000, weights_path: str = "") -> set[str]:
     """The keys MetricsCallback logs for these arguments (a sweep's metric must be one of them).
 
     KID is left out when ``num_samples`` is below ``kid_subset_size`` (it is skipped then); a
-    reference split smaller than the subset size is only found when the data is loaded.
+    reference split smaller than the subset size is only found when the data is loaded. With a
+    ``weights_path`` the keys carry that file's hash unless it is the reference weights
+    (:func:`~gan_lightning.metrics.metric_key`); a missing file logs nothing (metrics are off).
     """
     from gan_lightning.data import DATASETS
-    from gan_lightning.extractors import check_name, default_extractor
+    from gan_lightning.extractors import check_name, default_extractor, file_sha256
     from gan_lightning.metrics import VALUE_NAMES
     from gan_lightning.mode_coverage import LOGGED, MIXTURES
 
@@ -39,8 +42,11 @@ def logged_keys(dataset: str, num_samples: int = 0, extractor: str = "auto", met
     if kind == "points":
         return {metric_key(k, n) for k in LOGGED} if dataset in MIXTURES else set()
     short = check_name(default_extractor(dataset) if extractor == "auto" else extractor).short
+    if weights_path and not Path(weights_path).expanduser().is_file():
+        return set()
+    sha256 = file_sha256(Path(weights_path).expanduser()) if weights_path else ""
     chosen = [m for m in parse_metrics(metrics) if m != "kid" or n >= kid_subset_size]
-    return {metric_key(v, n, short) for m in chosen for v in VALUE_NAMES[m]}
+    return {metric_key(v, n, short, sha256) for m in chosen for v in VALUE_NAMES[m]}
 
 
 @rank_zero_only
@@ -80,8 +86,9 @@ class MetricsCallback(L.Callback):
     reference split, in the feature space of ``extractor`` (see :mod:`gan_lightning.metrics`;
     real features are cached on disk per key). 2-D points (``ring``, ``grid``) get mode coverage
     (:mod:`gan_lightning.mode_coverage`). Values are logged with ``pl_module.log`` under names
-    that say how they were measured (``fid/lenet_5k``, ``modes_covered/2.5k``), so every logger
-    gets them, and written to a W&B run's summary so a sweep can optimize them.
+    that say how they were measured (``fid/lenet_5k``, ``modes_covered/2.5k``; with weights other
+    than the extractor's reference ones, ``fid/lenet-<sha256[:8]>_5k``), so every logger gets
+    them, and written to a W&B run's summary so a sweep can optimize them.
 
     The sample latents are fixed (``seed``): every evaluation scores G on the same z, so the
     curve over epochs is not noisy from resampling, and training's own RNG is left untouched.
@@ -122,6 +129,9 @@ class MetricsCallback(L.Callback):
         cache_dir: folder of cached real features (None: $GAN_LIGHTNING_CACHE or ~/.cache/gan_lightning).
         seed: seed of the evaluation latents.
         progress: show a tqdm bar on rank zero while generating.
+        flags: how warnings spell the settings a user can change, e.g. ``{"num_samples":
+            "--metric_num_samples"}`` (see :class:`~gan_lightning.metrics.FidelityMetrics`); default
+            the argument names.
 
     Raises:
         UsageError: a negative count, an unknown metric or extractor name.
@@ -134,7 +144,8 @@ class MetricsCallback(L.Callback):
                  metrics: str | Iterable[str] = METRICS, weights_path: str = "", download: bool = False,
                  dataset: str | None = None, image_size: int | None = None, data_root: str | None = None,
                  split: str | None = None, num_real: int = 0, kid_subset_size: int = 1000, batch_size: int = 250,
-                 cache_dir: str | None = None, seed: int = 0, progress: bool = True) -> None:
+                 cache_dir: str | None = None, seed: int = 0, progress: bool = True,
+                 flags: Mapping[str, str] | None = None) -> None:
         from gan_lightning.extractors import check_name
 
         for name, value in (("num_samples", num_samples), ("num_real", num_real)):
@@ -152,6 +163,7 @@ class MetricsCallback(L.Callback):
         self.dataset, self.image_size, self.data_root, self.split = dataset, image_size, data_root, split
         self.num_real, self.kid_subset_size, self.batch_size = num_real, kid_subset_size, batch_size
         self.cache_dir, self.seed, self.progress = cache_dir, seed, progress
+        self.flags = dict(flags or {})
         self.fidelity: FidelityMetrics | None = None
         self.points = False  # 2-D mixture: mode coverage instead
         self.off = ""  # why nothing is measured ("" while on)
@@ -211,7 +223,7 @@ class MetricsCallback(L.Callback):
         try:
             extractor = load_extractor(name, self.weights_path, self.download)
             self.fidelity = FidelityMetrics(reference, extractor, self.metrics, kid_subset_size=self.kid_subset_size,
-                                            batch_size=self.batch_size, cache=self.cache_dir)
+                                            batch_size=self.batch_size, cache=self.cache_dir, flags=self.flags)
             problems = self.fidelity.problems(self.num_samples)
         except UsageError as e:
             self.off = f"metrics off: {e}; training goes on without them"
@@ -275,7 +287,8 @@ class MetricsCallback(L.Callback):
             coverage = dataset_mode_coverage(rows["points"], self.dataset)
             return {metric_key(k, self.num_samples): coverage[k] for k in LOGGED}
         scored = self.fidelity.score(rows, skip=self.skip)
-        return {metric_key(k, self.num_samples, self.fidelity.extractor.spec.short): v for k, v in scored.items()}
+        extractor = self.fidelity.extractor
+        return {metric_key(k, self.num_samples, extractor.spec.short, extractor.sha256): v for k, v in scored.items()}
 
     @staticmethod
     def _write_summary(trainer: L.Trainer, values: dict[str, float]) -> None:
