@@ -117,7 +117,8 @@ class TrainConfig:
     metric_extractor: str = _f("auto", "feature extractor: auto (lenet-mnist for digits, inception otherwise), "
                                "inception, lenet-mnist")
     metric_weights: str = _f("", "local weights file of --metric_extractor (offline Inception: torch-fidelity's "
-                             "weights-inception-2015-12-05-6726825d.pth)")
+                             "weights-inception-2015-12-05-6726825d.pth); metric names then carry the file's "
+                             "hash unless it is the extractor's reference weights")
     metric_download: bool = _f(False, "download the Inception weights if they are not in the torch hub cache")
     metrics: str = _f("fid,kid,is,pr", "image metrics: any of fid, kid, is, pr, or none")
     metric_split: str = _f("", "reference split: train or test (default: test; folder: train)")

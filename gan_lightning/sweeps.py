@@ -81,23 +81,15 @@ def metric_keys(cfg: TrainConfig) -> set[str]:
 
     Built with :func:`gan_lightning.metrics.metric_key` as training.build_metrics configures the
     callback: ``--metric_every_n_epochs`` (0: off), ``--metrics``, ``--metric_num_samples`` (0: the
-    default count), ``--metric_extractor``; KID only when the samples fill a KID subset.
+    default count), ``--metric_extractor``, ``--metric_weights`` (other weights than the reference
+    ones: keys with their hash); KID only when the samples fill a KID subset.
     """
-    from gan_lightning.callbacks.metrics import default_num_samples
-    from gan_lightning.data import DATASETS
-    from gan_lightning.extractors import EXTRACTORS, default_extractor
-    from gan_lightning.metrics import VALUE_NAMES, metric_key, parse_metrics
-    from gan_lightning.mode_coverage import LOGGED, MIXTURES
+    from gan_lightning.callbacks.metrics import logged_keys as metric_callback_keys
 
     if cfg.metric_every_n_epochs <= 0:
         return set()
-    kind = DATASETS[cfg.dataset].kind
-    num = cfg.metric_num_samples or default_num_samples(kind)
-    if kind == "points":
-        return {metric_key(k, num) for k in LOGGED} if cfg.dataset in MIXTURES else set()
-    name = default_extractor(cfg.dataset) if cfg.metric_extractor == "auto" else cfg.metric_extractor
-    metrics = [m for m in parse_metrics(cfg.metrics) if m != "kid" or num >= cfg.metric_kid_subset_size]
-    return {metric_key(v, num, EXTRACTORS[name].short) for m in metrics for v in VALUE_NAMES[m]}
+    return metric_callback_keys(cfg.dataset, cfg.metric_num_samples, cfg.metric_extractor, cfg.metrics,
+                                cfg.metric_kid_subset_size, weights_path=cfg.metric_weights)
 
 
 def logged_keys(cfg: TrainConfig) -> set[str]:

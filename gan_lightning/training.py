@@ -152,6 +152,8 @@ def build_metrics(cfg: TrainConfig) -> list[Any]:
         metrics=cfg.metrics, weights_path=cfg.metric_weights, download=cfg.metric_download, dataset=cfg.dataset,
         image_size=cfg.image_size, data_root=cfg.data_root, split=cfg.metric_split or None,
         kid_subset_size=cfg.metric_kid_subset_size, cache_dir=cfg.metric_cache_dir or None,
+        progress=sys.stderr.isatty(), flags={"num_samples": "--metric_num_samples", "kid_subset_size": "--metric_kid_subset_size",
+               "metrics": "--metrics"},
     )]
 
 
