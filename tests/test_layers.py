@@ -20,6 +20,7 @@ from gan_lightning.layers import (
     virtual_batch_norm,
     wn_linear,
     init_weight_norm_from_data,
+    minibatch_features,
 )
 from gan_lightning.networks import MLPDiscriminator
 
@@ -95,6 +96,143 @@ def test_minibatch_discrimination_gradients_and_shape_check():
         mbd(torch.randn(4, 7))
     with pytest.raises(ValueError, match=">= 1"):
         MinibatchDiscrimination(6, kernels=0)
+
+
+def reference_minibatch_features(f, T):
+    """The implementation before issue 12 (cdist over (B, N, C), exp, self-pairs masked): the reference."""
+    m = torch.einsum("na,abc->bnc", f, T)  # (B, N, C)
+    dist = torch.cdist(m, m, p=1)  # (B, N, N)
+    self_pair = torch.eye(f.shape[0], dtype=torch.bool, device=f.device)
+    return torch.exp(-dist).masked_fill(self_pair, 0.0).sum(dim=2).transpose(0, 1)  # (N, B)
+
+
+def reference_forward(mbd, f):
+    o = reference_minibatch_features(f, mbd.T)
+    return torch.cat([f, o if mbd.bias is None else o + mbd.bias], dim=1)
+
+
+def outputs_and_grads(forward, mbd, f, upstream):
+    """forward(mbd, f), then the gradients of <forward, upstream> w.r.t. f and every parameter."""
+    f = f.detach().clone().requires_grad_(True)
+    out = forward(mbd, f)
+    return out, torch.autograd.grad((out * upstream).sum(), [f, *mbd.parameters()])
+
+
+def random_mbd(a, b, c, weight_norm=True, bias=True, dtype=torch.float64, seed=0):
+    torch.manual_seed(seed)
+    mbd = MinibatchDiscrimination(a, kernels=b, kernel_dim=c, weight_norm=weight_norm, bias=bias).to(dtype)
+    with torch.no_grad():  # away from the initial values, so every parameter matters
+        for p in mbd.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return mbd
+
+
+# (N, A, B, C, tile): N = 1 and 2, several strips of 32 rows (N = 70: 32 + 32 + 6), kernels split
+# over tiles (small tile budgets), C = 1, and tiles of one kernel and one row
+MBD_SHAPES = [
+    (1, 6, 5, 3, None), (2, 6, 5, 3, None), (5, 4, 3, 1, None), (9, 7, 4, 5, 40), (70, 8, 6, 5, None),
+    (70, 8, 6, 5, 3000), (33, 3, 2, 2, 1),
+]
+
+
+@pytest.mark.parametrize("weight_norm, bias", [(True, True), (False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("n, a, b, c, tile", MBD_SHAPES)
+def test_minibatch_discrimination_matches_reference_forward_and_gradients(n, a, b, c, tile, weight_norm, bias):
+    mbd = random_mbd(a, b, c, weight_norm, bias)
+    f = torch.randn(n, a, dtype=torch.float64) * 0.7
+    upstream = torch.randn(n, a + b, dtype=torch.float64)
+
+    def tiled(m, x):  # the module's forward with the tile size of this case
+        o = minibatch_features(x, m.T, tile)
+        return torch.cat([x, o if m.bias is None else o + m.bias], dim=1)
+
+    out, grads = outputs_and_grads(tiled, mbd, f, upstream)
+    ref_out, ref_grads = outputs_and_grads(reference_forward, mbd, f, upstream)
+    assert_close(out, ref_out)
+    assert_close(grads, ref_grads)
+    if tile is None:  # the module itself
+        assert_close(outputs_and_grads(lambda m, x: m(x), mbd, f, upstream), (ref_out, ref_grads))
+
+
+def test_minibatch_discrimination_float32_matches_reference_at_paper_size():
+    mbd = random_mbd(250, 100, 5, dtype=torch.float32)
+    f = torch.relu(torch.randn(128, 250))  # ReLU features, as D's penultimate layer gives
+    upstream = torch.randn(128, 350)
+    out, grads = outputs_and_grads(lambda m, x: m(x), mbd, f, upstream)
+    ref_out, ref_grads = outputs_and_grads(reference_forward, mbd, f, upstream)
+    assert_close(out, ref_out)
+    for g, ref in zip(grads, ref_grads):  # sums of ~N terms that cancel: float32 rounding of the largest
+        assert_close(g, ref, rtol=1.3e-6, atol=4e-6 * ref.abs().max().item())
+
+
+def test_minibatch_discrimination_is_permutation_equivariant():
+    mbd = random_mbd(6, 5, 3)
+    f = torch.randn(40, 6, dtype=torch.float64)
+    upstream = torch.randn(40, 11, dtype=torch.float64)
+    perm = torch.randperm(40)
+    out, (grad_f, *grad_params) = outputs_and_grads(lambda m, x: m(x), mbd, f, upstream)
+    p_out, (p_grad_f, *p_grad_params) = outputs_and_grads(lambda m, x: m(x), mbd, f[perm], upstream[perm])
+    assert_close(p_out, out[perm])  # each example's output does not depend on where it sits
+    assert_close(p_grad_f, grad_f[perm])
+    assert_close(p_grad_params, grad_params)
+
+
+def test_minibatch_discrimination_tied_examples_match_reference_gradients():
+    # identical examples: |M_i - M_j| = 0, where |x| has no derivative; both give it sign(0) = 0
+    mbd = random_mbd(6, 5, 3)
+    f = torch.randn(4, 6, dtype=torch.float64)
+    f = torch.cat([f, f[:2], torch.zeros(2, 6, dtype=torch.float64)])  # rows 4, 5 repeat 0, 1; 6 and 7 tie
+    upstream = torch.randn(8, 11, dtype=torch.float64)
+    assert_close(outputs_and_grads(lambda m, x: m(x), mbd, f, upstream),
+                 outputs_and_grads(reference_forward, mbd, f, upstream))
+
+
+def test_minibatch_discrimination_double_backward_matches_reference():
+    # a gradient penalty (penalties.GradientPenalty) differentiates D's input gradient again
+    mbd = random_mbd(5, 4, 3)
+    f = torch.randn(6, 5, dtype=torch.float64)
+    results = []
+    for forward in (lambda m, x: m(x), reference_forward):
+        x = f.clone().requires_grad_(True)
+        (gx,) = torch.autograd.grad(forward(mbd, x).pow(2).sum(), x, create_graph=True)
+        results.append(torch.autograd.grad(gx.pow(2).sum(), [x, *mbd.parameters()]))
+    assert_close(results[0], results[1])
+    x = f[:4].clone().requires_grad_(True)
+    assert torch.autograd.gradgradcheck(lambda v: mbd(v)[:, 5:], (x,))
+
+
+def test_minibatch_discrimination_empty_batch_and_dtypes():
+    mbd = MinibatchDiscrimination(6, kernels=5, kernel_dim=3)
+    assert mbd(torch.randn(0, 6)).shape == (0, 11)
+    f = torch.randn(8, 6)
+    expected = mbd(f)
+    low = mbd.to(torch.bfloat16)(f.bfloat16())  # bf16-true: computed in float32, returned in bfloat16
+    assert low.dtype == torch.bfloat16
+    assert_close(low.float(), expected, rtol=0.05, atol=0.05)
+    mbd.float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # mixed precision: o stays float32, as cdist gave
+        assert mbd(f).dtype == torch.float32
+
+
+def test_minibatch_discrimination_reference_init():
+    mbd = MinibatchDiscrimination(6, kernels=4, kernel_dim=3)
+    assert torch.equal(mbd.bias, torch.zeros(4)) and torch.equal(mbd.log_scale, torch.zeros(4, 3))  # default
+    f = torch.randn(32, 6) * 3
+    before = mbd.init_from_data(f)
+    m = torch.einsum("na,abc->bnc", f, mbd.T)  # (B, N, C) after the rescaling
+    dist = torch.cdist(m, m, p=1) + torch.diag(torch.full((32,), float("inf")))
+    assert_close(dist.amin(dim=2).mean(dim=1), torch.full((4,), 2.0))  # mean nearest-neighbour distance 2
+    assert_close(mbd(f)[:, 6:].mean(dim=0), torch.zeros(4), atol=1e-5, rtol=0)  # o centred on the batch
+    assert before.shape == (4,) and (before != 2.0).all()
+    plain = MinibatchDiscrimination(6, kernels=4, kernel_dim=3, weight_norm=False, bias=False)
+    plain.init_from_data(f)
+    m = torch.einsum("na,abc->bnc", f, plain.weight)
+    dist = torch.cdist(m, m, p=1) + torch.diag(torch.full((32,), float("inf")))
+    assert_close(dist.amin(dim=2).mean(dim=1), torch.full((4,), 2.0))
+    with pytest.raises(ValueError, match="N >= 2"):
+        mbd.init_from_data(f[:1])
+    with pytest.raises(ValueError, match="differ"):
+        mbd.init_from_data(f[:1].repeat(5, 1))
 
 
 def test_add_minibatch_discrimination_replaces_head_only():
