@@ -87,32 +87,57 @@ def fig_semi_supervised(ssl: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def fig_mode_coverage(coverage: dict[str, Any], path: Path, num_points: int = 2500) -> Path:
-    """Samples of the first seed's G of each data set and variant over the mixture's modes."""
+def _sample_pngs(run_dir: Path, count: int) -> list[Path]:
+    """Up to ``count`` of a run's sample scatter plots (samples/*.png), evenly spaced in time.
+
+    They are named by epoch during training and by G step at its end, so they are ordered by when
+    they were written.
+    """
+    pngs = sorted((run_dir / "samples").glob("*.png"), key=lambda p: p.stat().st_mtime_ns)
+    if len(pngs) <= count:
+        return pngs
+    return [pngs[round(i * (len(pngs) - 1) / (count - 1))] for i in range(count)] if count > 1 else pngs[-1:]
+
+
+def fig_mode_coverage(coverage: dict[str, Any], path: Path, num_points: int = 2500, snapshots: int = 4) -> Path:
+    """The mode-hopping strip: for the first seed of each data set and variant (one row each),
+    the run's sample scatter plots at a few G steps, then the final G's samples over the modes.
+
+    A baseline that collapses shows sharp clusters on a subset of the modes (the subset may move
+    between snapshots: mode hopping); one that covers the mixture shows a cluster on every mode.
+    """
     import torch
+    from matplotlib.image import imread
 
     from gan_lightning.mode_coverage import MIXTURES
     from gan_lightning.probe import load_generator
     from gan_lightning.torch_utils import eval_mode
 
-    datasets = list(coverage)
-    variants = list(coverage[datasets[0]])
-    fig, axes = _figure(len(variants), len(datasets), 3.4, 3.4)
-    for i, dataset in enumerate(datasets):
-        modes = MIXTURES[dataset][0]()  # (M, 2)
-        for j, variant in enumerate(variants):
-            r = coverage[dataset][variant]
+    rows = [(dataset, variant) for dataset, variants in coverage.items() for variant in variants]
+    strips = {row: _sample_pngs(Path(coverage[row[0]][row[1]]["runs"][0]), snapshots) for row in rows}
+    ncols = max(len(p) for p in strips.values()) + 1
+    fig, axes = _figure(ncols, len(rows), 2.6, 2.6)
+    for i, (dataset, variant) in enumerate(rows):
+        r = coverage[dataset][variant]
+        label = f"{dataset}, {variant.replace('_', ' ')}"
+        for j in range(ncols - 1):
             ax = axes[i][j]
-            generator = load_generator(Path(r["runs"][0]) / "checkpoints" / "last.ckpt")[0].generator
-            z = torch.randn(num_points, generator.z_dim, generator=torch.Generator().manual_seed(0))
-            with torch.no_grad(), eval_mode(generator):
-                points = generator(z)  # (N, 2)
-            ax.scatter(points[:, 0], points[:, 1], s=1, alpha=0.3)
-            ax.scatter(modes[:, 0], modes[:, 1], s=12, c="red", marker="x")
-            lim = float(torch.as_tensor(modes).abs().max()) * 1.4
-            ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal",
-                   title=f"{dataset}, {variant.replace('_', ' ')}: {r['modes_per_seed'][0]:.0f} modes", )
-            ax.title.set_fontsize(8)
+            ax.axis("off")
+            if j < len(strips[dataset, variant]):
+                ax.imshow(imread(strips[dataset, variant][j]))
+                if j == 0:
+                    ax.set_title(label, fontsize=8, loc="left")
+        modes = MIXTURES[dataset][0]()  # (M, 2)
+        generator = load_generator(Path(r["runs"][0]) / "checkpoints" / "last.ckpt")[0].generator
+        z = torch.randn(num_points, generator.z_dim, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad(), eval_mode(generator):
+            points = generator(z)  # (N, 2)
+        ax = axes[i][-1]
+        ax.scatter(points[:, 0], points[:, 1], s=1, alpha=0.3)
+        ax.scatter(modes[:, 0], modes[:, 1], s=12, c="red", marker="x")
+        lim = float(torch.as_tensor(modes).abs().max()) * 1.4
+        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
+        ax.set_title(f"{label}: final, {r['modes_per_seed'][0]:.0f} modes", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     return path

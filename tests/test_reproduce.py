@@ -9,7 +9,7 @@ import pytest
 from gan_lightning.reproduce import STUDIES, Settings
 from gan_lightning.reproduce_report import SUMMARY_KEYS, write_outputs
 
-TINY = Settings(ssl_epochs=1, ssl_seeds=(0,), labels_per_class=2, coverage_epochs=1, coverage_seeds=(0,),
+TINY = Settings(ssl_epochs=1, ssl_seeds=(0,), labels_per_class=2, coverage_steps=3, coverage_seeds=(0,),
                 ablation_epochs=1, ablation_samples=500, ablation_variants=("baseline", "minibatch discrimination"),
                 extra=("--accelerator", "cpu", "--logger", "csv", "--diagnostics", "false"))
 
@@ -34,6 +34,9 @@ def test_summary_json_has_the_issue_keys_and_figures(summary):
         for variant in ("baseline", "minibatch_discrimination"):
             r = data["mode_coverage"][dataset][variant]
             assert 0 <= r["modes"] <= {"ring": 8, "grid": 25}[dataset] and 0 <= r["high_quality"] <= 1
+            assert r["modes_per_seed"] == [r["modes"]] and r["seeds"] == [0] and r["g_steps"] == 3
+            assert r["curves"]["0"]["step"][-1] == 3 and r["curves"]["0"]["modes"][-1] == r["modes"]
+            assert ("--minibatch_discrimination" in r["flags"]) == (variant != "baseline")
     rows = data["ablation"]
     assert [r["techniques"] for r in rows] == ["baseline", "minibatch discrimination"]
     assert all(r["fid"] > 0 and not math.isnan(r["is_mean"]) for r in rows)
