@@ -76,7 +76,7 @@ def resolve_run(cfg: TrainConfig, given: set[str]) -> Run:
         cfg.out_dir, cfg.run_name = str(run_dir.parent), run_dir.name
         branch = own is None or run_dir.resolve() != own.resolve()
         if branch and not inherited:
-            check_out_dir(run_dir.parent)
+            check_out_dir(run_dir, "--run_name")  # the whole path: a file in the way, an over-long name
             if any((run_dir / "checkpoints").glob("*.ckpt")):
                 raise UsageError(
                     f"--resume {ckpt_path} into {run_dir}: that run folder already holds checkpoints; "
