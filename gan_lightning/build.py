@@ -98,7 +98,7 @@ def build_gan(cfg: TrainConfig, data_shape: tuple[int, ...]):
     constraints = [WeightClip(cfg.weight_clip)] if cfg.weight_clip > 0 else []
     return GAN(
         g, d, d_loss, pair.g,
-        lr_g=cfg.lr_g, lr_d=cfg.lr_d, beta1=cfg.beta1, beta2=cfg.beta2, n_critic=cfg.n_critic,
+        lr_g=cfg.lr_g, lr_d=cfg.lr_d, beta1=cfg.beta1, beta2=cfg.beta2, adam_eps=cfg.adam_eps, n_critic=cfg.n_critic,
         d_penalties=d_penalties, d_constraints=constraints, g_objective=build_g_objective(cfg, d),
         g_penalties=g_penalties, d_input=build_noise(cfg), on_nonfinite=cfg.on_nonfinite,
         weight_check_every=cfg.log_every_n_steps, config=cfg.to_dict(),
@@ -112,7 +112,7 @@ def build_semi_supervised(cfg: TrainConfig, data_shape: tuple[int, ...]):
     g, d = build_networks(cfg, data_shape)
     return SemiSupervisedGAN(
         g, d, num_outputs(cfg),
-        lr_g=cfg.lr_g, lr_d=cfg.lr_d, beta1=cfg.beta1, beta2=cfg.beta2, unsup_weight=cfg.unsup_weight,
+        lr_g=cfg.lr_g, lr_d=cfg.lr_d, beta1=cfg.beta1, beta2=cfg.beta2, adam_eps=cfg.adam_eps, unsup_weight=cfg.unsup_weight,
         ema_decay=cfg.ema_decay, lr_decay_steps=cfg.lr_decay_steps, g_objective=build_g_objective(cfg, d),
         config=cfg.to_dict(),
     )

@@ -89,6 +89,8 @@ class TrainConfig:
     lr_d: float = _f(2e-4, "Adam learning rate of D")
     beta1: float = _f(0.5, "Adam beta1")
     beta2: float = _f(0.999, "Adam beta2")
+    adam_eps: float = _f(1e-8, "Adam epsilon of both players (the improved-gan reference code's 1e-8 under the "
+                               "square root acts as about 1e-4 here)")
     max_epochs: int = _f(20, "epochs to train (-1: no limit, then set --max_steps)")
     max_steps: int = _f(-1, "generator steps to train (-1: no limit); stops before --max_epochs if reached")
     seed: int = _f(0, "random seed of the run")
@@ -333,6 +335,8 @@ def validate(cfg: TrainConfig) -> None:
     for key in ("beta1", "beta2"):
         if not 0 <= getattr(cfg, key) < 1:
             raise UsageError(f"--{key}: must be in [0, 1), got {getattr(cfg, key)}")
+    if not 0 < cfg.adam_eps <= 1:
+        raise UsageError(f"--adam_eps: must be in (0, 1], got {cfg.adam_eps}")
     for key in ("gp_weight", "weight_clip", "num_workers", "sample_every_n_epochs", "noise_std", "noise_final_std",
                 "shadow_every_n_steps", "historical_averaging", "probe_every_n_epochs",
                 "metric_every_n_epochs", "metric_num_samples", "unsup_weight", "lr_decay_steps"):

@@ -395,7 +395,7 @@ def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
 
 
 class EpochShuffle(Sampler[int]):
-    """A shuffle that depends only on (seed, epoch), not on the global RNG.
+    """A shuffle that depends only on (seed, epoch, stream), not on the global RNG.
 
     Lightning calls ``set_epoch`` at the start of every epoch, so a run resumed at an epoch
     boundary sees exactly the batches it would have seen without stopping; served by a
@@ -403,14 +403,15 @@ class EpochShuffle(Sampler[int]):
     a DistributedSamplerWrapper, which is seeded by epoch the same way.)
     """
 
-    def __init__(self, n: int, seed: int = 0) -> None:
-        self.n, self.seed, self.epoch = n, seed, 0
+    def __init__(self, n: int, seed: int = 0, stream: int = 0) -> None:
+        self.n, self.seed, self.stream, self.epoch = n, seed, stream, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
-        return iter(torch.randperm(self.n, generator=epoch_generator(self.seed, self.epoch)).tolist())
+        g = epoch_generator(self.seed, self.epoch, self.stream)
+        return iter(torch.randperm(self.n, generator=g).tolist())
 
     def __len__(self) -> int:
         return self.n

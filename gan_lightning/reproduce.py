@@ -8,11 +8,14 @@ resumed like any other. The numbers are read back from the runs' metrics.csv.
 Three studies (:data:`QUICK` and :data:`FULL` say how long each trains):
 
 - ``semi_supervised``: the K+1 discriminator (``--task semi_supervised``) on mnist5k with the
-  reference MNIST networks and 10 labels per class, against the same D trained on those labels
-  alone for the same number of steps (:func:`~gan_lightning.ssl_baseline.supervised_baseline`).
+  reference MNIST networks and recipe (:data:`SSL_FLAGS`) and 10 labels per class, against the
+  same D trained on those labels alone for the same number of steps (:func:`supervised_run`).
 - ``mode_coverage``: ring and grid, a plain GAN against one with minibatch discrimination, over seeds.
-- ``ablation``: in the spirit of the paper's Table 3, DCGAN on mnist5k with one technique added at
-  a time (and all of them), scored by FID and IS in the shipped LeNet feature space.
+- ``ablation``: the design of the paper's Table 3 on a small DCGAN on mnist5k: the full
+  unsupervised recipe, that recipe less one technique at a time, the plain DCGAN and feature
+  matching on its own, scored by FID and IS in the shipped LeNet feature space over seeds.
+
+The runs of a study are independent; :func:`run_jobs` trains them ``Settings.jobs`` at a time.
 """
 
 from __future__ import annotations
@@ -23,20 +26,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-# Each ablation variant: its name in the table and the flags it adds to the baseline DCGAN run.
+# The ablation after the paper's Table 3: its full unsupervised recipe (the "-L+HA" row: minibatch
+# discrimination, virtual batch norm, one-sided label smoothing, historical averaging), then that
+# recipe with one technique removed at a time, the plain DCGAN, and feature matching (the
+# semi-supervised objective) in a row of its own. Each row: its name and the flags it adds to the
+# plain DCGAN run.
+_MBD = ("--minibatch_discrimination",)
+_VBN = ("--g_norm", "vbn")
+_LS = ("--label_smoothing", "0.9")
+_HA = ("--historical_averaging", "0.001")
 ABLATION: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("baseline", ()),
+    ("full recipe", (*_MBD, *_VBN, *_LS, *_HA)),
+    ("-VBN +BN", (*_MBD, *_LS, *_HA)),
+    ("-LS", (*_MBD, *_VBN, *_HA)),
+    ("-HA", (*_MBD, *_VBN, *_LS)),
+    ("-MBD", (*_VBN, *_LS, *_HA)),
     ("feature matching", ("--g_objective", "feature_matching")),
-    ("minibatch discrimination", ("--minibatch_discrimination",)),
-    ("historical averaging", ("--historical_averaging", "0.001")),
-    ("label smoothing", ("--label_smoothing", "0.9")),
-    ("virtual batch norm", ("--g_norm", "vbn")),
-    ("all", ("--g_objective", "feature_matching", "--minibatch_discrimination", "--historical_averaging", "0.001",
-             "--label_smoothing", "0.9", "--g_norm", "vbn")),
 )
-# The reference MNIST code's semi-supervised settings.
+# The reference MNIST code's semi-supervised settings (its networks: --arch improved_mnist). Its
+# Adam adds 1e-8 under the square root, which acts as about 1e-4 in torch's form (added outside
+# it). D's loss is logged at every step, so summary.json can report its largest value.
 SSL_FLAGS = ("--task", "semi_supervised", "--dataset", "mnist5k", "--arch", "improved_mnist", "--image_size", "28",
-             "--batch_size", "100", "--lr_g", "0.003", "--lr_d", "0.003", "--metric_every_n_epochs", "0")
+             "--batch_size", "100", "--lr_g", "0.003", "--lr_d", "0.003", "--adam_eps", "1e-4",
+             "--metric_every_n_epochs", "0", "--log_every_n_steps", "1")
 # The 2-D mixtures protocol (Metz et al. 2017; VEEGAN; PacGAN): a plain MLP GAN trained by G steps
 # until its samples are sharp (most within 3 std of a mode), scored on 2,500 samples; a mode counts
 # as covered with >= 20 high-quality samples. Adam at 1e-3 with batch 256 and z of 256 lets the
@@ -45,7 +58,11 @@ SSL_FLAGS = ("--task", "semi_supervised", "--dataset", "mnist5k", "--arch", "imp
 COVERAGE_FLAGS = ("--arch", "mlp", "--z_dim", "256", "--g_width", "128", "--d_width", "128", "--g_norm", "none",
                   "--batch_size", "256", "--lr_g", "1e-3", "--lr_d", "1e-3", "--beta1", "0.5", "--max_epochs", "-1",
                   "--metric_num_samples", "2500")
-ABLATION_FLAGS = ("--dataset", "mnist5k", "--metric_extractor", "lenet-mnist", "--metrics", "fid,is")
+SSL_SETTLE_STEPS = 50  # D's loss is reported from this step on (the start of training may spike)
+# A small DCGAN (28 x 28, 32 base channels): a step takes ~0.08 s on one core (~0.18 s with MBD and
+# VBN), so 3 seeds of every row train in the CPU budget.
+ABLATION_FLAGS = ("--dataset", "mnist5k", "--image_size", "28", "--g_width", "32", "--d_width", "32",
+                  "--metric_extractor", "lenet-mnist", "--metrics", "fid,is")
 
 
 @dataclass(frozen=True)
@@ -60,6 +77,7 @@ class Settings:
     ablation_epochs: int
     ablation_samples: int
     ablation_seeds: tuple[int, ...] = (0,)
+    ablation_evaluations: int = 4  # FID/IS evaluations per ablation run (the last at its end): the FID curve
     ablation_variants: tuple[str, ...] = ()  # names of ABLATION to run; empty: all
     # Minibatch discrimination on 2-D points: the paper's B = 100 kernels of C = 5. One G step at
     # batch 256 then takes about 0.1 s on one CPU core, about 10x the plain GAN's step.
@@ -68,19 +86,21 @@ class Settings:
     coverage_metric_every_n_epochs: int = 10  # also the curves in summary.json (an epoch: 39 G steps)
     coverage_sample_every_n_epochs: int = 32  # sample scatter plots for the mode-hopping strip
     extra: tuple[str, ...] = field(default=())  # flags added to every run (e.g. --accelerator gpu)
+    jobs: int = 1  # training runs at once, each in its own process with one thread (CPU: one per core)
 
 
-# Mode coverage on one CPU core: a plain G step ~12 ms, one with minibatch discrimination (B = 100)
-# ~0.1 s, so one seed of both variants on both data sets costs ~0.22 s per G step. On the ring
-# (2026-11-28, 5 seeds) the baseline's samples are mostly sharp by 4,000 G steps (high-quality
-# fraction 0.83 +- 0.19; 0.87 +- 0.17 at 10,000) with 1-5 of 8 modes; with MBD they are still
-# blurred at 4,000 (0.30) and only 1 of 2 seeds covered all 8 modes by 10,000. QUICK (~4 min) is
-# a smoke run, far from converged; FULL (~45 min on CPU: 4,000 G steps, 3 seeds) shows the
-# baseline's partial collapse but not MBD's convergence. The protocol's 10,000 steps over 5 seeds
-# needs a GPU (--accelerator gpu in ``extra``): on CPU it would take ~3 h.
-QUICK = Settings(ssl_epochs=30, ssl_seeds=(0, 1, 2), labels_per_class=10, coverage_steps=1000, coverage_seeds=(0,),
-                 ablation_epochs=4, ablation_samples=2000)
-FULL = Settings(ssl_epochs=150, ssl_seeds=(0, 1, 2, 3, 4), labels_per_class=10, coverage_steps=4000,
+# Cost on the 2-core CPU machine, two runs at a time (--jobs 2), 2026-11-28:
+# - semi_supervised: a K+1 run of 60 epochs (2,400 D steps) ~4 min, its labels-only control ~1 min.
+# - mode_coverage: a plain G step ~12 ms, one with minibatch discrimination (B = 100) ~0.1 s. On the
+#   ring (5 seeds) the baseline's samples are mostly sharp by 4,000 G steps (high-quality fraction
+#   0.83 +- 0.19; 0.87 +- 0.17 at 10,000) with 1-5 of 8 modes; with MBD they are still blurred at
+#   4,000 (0.30) and only 1 of 2 seeds covered all 8 modes by 10,000. QUICK's 1,000 steps are a
+#   smoke run; FULL's 4,000 show the baseline's partial collapse but not MBD's convergence. The
+#   protocol's 10,000 steps over 5 seeds needs a GPU (--accelerator gpu): ~3 h on this CPU.
+# - ablation: a DCGAN step ~0.08 s, ~0.18 s with MBD and VBN; an epoch is 78 steps.
+QUICK = Settings(ssl_epochs=40, ssl_seeds=(0, 1, 2), labels_per_class=10, coverage_steps=1000, coverage_seeds=(0,),
+                 ablation_epochs=3, ablation_samples=2000, ablation_evaluations=1)
+FULL = Settings(ssl_epochs=60, ssl_seeds=(0, 1, 2, 3, 4), labels_per_class=10, coverage_steps=4000,
                 coverage_seeds=(0, 1, 2), ablation_epochs=20, ablation_samples=5000, ablation_seeds=(0, 1, 2))
 
 
@@ -104,12 +124,60 @@ def train_run(flags: Sequence[str], out_dir: Path, name: str) -> Path:
     return run_dir
 
 
+def run_jobs(calls: Sequence[tuple[Callable[..., Any], tuple[Any, ...]]], jobs: int,
+             say: Callable[[str], None] = print) -> None:
+    """Call every ``fn(*args)`` of ``calls``, ``jobs`` at a time; their results stay on disk.
+
+    The calls are independent training runs (:func:`train_run`, :func:`supervised_run`), each of
+    which returns at once when it finished before. With ``jobs`` > 1 each runs in its own process
+    with one thread (``jobs`` such processes share the cores); a run's numbers do not depend on
+    what else runs, so they equal those of one call after the other. The first call that fails
+    (or is preempted) cancels those not started and is raised once the running ones end.
+    """
+    names = [Path(str(args[-1])).name for _, args in calls]  # a run's name or a result file's
+    if jobs <= 1 or len(calls) <= 1:
+        for i, (fn, args) in enumerate(calls):
+            say(f"[{i + 1}/{len(calls)}] {names[i]}")
+            fn(*args)
+        return
+    import multiprocessing
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    say(f"{len(calls)} runs, {jobs} at a time")
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread)
+    try:
+        futures = {pool.submit(fn, *args): name for (fn, args), name in zip(calls, names)}
+        pending, finished = set(futures), 0
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                future.result()  # raises the run's error (or preemption): the rest is cancelled
+                finished += 1
+                say(f"[{finished}/{len(calls)}] finished {futures[future]}")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def last(run_dir: Path, key: str) -> float:
     """The last value of ``key`` in a run's metrics.csv (nan if it was never logged)."""
     from gan_lightning.sweeps import read_metric
 
     values = read_metric(run_dir / "metrics.csv", key)
     return values[-1] if values else math.nan
+
+
+def metric_from(run_dir: Path, key: str, first_step: int) -> list[float]:
+    """The values of ``key`` in a run's metrics.csv logged at step ``first_step`` or later."""
+    import csv
+
+    with (run_dir / "metrics.csv").open(newline="") as f:
+        return [float(row[key]) for row in csv.DictReader(f) if row.get(key) and int(row["step"]) >= first_step]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -124,45 +192,78 @@ def semi_supervised(settings: Settings, out_dir: Path, say: Callable[[str], None
     """K+1 GAN vs supervised-only on the same labels, one pair per seed (the seed also draws the labels).
 
     Returns:
-        The ``semi_supervised`` part of summary.json, plus per-seed errors and test-error curves.
+        The ``semi_supervised`` part of summary.json, plus per-seed errors, test-error curves and
+        the largest D loss after the first 50 steps of each seed.
     """
+    import json
+
+    from gan_lightning.sweeps import read_metric
+
+    flags = [*SSL_FLAGS, "--labels_per_class", str(settings.labels_per_class), "--max_epochs",
+             str(settings.ssl_epochs), *settings.extra]
+    seeds = settings.ssl_seeds
+    say(f"semi-supervised: seeds {list(seeds)}, {settings.ssl_epochs} epochs, K+1 GAN and labels only")
+    run_jobs([(train_run, ([*flags, "--seed", str(seed)], out_dir, f"ssl-seed{seed}")) for seed in seeds]
+             + [(supervised_run, ([*flags, "--seed", str(seed)], out_dir / f"supervised-seed{seed}.json"))
+                for seed in seeds], settings.jobs, say)
+    ssl, ssl_live, curves, d_loss_max, baselines = [], [], {}, [], []
+    for seed in seeds:
+        run_dir = train_run([*flags, "--seed", str(seed)], out_dir, f"ssl-seed{seed}")
+        ssl.append(last(run_dir, "ssl/test_error"))
+        ssl_live.append(last(run_dir, "ssl/test_error_live"))
+        curves[seed] = read_metric(run_dir / "metrics.csv", "ssl/test_error")
+        d_loss_max.append(max(metric_from(run_dir, "loss/d", SSL_SETTLE_STEPS), default=math.nan))
+        baseline = out_dir / f"supervised-seed{seed}.json"
+        supervised_run([*flags, "--seed", str(seed)], baseline)
+        baselines.append(json.loads(baseline.read_text()))
+    supervised = [b["test_error"] for b in baselines]
+    (ssl_mean, ssl_std), (sup_mean, sup_std) = mean_std(ssl), mean_std(supervised)
+    gains = [b - k for k, b in zip(ssl, supervised)]
+    return {
+        "dataset": "mnist5k", "labels": 10 * settings.labels_per_class, "test_size": baselines[0]["test_size"],
+        "unlabeled": baselines[0]["unlabeled"], "epochs": settings.ssl_epochs, "steps": baselines[0]["steps"],
+        "test_error": ssl_mean, "test_error_std": ssl_std,
+        "supervised_only_error": sup_mean, "supervised_only_error_std": sup_std,
+        "gain": mean_std(gains)[0], "gain_per_seed": gains,
+        "seeds": list(seeds), "test_error_per_seed": ssl, "supervised_only_per_seed": supervised,
+        # the same with the live weights (the EMA can average across a late jump of the weights)
+        "test_error_live_per_seed": ssl_live, "supervised_only_live_per_seed": [b["test_error_live"] for b in baselines],
+        f"d_loss_max_after_{SSL_SETTLE_STEPS}_steps_per_seed": d_loss_max,
+        "flags": " ".join(SSL_FLAGS),
+        "curves": {str(k): v for k, v in curves.items()},
+    }
+
+
+def supervised_run(flags: Sequence[str], path: Path) -> Path:
+    """The labels-only control of one K+1 run (``flags`` as for train.py): the same D, seed, number
+    of D steps, Adam settings and EMA, trained on the labeled batches alone; writes its test errors
+    (EMA and live weights) to ``path`` (JSON) and returns it. A finished ``path`` is kept."""
+    if path.is_file():
+        return path
+    import json
+
     import lightning as L
 
     from gan_lightning.build import build_datamodule, build_networks
     from gan_lightning.config import parse_args
     from gan_lightning.ssl_baseline import classifier_error, supervised_baseline
-    from gan_lightning.sweeps import read_metric
 
-    flags = [*SSL_FLAGS, "--labels_per_class", str(settings.labels_per_class), "--max_epochs",
-             str(settings.ssl_epochs), *settings.extra]
-    ssl, supervised, ssl_live, supervised_live, curves = [], [], [], [], {}
-    for seed in settings.ssl_seeds:
-        say(f"semi-supervised: seed {seed}, {settings.ssl_epochs} epochs")
-        run_dir = train_run([*flags, "--seed", str(seed)], out_dir, f"ssl-seed{seed}")
-        ssl.append(last(run_dir, "ssl/test_error"))
-        ssl_live.append(last(run_dir, "ssl/test_error_live"))
-        curves[seed] = read_metric(run_dir / "metrics.csv", "ssl/test_error")
-        cfg, _ = parse_args([*flags, "--seed", str(seed)])
-        dm = build_datamodule(cfg)
-        dm.setup("fit")
-        steps = settings.ssl_epochs * (len(dm.unlabeled_dataset) // cfg.batch_size)
-        say(f"supervised only: seed {seed}, {steps} steps on {len(dm.labeled_dataset)} labels")
-        L.seed_everything(seed, verbose=False)
-        d = build_networks(cfg, dm.data_shape)[1]
-        supervised.append(supervised_baseline(d, dm, steps, lr=cfg.lr_d, beta1=cfg.beta1, beta2=cfg.beta2,
-                                              ema_decay=cfg.ema_decay, lr_decay_steps=cfg.lr_decay_steps))
-        supervised_live.append(classifier_error(d, dm.val_dataloader()))  # D itself, not its average
-    (ssl_mean, ssl_std), (sup_mean, sup_std) = mean_std(ssl), mean_std(supervised)
-    return {
-        "dataset": "mnist5k", "labels": 10 * settings.labels_per_class, "test_size": len(dm.dataset("test")),
-        "unlabeled": len(dm.unlabeled_dataset), "epochs": settings.ssl_epochs, "steps": steps,
-        "test_error": ssl_mean, "test_error_std": ssl_std,
-        "supervised_only_error": sup_mean, "supervised_only_error_std": sup_std,
-        "seeds": list(settings.ssl_seeds), "test_error_per_seed": ssl, "supervised_only_per_seed": supervised,
-        # the same with the live weights (the EMA can average across a late jump of the weights)
-        "test_error_live_per_seed": ssl_live, "supervised_only_live_per_seed": supervised_live,
-        "curves": {str(k): v for k, v in curves.items()},
-    }
+    cfg, _ = parse_args(list(flags))
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    steps = cfg.max_epochs * (len(dm.unlabeled_dataset) // cfg.batch_size)
+    L.seed_everything(cfg.seed, verbose=False)
+    d = build_networks(cfg, dm.data_shape)[1]
+    error = supervised_baseline(d, dm, steps, lr=cfg.lr_d, beta1=cfg.beta1, beta2=cfg.beta2, adam_eps=cfg.adam_eps,
+                                ema_decay=cfg.ema_decay, lr_decay_steps=cfg.lr_decay_steps)
+    result = {"test_error": error, "test_error_live": classifier_error(d, dm.val_dataloader()), "steps": steps,
+              "labels": len(dm.labeled_dataset), "unlabeled": len(dm.unlabeled_dataset),
+              "test_size": len(dm.dataset("test"))}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    tmp.replace(path)
+    return path
 
 
 # -- mode coverage ---------------------------------------------------------------------------------
@@ -182,18 +283,24 @@ def mode_coverage(settings: Settings, out_dir: Path, say: Callable[[str], None] 
            "--mbd_dim", str(settings.coverage_mbd_dim))
     every = ("--metric_every_n_epochs", str(settings.coverage_metric_every_n_epochs),
              "--sample_every_n_epochs", str(settings.coverage_sample_every_n_epochs))
+    variants = (("baseline", ()), ("minibatch_discrimination", mbd))
+
+    def flags(dataset: str, extra: Sequence[str], seed: int) -> list[str]:
+        return [*COVERAGE_FLAGS, "--dataset", dataset, *extra, "--seed", str(seed),
+                "--max_steps", str(settings.coverage_steps), *every, *settings.extra]
+
+    say(f"mode coverage: ring and grid, baseline and MBD, seeds {list(settings.coverage_seeds)}, "
+        f"{settings.coverage_steps} G steps")
+    run_jobs([(train_run, (flags(dataset, extra, seed), out_dir, f"{dataset}-{variant}-seed{seed}"))
+              for dataset in ("ring", "grid") for variant, extra in variants for seed in settings.coverage_seeds],
+             settings.jobs, say)
     out: dict[str, Any] = {}
     for dataset in ("ring", "grid"):
         out[dataset] = {}
-        for variant, extra in (("baseline", ()), ("minibatch_discrimination", mbd)):
+        for variant, extra in variants:
             modes, quality, runs, curves = [], [], [], {}
             for seed in settings.coverage_seeds:
-                say(f"mode coverage: {dataset}, {variant}, seed {seed}, {settings.coverage_steps} G steps")
-                run_dir = train_run(
-                    [*COVERAGE_FLAGS, "--dataset", dataset, *extra, "--seed", str(seed),
-                     "--max_steps", str(settings.coverage_steps), *every, *settings.extra],
-                    out_dir, f"{dataset}-{variant}-seed{seed}",
-                )
+                run_dir = train_run(flags(dataset, extra, seed), out_dir, f"{dataset}-{variant}-seed{seed}")
                 modes.append(last(run_dir, modes_key))
                 quality.append(last(run_dir, quality_key))
                 runs.append(str(run_dir))
@@ -222,30 +329,62 @@ def coverage_curve(run_dir: Path, modes_key: str, quality_key: str) -> dict[str,
 
 # -- ablation ----------------------------------------------------------------------------------------
 def ablation(settings: Settings, out_dir: Path, say: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """DCGAN on mnist5k, one technique at a time: FID and IS (LeNet features) after training."""
+    """DCGAN on mnist5k, the paper's Table 3 design: FID and IS (LeNet features) over seeds.
+
+    Returns:
+        One row per variant of :data:`ABLATION` (those of ``settings.ablation_variants``, or all):
+        mean and std over seeds of the final FID and IS, the per-seed values, each seed's FID
+        curve (epoch, FID), and D's accuracy over the last epoch of each seed (1.0: D wins outright).
+    """
     from gan_lightning.metrics import metric_key
 
-    n = settings.ablation_samples
+    n, epochs = settings.ablation_samples, settings.ablation_epochs
+    every = max(1, epochs // settings.ablation_evaluations)
+    variants = [(name, extra) for name, extra in ABLATION
+                if not settings.ablation_variants or name in settings.ablation_variants]
+
+    def flags(extra: Sequence[str], seed: int) -> list[str]:
+        return [*ABLATION_FLAGS, *extra, "--seed", str(seed), "--max_epochs", str(epochs), "--metric_every_n_epochs",
+                str(every), "--metric_num_samples", str(n), *settings.extra]
+
+    def name_of(variant: str, seed: int) -> str:
+        return f"ablation-{variant.replace(' ', '_').replace('+', 'plus')}-seed{seed}"
+
+    say(f"ablation: {len(variants)} variants x seeds {list(settings.ablation_seeds)}, {epochs} epochs")
+    run_jobs([(train_run, (flags(extra, seed), out_dir, name_of(name, seed)))
+              for name, extra in variants for seed in settings.ablation_seeds], settings.jobs, say)
+    fid_key, is_key = metric_key("fid", n, "lenet"), metric_key("is_mean", n, "lenet")
     rows = []
-    for name, extra in ABLATION:
-        if settings.ablation_variants and name not in settings.ablation_variants:
-            continue
-        fids, iss = [], []
+    for name, extra in variants:
+        fids, iss, accs, curves, runs = [], [], [], {}, []
         for seed in settings.ablation_seeds:
-            say(f"ablation: {name}, seed {seed}")
-            run_dir = train_run(
-                [*ABLATION_FLAGS, *extra, "--seed", str(seed), "--max_epochs", str(settings.ablation_epochs),
-                 "--metric_every_n_epochs", str(settings.ablation_epochs), "--metric_num_samples", str(n),
-                 *settings.extra],
-                out_dir, f"ablation-{name.replace(' ', '_')}-seed{seed}",
-            )
-            fids.append(last(run_dir, metric_key("fid", n, "lenet")))
-            iss.append(last(run_dir, metric_key("is_mean", n, "lenet")))
+            run_dir = train_run(flags(extra, seed), out_dir, name_of(name, seed))
+            fids.append(last(run_dir, fid_key))
+            iss.append(last(run_dir, is_key))
+            acc = metric_from(run_dir, "d/acc", 0)
+            batches = max(1, len(acc) // epochs)  # the logged values of the last epoch
+            accs.append(statistics.fmean(acc[-batches:]) if acc else math.nan)
+            curves[str(seed)] = read_metric_by_epoch(run_dir, fid_key)
+            runs.append(str(run_dir))
         (fid, fid_std), (is_mean, is_std) = mean_std(fids), mean_std(iss)
         rows.append({"techniques": name, "flags": " ".join(extra), "fid": fid, "fid_std": fid_std,
                      "is_mean": is_mean, "is_mean_std": is_std, "seeds": list(settings.ablation_seeds),
-                     "run": str(run_dir)})
+                     "fid_per_seed": fids, "is_mean_per_seed": iss, "d_acc_last_epoch_per_seed": accs,
+                     "fid_curves": curves, "epochs": epochs, "run": runs[-1], "runs": runs})
     return rows
+
+
+def read_metric_by_epoch(run_dir: Path, key: str) -> dict[str, list[float]]:
+    """{"epoch": [...], "value": [...]}: the epochs (counted from 1) at which a run logged ``key``."""
+    import csv
+
+    curve: dict[str, list[float]] = {"epoch": [], "value": []}
+    with (run_dir / "metrics.csv").open(newline="") as f:
+        for row in csv.DictReader(f):
+            if row.get(key):
+                curve["epoch"].append(int(row["epoch"]) + 1)
+                curve["value"].append(float(row[key]))
+    return curve
 
 
 STUDIES: dict[str, Callable[[Settings, Path, Callable[[str], None]], Any]] = {

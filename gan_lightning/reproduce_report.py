@@ -43,6 +43,12 @@ def markdown(summary: dict[str, Any], settings: dict[str, Any], elapsed_s: float
                   f"| same D, labels only | {_pm(ssl['supervised_only_error'], ssl['supervised_only_error_std'], _pct)}"
                   f" | {', '.join(map(_pct, ssl['supervised_only_per_seed']))} | "
                   f"{', '.join(map(_pct, ssl.get('supervised_only_live_per_seed', [])))} |", ""]
+        spikes = next((v for k, v in ssl.items() if k.startswith("d_loss_max_after")), None)
+        if "gain_per_seed" in ssl:
+            lines += [f"Gain of the K+1 GAN over labels only (points of error): {_num(100 * ssl['gain'], 1)} on "
+                      f"average; per seed {', '.join(_num(100 * g, 1) for g in ssl['gain_per_seed'])}.", ""]
+        if spikes:
+            lines += [f"Largest D loss after the first 50 steps, per seed: {', '.join(_num(v) for v in spikes)}.", ""]
     cov = summary.get("mode_coverage")
     if cov:
         lines += ["## Mode coverage (2,500 samples)", "",
@@ -56,10 +62,13 @@ def markdown(summary: dict[str, Any], settings: dict[str, Any], elapsed_s: float
     rows = summary.get("ablation")
     if rows:
         lines += ["## Ablation (DCGAN on mnist5k, LeNet features)", "",
-                  "| techniques | flags | FID (lower is better) | IS (higher is better) |", "|---|---|---|---|"]
+                  "| techniques | flags | FID (lower is better) | IS (higher is better) | FID per seed | "
+                  "D accuracy, last epoch |", "|---|---|---|---|---|---|"]
         for r in rows:
             lines.append(f"| {r['techniques']} | `{r['flags'] or '-'}` | {_pm(r['fid'], r['fid_std'])} | "
-                         f"{_pm(r['is_mean'], r['is_mean_std'])} |")
+                         f"{_pm(r['is_mean'], r['is_mean_std'])} | "
+                         f"{', '.join(_num(v, 1) for v in r.get('fid_per_seed', []))} | "
+                         f"{', '.join(_num(v) for v in r.get('d_acc_last_epoch_per_seed', []))} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -144,8 +153,9 @@ def fig_mode_coverage(coverage: dict[str, Any], path: Path, num_points: int = 25
 
 
 def fig_ablation(rows: list[dict[str, Any]], path: Path) -> Path:
-    """FID and IS of each ablation variant as bars (error bars: std over seeds)."""
-    fig, axes = _figure(2, 1, 5.0, 3.6)
+    """FID and IS of each ablation variant as bars (error bars: std over seeds), and the FID of
+    every seed of every variant over training (has it levelled off?)."""
+    fig, axes = _figure(3, 1, 5.0, 3.6)
     names = [r["techniques"] for r in rows]
     for ax, key, label in ((axes[0][0], "fid", "FID (lenet), lower is better"),
                            (axes[0][1], "is_mean", "IS (lenet), higher is better")):
@@ -155,6 +165,13 @@ def fig_ablation(rows: list[dict[str, Any]], path: Path) -> Path:
         ax.set_yticks(range(len(rows)), names, fontsize=8)
         ax.invert_yaxis()
         ax.set_xlabel(label)
+    ax = axes[0][2]
+    for i, r in enumerate(rows):
+        for j, curve in enumerate(r.get("fid_curves", {}).values()):
+            ax.plot(curve["epoch"], curve["value"], color=f"C{i}", marker=".", lw=1,
+                    label=r["techniques"] if j == 0 else None)
+    ax.set(xlabel="epoch", ylabel="FID (lenet)", yscale="log", title="FID over training, every seed")
+    ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path)
     return path

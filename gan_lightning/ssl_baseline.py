@@ -46,6 +46,7 @@ def supervised_baseline(
     lr: float = 3e-3,
     beta1: float = 0.5,
     beta2: float = 0.999,
+    adam_eps: float = 1e-8,
     ema_decay: float = 0.999,
     lr_decay_steps: int = 0,
     data_init: int = 500,
@@ -65,7 +66,7 @@ def supervised_baseline(
         discriminator: ``features(x) -> (B, F)`` and ``head`` to (B, K) class logits; trained in place.
         datamodule: a :class:`~gan_lightning.ssl_data.SemiSupervisedDataModule`.
         steps: D updates (one labeled batch each).
-        lr, beta1, beta2: Adam settings.
+        lr, beta1, beta2, adam_eps: Adam settings.
         ema_decay: decay of the evaluated weight average (0: evaluate the live weights).
         lr_decay_steps: linear decay of lr to 0 at this step (0: constant), as the module.
         data_init: examples for the data-dependent init of D's weight-normalized layers (0: off),
@@ -86,7 +87,7 @@ def supervised_baseline(
         init_discriminator_from_data(discriminator, init_examples(datamodule, data_init).to(device))
     discriminator.train()
     ema = WeightEMA(discriminator, ema_decay) if ema_decay > 0 else None
-    opt = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=(beta1, beta2))
+    opt = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=(beta1, beta2), eps=adam_eps)
     for step, (x, y) in enumerate(datamodule.labeled_dataloader(steps)):
         scale = linear_lr_scale(step, lr_decay_steps)
         for group in opt.param_groups:

@@ -10,7 +10,9 @@ ones. Following their reference code (``train_mnist_feature_matching.py``):
 - by default the unlabeled set is *all* training images, the labeled ones included (the reference
   copies the whole training set as unlabeled); ``unlabeled="rest"`` keeps only the others;
 - an epoch is one pass over the unlabeled set; the labeled subset is cycled alongside it in fresh
-  permutations, one labeled batch per unlabeled batch, of the same size.
+  permutations, one labeled batch per unlabeled batch, of the same size;
+- G's update matches features against a second pass over the unlabeled set in its own order (the
+  reference's ``trainx_unl2``), not against the batch D was just trained on.
 
 Validation and test both run on the data set's held-out ``test`` split, as the reference reports
 its test error every epoch; nothing is tuned on it here.
@@ -29,6 +31,7 @@ from gan_lightning.data import DatasetSpec, EpochShuffle, GANDataModule, Resumab
 from gan_lightning.errors import UsageError
 
 UNLABELED_CHOICES = ("all", "rest")
+G_BATCH_STREAM = 750_001  # EpochShuffle stream of G's unlabeled batches (D's: 0; labels: 500_001)
 
 
 class LabelSplitError(UsageError, ValueError):
@@ -130,10 +133,11 @@ class ImagesOnly(Dataset):
 class SemiSupervisedDataModule(GANDataModule):
     """Training batches of labeled and unlabeled examples; validation/test on the held-out split.
 
-    A training batch is ``{"labeled": (x_lab, y_lab), "unlabeled": x_unl}`` with ``x_lab``
-    (B, *data_shape), ``y_lab`` (B,) and ``x_unl`` (B, *data_shape), B = ``batch_size``. An epoch
-    is one pass over the unlabeled set (the last partial batch dropped); the labeled subset is
-    cycled in fresh permutations alongside it (see :class:`CyclicPermutationSampler`).
+    A training batch is ``{"labeled": (x_lab, y_lab), "unlabeled": x_unl, "unlabeled_g": x_unl2}``
+    with ``x_lab`` (B, *data_shape), ``y_lab`` (B,), and ``x_unl``, ``x_unl2`` (B, *data_shape),
+    B = ``batch_size``: ``x_unl`` for D's update, ``x_unl2`` (the same set in another order) for
+    G's. An epoch is one pass over the unlabeled set (the last partial batch dropped); the labeled
+    subset is cycled in fresh permutations alongside it (see :class:`CyclicPermutationSampler`).
     Validation and test batches are ``(x, y)`` of the ``test`` split, ``eval_batch_size`` each.
     ``dataset("train")`` is still the whole training split (what probes and metrics read).
 
@@ -241,11 +245,14 @@ class SemiSupervisedDataModule(GANDataModule):
         unlabeled = self.unlabeled_dataset
         if len(unlabeled) < self.batch_size:
             raise UsageError(f"batch_size={self.batch_size} is larger than the {len(unlabeled)} unlabeled examples")
-        unl = self._loader(unlabeled, batch_size=self.batch_size, sampler=EpochShuffle(len(unlabeled), self.shuffle_seed),
-                           drop_last=True)
-        # Same number of batches on both sides, so no mode of CombinedLoader truncates or repeats.
+        unl, unl_g = (
+            self._loader(unlabeled, batch_size=self.batch_size, drop_last=True,
+                         sampler=EpochShuffle(len(unlabeled), self.shuffle_seed, stream))
+            for stream in (0, G_BATCH_STREAM)
+        )
+        # Same number of batches on every side, so no mode of CombinedLoader truncates or repeats.
         lab = self.labeled_dataloader(len(unl))
-        return CombinedLoader({"labeled": lab, "unlabeled": unl}, mode="max_size_cycle")
+        return CombinedLoader({"labeled": lab, "unlabeled": unl, "unlabeled_g": unl_g}, mode="max_size_cycle")
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.dataset("test"), DataLoader, batch_size=self.eval_batch_size, shuffle=False)

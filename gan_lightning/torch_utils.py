@@ -10,15 +10,16 @@ from torch import nn
 
 
 @contextmanager
-def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
-    """Put ``module`` in eval mode and restore the mode it was found in (per submodule)."""
+def eval_mode(module: nn.Module, training: bool = False) -> Iterator[nn.Module]:
+    """Put ``module`` in eval mode (train mode with ``training=True``) and restore the mode it was
+    found in (per submodule)."""
     modes = [(m, m.training) for m in module.modules()]
-    module.eval()
+    module.train(training)
     try:
         yield module
     finally:
-        for m, training in modes:
-            m.training = training
+        for m, training_before in modes:
+            m.training = training_before
 
 
 @contextmanager

@@ -40,6 +40,9 @@ def parse(argv: Sequence[str] | None):
     p.add_argument("--only", default=",".join(STUDIES),
                    help=f"comma-separated studies to run (default: all of {', '.join(STUDIES)})")
     p.add_argument("--accelerator", default="cpu", help="passed to every training run (cpu, gpu, auto)")
+    p.add_argument("--jobs", type=int, default=0,
+                   help="training runs at once, each a process with one thread (default: one per CPU core, at "
+                        "most 2, with --accelerator cpu; 1 otherwise)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the summary and figures of an earlier reproduction in --out_dir (its finished "
                         "runs are reused either way)")
@@ -49,6 +52,10 @@ def parse(argv: Sequence[str] | None):
     if args.accelerator not in ACCELERATORS:
         raise UsageError(f"--accelerator: unknown value {args.accelerator!r}; valid values are: "
                          f"{', '.join(ACCELERATORS)}")
+    if not 0 <= args.jobs <= 64:
+        raise UsageError(f"--jobs: must be in [1, 64] (0: the default), got {args.jobs}")
+    if args.jobs == 0:
+        args.jobs = min(2, os.cpu_count() or 1) if args.accelerator == "cpu" else 1
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in only if s not in STUDIES]
     if unknown or not only:
@@ -62,8 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gan_lightning.reproduce_report import write_outputs
 
     args, only = parse(argv)
-    settings = dataclasses.replace(QUICK if args.quick else FULL, extra=("--accelerator", args.accelerator,
-                                                                         "--logger", "csv"))
+    settings = dataclasses.replace(QUICK if args.quick else FULL, jobs=args.jobs,
+                                   extra=("--accelerator", args.accelerator, "--logger", "csv"))
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     say = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", file=sys.stderr, flush=True)  # noqa: E731

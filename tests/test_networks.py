@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn as nn
@@ -9,7 +11,7 @@ from torch.nn.utils import parametrize
 from torch.testing import assert_close
 
 from gan_lightning.layers import GaussianNoise, VirtualBatchNorm
-from gan_lightning.networks import NETWORKS, Arch, init_dcgan_weights
+from gan_lightning.networks import NETWORKS, Arch, ImprovedMNISTDiscriminator, ImprovedMNISTGenerator, init_dcgan_weights
 
 Z_DIM, WIDTH, B = 16, 8, 4
 
@@ -94,8 +96,8 @@ def test_mlp_points_generator_unbounded():
 def test_gradients_reach_generator(name, shape):
     g, d = build(name, shape)
     d(g(torch.randn(B, Z_DIM))).sum().backward()
-    for pname, p in g.named_parameters():
-        assert p.grad is not None and p.grad.abs().sum() > 0, pname
+    for pname, p in g.named_parameters():  # frozen: improved_mnist's BatchNorm scales
+        assert (p.grad is not None and p.grad.abs().sum() > 0) == p.requires_grad, pname
     for pname, p in d.named_parameters():
         assert (p.grad is not None) == p.requires_grad, pname  # frozen: improved_mnist's hidden scales
 
@@ -255,3 +257,28 @@ def test_improved_mnist_layout():
     assert k(x).shape == (4, 10)  # K class logits for the semi-supervised discriminator
     scales = [m.parametrizations.weight.original0 for m in d.modules() if isinstance(m, nn.Linear)]
     assert [g.requires_grad for g in scales] == [False] * 5 + [True]  # hidden scales frozen, as the reference
+
+
+def test_improved_mnist_follows_the_reference_recipe():
+    from gan_lightning.networks.improved_mnist import D_INIT_STD, NormalToUniform, SigmoidOutput
+
+    torch.manual_seed(0)
+    g = ImprovedMNISTGenerator(z_dim=100, norm="batch")
+    u = g.net[0](torch.randn(20000, 4))
+    assert isinstance(g.net[0], NormalToUniform) and 0 < u.min() and u.max() < 1
+    assert abs(float(u.mean()) - 0.5) < 0.01 and abs(float(u.var()) - 1 / 12) < 0.002  # U(0, 1)
+    bns = [m for m in g.modules() if isinstance(m, nn.BatchNorm1d)]
+    assert len(bns) == 2 and all(not bn.weight.requires_grad and bn.bias.requires_grad for bn in bns)  # shift only
+    out = g.net[-2]
+    assert isinstance(g.net[-1], SigmoidOutput) and torch.all(out.bias == 0)
+    a = torch.linspace(-6, 6, 13)
+    assert_close(g.net[-1](a), 2 * torch.sigmoid(a) - 1)  # the reference's sigmoid, on [-1, 1]
+    hidden = [m for m in g.modules() if isinstance(m, nn.Linear)][1]  # 500 -> 500, Glorot uniform
+    bound = math.sqrt(6 / (500 + 500))
+    biggest = float(hidden.weight.detach().abs().max())
+    assert 0.95 * bound < biggest <= bound
+    d = ImprovedMNISTDiscriminator(num_outputs=10)
+    for m in d.modules():
+        if isinstance(m, nn.Linear):
+            v = m.parametrizations.weight.original1
+            assert abs(float(v.std()) - D_INIT_STD) < 0.1 * D_INIT_STD and torch.all(m.bias == 0)

@@ -10,7 +10,7 @@ from gan_lightning.reproduce import STUDIES, Settings
 from gan_lightning.reproduce_report import SUMMARY_KEYS, write_outputs
 
 TINY = Settings(ssl_epochs=1, ssl_seeds=(0,), labels_per_class=2, coverage_steps=3, coverage_seeds=(0,),
-                ablation_epochs=1, ablation_samples=500, ablation_variants=("baseline", "minibatch discrimination"),
+                ablation_epochs=1, ablation_samples=500, ablation_variants=("baseline", "full recipe"),
                 extra=("--accelerator", "cpu", "--logger", "csv", "--diagnostics", "false"))
 
 
@@ -30,6 +30,8 @@ def test_summary_json_has_the_issue_keys_and_figures(summary):
     assert {"dataset", "labels", "test_size", "test_error", "supervised_only_error", "seeds"} <= set(ssl)
     assert ssl["labels"] == 20 and ssl["test_size"] == 1000 and ssl["seeds"] == [0]
     assert 0 <= ssl["test_error"] <= 1 and 0 <= ssl["supervised_only_error"] <= 1
+    assert ssl["gain_per_seed"] == [ssl["supervised_only_per_seed"][0] - ssl["test_error_per_seed"][0]]
+    assert len(ssl["d_loss_max_after_50_steps_per_seed"]) == 1 and "--adam_eps 1e-4" in ssl["flags"]
     for dataset in ("ring", "grid"):
         for variant in ("baseline", "minibatch_discrimination"):
             r = data["mode_coverage"][dataset][variant]
@@ -38,10 +40,16 @@ def test_summary_json_has_the_issue_keys_and_figures(summary):
             assert r["curves"]["0"]["step"][-1] == 3 and r["curves"]["0"]["modes"][-1] == r["modes"]
             assert ("--minibatch_discrimination" in r["flags"]) == (variant != "baseline")
     rows = data["ablation"]
-    assert [r["techniques"] for r in rows] == ["baseline", "minibatch discrimination"]
+    assert [r["techniques"] for r in rows] == ["baseline", "full recipe"]
     assert all(r["fid"] > 0 and not math.isnan(r["is_mean"]) for r in rows)
+    full = rows[1]
+    for flag in ("--minibatch_discrimination", "--g_norm vbn", "--label_smoothing", "--historical_averaging"):
+        assert flag in full["flags"]
+    assert "feature_matching" not in full["flags"]  # the semi-supervised objective has its own row
+    assert full["fid_per_seed"] == [full["fid"]] and full["fid_curves"]["0"]["value"][-1] == full["fid"]
+    assert len(full["d_acc_last_epoch_per_seed"]) == 1  # nan here: TINY turns --diagnostics off
     table = (out / "results.md").read_text()
-    assert "| K+1 GAN (feature matching) |" in table and "| minibatch discrimination |" in table
+    assert "| K+1 GAN (feature matching) |" in table and "| full recipe |" in table
     assert {p.name for p in written} >= {"fig_semi_supervised.png", "fig_mode_coverage.png", "fig_ablation.png"}
     assert all(p.stat().st_size > 0 for p in written)
 
@@ -85,3 +93,17 @@ def test_a_preempted_run_stops_the_reproduction_and_is_not_marked_done(tmp_path,
     with pytest.raises(KeyboardInterrupt):
         train_run(["--dataset", "ring"], tmp_path, "r")
     assert not (tmp_path / "r" / "done").exists()
+
+
+def test_run_jobs_runs_calls_in_processes_and_stops_at_the_first_failure(tmp_path):
+    from gan_lightning.reproduce import run_jobs
+
+    said = []
+    run_jobs([(Path.touch, (tmp_path / f"run{i}",)) for i in range(3)], 2, said.append)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run0", "run1", "run2"]
+    assert said[0] == "3 runs, 2 at a time" and len(said) == 4
+    with pytest.raises(FileNotFoundError):  # a run's error reaches the caller
+        run_jobs([(Path.mkdir, (tmp_path / "missing" / "parent",)), (Path.touch, (tmp_path / "other",))], 2,
+                 said.append)
+    run_jobs([(Path.touch, (tmp_path / "serial",))], 1, said.append)  # one at a time: in this process
+    assert (tmp_path / "serial").is_file() and said[-1] == "[1/1] serial"

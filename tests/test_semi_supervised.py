@@ -339,3 +339,62 @@ def test_data_dependent_init_runs_once_and_the_ema_starts_from_it():
     module.on_train_start()  # as after a resume: the flag is in the checkpoint
     for k, v in d.state_dict().items():
         torch.testing.assert_close(v, after[k])
+
+
+# -- the reference recipe (openai/improved-gan, train_mnist_feature_matching.py) ------------------
+
+
+def test_g_step_matches_features_against_its_own_batch_and_fresh_latents():
+    from gan_lightning.objectives import FeatureMatching
+
+    dm = _dm(5, batch_size=20)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    batch = batch[0] if isinstance(batch, tuple) else batch
+    assert batch["unlabeled_g"].shape == batch["unlabeled"].shape
+    assert not torch.equal(batch["unlabeled_g"], batch["unlabeled"])  # a second order of the same set
+
+    class Spy(FeatureMatching):
+        def forward(self, system, real, fake_logits, fake_features):
+            self.seen = real
+            return super().forward(system, real, fake_logits, fake_features)
+
+    L.seed_everything(0, verbose=False)
+    module = _module()
+    module.g_objective = Spy("l2")
+    module.trainer = None
+    drawn = []
+    sample_z = module.sample_z
+    module.sample_z = lambda n: drawn.append(sample_z(n)) or drawn[-1]
+    module.optimizers = lambda: module.configure_optimizers()
+    module.manual_backward = lambda loss: loss.backward()
+    module.log_dict = lambda *a, **k: None
+    module.training_step(batch, 0)
+    assert torch.equal(module.g_objective.seen, batch["unlabeled_g"])
+    assert len(drawn) == 2 and not torch.equal(drawn[0], drawn[1])  # D's z, then G's own
+
+
+def test_unlabeled_batches_of_g_cover_the_set_once_per_epoch_in_another_order():
+    dm = _dm(5, batch_size=100)
+    batches = [b[0] if isinstance(b, tuple) else b for b in dm.train_dataloader()]
+    d_side = torch.cat([b["unlabeled"].flatten(1) for b in batches])  # (4000, 196)
+    g_side = torch.cat([b["unlabeled_g"].flatten(1) for b in batches])
+    assert len(g_side) == len(d_side) == 4000 and not torch.equal(g_side, d_side)
+    assert torch.equal(torch.unique(g_side, dim=0), torch.unique(d_side, dim=0))
+
+
+def test_data_dependent_init_measures_with_the_noise_layers_on():
+    from gan_lightning.modules.semi_supervised import init_discriminator_from_data
+    from gan_lightning.networks import ImprovedMNISTDiscriminator
+
+    torch.manual_seed(0)
+    x = torch.rand(500, 1, 28, 28) * 2 - 1
+    d = ImprovedMNISTDiscriminator((1, 28, 28), num_outputs=10)
+    init_discriminator_from_data(d, x)
+    assert d.training  # the mode it was found in
+    first = d.body[2]  # the first weight-normalized Linear, after Flatten and the input noise
+    with torch.no_grad():
+        noisy_std = first(x.flatten(1) + 0.6 * torch.randn(500, 784)).std(0).mean()
+        clean_std = first(x.flatten(1)).std(0).mean()
+    assert abs(float(noisy_std) - 1.0) < 0.05  # unit variance under the noise D trains with
+    assert float(clean_std) < 0.9  # (an init without the noise would give 1 here)

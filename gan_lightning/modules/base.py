@@ -13,7 +13,7 @@ from gan_lightning.torch_utils import eval_mode
 
 class GeneratorSystem:
     """Mixed into a LightningModule that has ``generator``, ``discriminator``, ``z_dim``,
-    a ``fixed_z`` buffer (num_fixed, z_dim), ``lr_g``, ``lr_d``, ``betas``, ``g_objective`` and
+    a ``fixed_z`` buffer (num_fixed, z_dim), ``lr_g``, ``lr_d``, ``betas``, ``adam_eps``, ``g_objective`` and
     ``config`` (the run's resolved config, stored in checkpoints with the RNG state).
 
     Shadow gradient norms: when a callback sets ``shadow_due = True`` before a batch, G's update
@@ -121,6 +121,6 @@ class GeneratorSystem:
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """[d_opt, g_opt]: Adam for each player, in that order."""
-        d_opt = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr_d, betas=self.betas)
-        g_opt = torch.optim.Adam(self.generator.parameters(), lr=self.lr_g, betas=self.betas)
+        d_opt = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr_d, betas=self.betas, eps=self.adam_eps)
+        g_opt = torch.optim.Adam(self.generator.parameters(), lr=self.lr_g, betas=self.betas, eps=self.adam_eps)
         return [d_opt, g_opt]

@@ -46,6 +46,7 @@ class GAN(GeneratorSystem, L.LightningModule):
         lr_d: Adam learning rate of D.
         beta1: Adam beta1 (both players).
         beta2: Adam beta2 (both players).
+        adam_eps: Adam epsilon (both players).
         n_critic: D updates per G update.
         d_penalties: modules called as ``p(self, real, fake)`` and added to D's loss.
         d_constraints: callables applied to D after each of its steps.
@@ -77,6 +78,7 @@ class GAN(GeneratorSystem, L.LightningModule):
         lr_d: float = 2e-4,
         beta1: float = 0.5,
         beta2: float = 0.999,
+        adam_eps: float = 1e-8,
         n_critic: int = 1,
         d_penalties: Sequence[nn.Module] = (),
         d_constraints: Sequence[Constraint] = (),
@@ -100,7 +102,7 @@ class GAN(GeneratorSystem, L.LightningModule):
         self.discriminator = discriminator
         self.d_loss = d_loss
         self.g_objective = g_objective if g_objective is not None else AdversarialObjective(g_loss)
-        self.lr_g, self.lr_d, self.betas = lr_g, lr_d, (beta1, beta2)
+        self.lr_g, self.lr_d, self.betas, self.adam_eps = lr_g, lr_d, (beta1, beta2), adam_eps
         self.n_critic = n_critic
         self.on_nonfinite, self.weight_check_every = on_nonfinite, weight_check_every
         self.d_penalties = nn.ModuleList(d_penalties)

@@ -153,11 +153,14 @@ def init_examples(datamodule: Any, n: int, seed: int = 0) -> Tensor:
 
 
 def init_discriminator_from_data(discriminator: nn.Module, x: Tensor) -> int:
-    """Data-dependent init of D's weight-normalized layers on ``x`` (eval mode: no noise), as the reference.
+    """Data-dependent init of D's weight-normalized layers on ``x``, as the reference.
 
-    Returns the number of layers initialized (0 for a D without weight normalization).
+    D runs in training mode, its Gaussian noise layers on (the reference's ``deterministic=False``
+    init pass), so each unit starts with unit variance under the noise it trains with; the noise
+    comes from the global RNG. Returns the number of layers initialized (0 for a D without weight
+    normalization).
     """
-    with eval_mode(discriminator):
+    with eval_mode(discriminator, training=True):
         return init_weight_norm_from_data(discriminator, x, lambda v: discriminator.head(discriminator.features(v)))
 
 
@@ -167,11 +170,12 @@ def init_discriminator_from_data(discriminator: nn.Module, x: Tensor) -> int:
 class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
     """Semi-supervised GAN (Salimans et al. 2016, sec. 5) as a Lightning system.
 
-    Per training batch ``{"labeled": (x_lab, y_lab), "unlabeled": x_unl}`` (see
-    :class:`~gan_lightning.ssl_data.SemiSupervisedDataModule`): one G(z) of the unlabeled batch's
-    size, one D update on ``ssl_supervised_loss(lab) + ssl_unsupervised_loss(unl, fake)``, then one G
-    update on ``g_objective(self, x_unl, fake_logits, fake_features)`` (feature matching by default)
-    that reuses that G(z). D is only called through :meth:`classify`; :meth:`discriminate` gives
+    Per training batch ``{"labeled": (x_lab, y_lab), "unlabeled": x_unl, "unlabeled_g": x_unl2}`` (see
+    :class:`~gan_lightning.ssl_data.SemiSupervisedDataModule`): one D update on
+    ``ssl_supervised_loss(lab) + ssl_unsupervised_loss(unl, G(z))``, then one G update on
+    ``g_objective(self, x_unl2, fake_logits, fake_features)`` (feature matching by default) with a
+    fresh z and the second unlabeled batch ``x_unl2`` (``x_unl`` when the batch has none), as the
+    reference code draws fresh ones for its G step. D is only called through :meth:`classify`; :meth:`discriminate` gives
     the K+1 real/fake logit ``logsumexp(l)`` and features, the interface of the GAN module, so
     feature matching objectives and the gradient-norm callback work unchanged.
 
@@ -194,6 +198,7 @@ class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
         lr_d: Adam learning rate of D (reference code: 0.003).
         beta1: Adam beta1 (reference code: 0.5).
         beta2: Adam beta2.
+        adam_eps: Adam epsilon; the reference code adds 1e-8 under the square root, about 1e-4 here.
         unsup_weight: weight of each unsupervised term; 0.5 as the reference code (the paper's
             formula is 1). 0 trains D on labels alone (G still runs).
         ema_decay: decay of the EMA of D's weights used for evaluation; 0 turns it off.
@@ -224,6 +229,7 @@ class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
         lr_d: float = 3e-3,
         beta1: float = 0.5,
         beta2: float = 0.999,
+        adam_eps: float = 1e-8,
         unsup_weight: float = 0.5,
         ema_decay: float = 0.999,
         lr_decay_steps: int = 0,
@@ -250,7 +256,7 @@ class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
         self.generator = generator
         self.discriminator = discriminator
         self.num_classes = num_classes
-        self.lr_g, self.lr_d, self.betas = lr_g, lr_d, (beta1, beta2)
+        self.lr_g, self.lr_d, self.betas, self.adam_eps = lr_g, lr_d, (beta1, beta2), adam_eps
         self.unsup_weight = unsup_weight
         self.lr_decay_steps = lr_decay_steps
         self.g_objective = g_objective if g_objective is not None else FeatureMatching("l2")
@@ -309,9 +315,11 @@ class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
         for opt, lr in ((d_opt, self.lr_d), (g_opt, self.lr_g)):
             for group in opt.param_groups:
                 group["lr"] = lr * scale
-        fake = self.generator(self.sample_z(len(real)))  # (B, *data_shape), keeps G's graph
+        real_g = batch.get("unlabeled_g", real)  # (B, *data_shape): G's step sees its own batch
+        with torch.no_grad():
+            fake = self.generator(self.sample_z(len(real)))  # (B, *data_shape)
         d_sup, d_unsup, lab_logits, real_logits, fake_logits = self._d_step(d_opt, x_lab, y_lab, real, fake)
-        g_loss = self._g_step(g_opt, real, fake)
+        g_loss = self._g_step(g_opt, real_g, self.generator(self.sample_z(len(real_g))))
         world = self.trainer.world_size if self._trainer is not None else 1
         self.images_seen += len(real) * world
         d_loss = d_sup + d_unsup
@@ -329,7 +337,7 @@ class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         lab_logits, _ = self.classify(x_lab)  # (B_l, K)
         unl_logits, _ = self.classify(real)  # (B, K)
-        fake_logits, _ = self.classify(fake.detach())  # (B, K)
+        fake_logits, _ = self.classify(fake)  # (B, K)
         sup = ssl_supervised_loss(lab_logits, y_lab)
         unsup = ssl_unsupervised_loss(unl_logits, fake_logits, self.unsup_weight)
         d_opt.zero_grad(set_to_none=True)

@@ -1,27 +1,34 @@
 """The reference MNIST networks of Salimans et al. 2016, "Improved Techniques for Training GANs".
 
-arXiv 1606.03498, sec. 5.1 and openai/improved-gan ``mnist_svhn_cifar10/train_mnist_feature_matching.py``:
-- G: z (100) -> 500 softplus + BN -> 500 softplus + BN -> 784 (weight norm) -> output.
+arXiv 1606.03498, sec. 5.1 and openai/improved-gan ``mnist_svhn_cifar10/train_mnist_feature_matching.py``
+(its ``nn.py`` for the layers), followed as closely as a [-1, 1] data range allows:
+- G: z -> U(0, 1) latents (100) -> 500 softplus + BN -> 500 softplus + BN -> 784 (weight norm) -> output.
+  Glorot-uniform weights, BatchNorm with a learned shift only (``g=None`` in the reference), the
+  output layer's bias at 0 and its weight-norm scale at 1.
 - D: Gaussian noise on the input, then weight-normalized dense layers 1000-500-250-250-250, each
-  with ReLU followed by Gaussian noise of std 0.5, then a weight-normalized dense output layer.
+  with ReLU followed by Gaussian noise of std 0.5, then a weight-normalized dense output layer;
+  directions v ~ N(0, 0.1^2), scales g = 1, biases 0. D's hidden scales g are frozen
+  (``requires_grad`` off, still in ``state_dict``; the reference's ``train_scale=False``): only the
+  output layer's scale learns.
 
-Differences from the reference, all deliberate:
-- Our data lives in [-1, 1], the reference's in [0, 1]. G ends in tanh instead of sigmoid
-  (tanh(a) = 2 sigmoid(2a) - 1, the same family of outputs rescaled), and the input noise of D
-  is 0.6 instead of 0.3: the same noise relative to the data, since [-1, 1] doubles its scale.
-- Weight-normalized layers start with unit-norm rows (g = 1). The reference's data-dependent
-  init of D (on 500 training images) is done by the semi-supervised module at the start of
-  training (``layers.init_weight_norm_from_data``), not here; a D used in a plain GAN keeps g = 1.
-  As in the reference's ``DenseLayer(train_scale=False)``, D's hidden scales g are frozen
-  (``requires_grad`` off, still in ``state_dict``): only the output layer's scale learns.
-- BatchNorm has a learned scale (the reference's G has only a shift).
-- Fully connected, so any channel count works; the reference has one (MNIST). Only 28x28.
+How the [-1, 1] data range is bridged (the reference's data lives in [0, 1]):
+- G draws from the project's z ~ N(0, I) like every generator here; its first step maps z
+  through the normal CDF, so the network sees the reference's z ~ U(0, 1) exactly.
+- G's output is 2 sigmoid(a) - 1: the reference's sigmoid(a), rescaled to [-1, 1] (tanh(a)
+  would double the output's slope).
+- D's input noise is 0.6 instead of 0.3: the same noise relative to the data.
+
+Left to the caller: the data-dependent init of D's weight norm (on 500 training images, with the
+noise layers on, as the reference) is done by the semi-supervised module at the start of training
+(``layers.init_weight_norm_from_data``); a D used in a plain GAN keeps g = 1. Fully connected, so
+any channel count works; the reference has one (MNIST). Only 28x28.
 """
 
 from __future__ import annotations
 
 import math
 
+import torch
 import torch.nn as nn
 from torch import Tensor
 
@@ -35,6 +42,34 @@ G_HIDDEN: tuple[int, ...] = (500, 500)
 D_HIDDEN: tuple[int, ...] = (1000, 500, 250, 250, 250)
 INPUT_NOISE = 0.6  # the reference's 0.3 on [0, 1] data, rescaled to [-1, 1]
 HIDDEN_NOISE = 0.5
+D_INIT_STD = 0.1  # the reference DenseLayer's theta ~ N(0, 0.1^2): the speed at which Adam turns v
+
+
+class NormalToUniform(nn.Module):
+    """z ~ N(0, 1) -> Phi(z) ~ U(0, 1), elementwise (Phi: the standard normal CDF)."""
+
+    def forward(self, z: Tensor) -> Tensor:
+        return torch.special.ndtr(z)
+
+
+class SigmoidOutput(nn.Module):
+    """a -> 2 sigmoid(a) - 1: the reference's sigmoid output on [0, 1], rescaled to [-1, 1]."""
+
+    def forward(self, a: Tensor) -> Tensor:
+        return 2.0 * torch.sigmoid(a) - 1.0
+
+
+def _reference_init(layer: nn.Linear, std: float | None) -> nn.Linear:
+    """Weights (v for weight norm) Glorot-uniform (``std=None``) or N(0, std^2), bias 0; returns ``layer``."""
+    weight = layer.parametrizations.weight.original1 if is_weight_normalized(layer) else layer.weight
+    with torch.no_grad():
+        if std is None:
+            nn.init.xavier_uniform_(weight)
+        else:
+            weight.normal_(0.0, std)
+        if layer.bias is not None:
+            layer.bias.zero_()
+    return layer
 
 
 def check_image_shape(data_shape: tuple[int, ...], who: str) -> None:
@@ -48,7 +83,11 @@ def check_image_shape(data_shape: tuple[int, ...], who: str) -> None:
 
 
 class ImprovedMNISTGenerator(nn.Module):
-    """z -> 2 x [Linear(500) -> norm -> softplus] -> weight-normalized Linear(C*28*28) -> tanh.
+    """z -> Phi(z) -> 2 x [Linear(500) -> norm -> softplus] -> WN Linear(C*28*28) -> 2 sigmoid - 1.
+
+    z ~ N(0, I) as for every generator here; Phi (the normal CDF) turns it into the reference's
+    U(0, 1) latents. With norm="batch" the BatchNorm layers learn a shift only (their scale is
+    frozen at 1), as the reference's ``batch_norm(..., g=None)``.
 
     Args:
         z_dim: latent size (the reference uses 100).
@@ -70,13 +109,17 @@ class ImprovedMNISTGenerator(nn.Module):
         self.z_dim = z_dim
         self.data_shape = tuple(data_shape)
         self.register_buffer("ref_z", reference_buffer(norm, z_dim, vbn_ref_size))  # (R, z_dim) or None
-        layers: list[nn.Module] = []
+        layers: list[nn.Module] = [NormalToUniform()]
         in_dim = z_dim
         for units in G_HIDDEN:
             # The norm comes before the softplus, as in the reference's nn.batch_norm wrapper.
-            layers += [nn.Linear(in_dim, units, bias=norm == "none"), norm1d(norm, units, vbn_ref_size), nn.Softplus()]
+            bn = norm1d(norm, units, vbn_ref_size)
+            if isinstance(bn, nn.BatchNorm1d):
+                bn.weight.requires_grad_(False)  # shift only (g=None in the reference)
+            layers += [_reference_init(nn.Linear(in_dim, units, bias=norm == "none"), None), bn, nn.Softplus()]
             in_dim = units
-        layers += [wn_linear(in_dim, math.prod(self.data_shape), scale=1.0), nn.Tanh()]
+        out = _reference_init(wn_linear(in_dim, math.prod(self.data_shape), scale=1.0), None)
+        layers += [out, SigmoidOutput()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: Tensor) -> Tensor:
@@ -122,14 +165,16 @@ class ImprovedMNISTDiscriminator(nn.Module):
         for i, units in enumerate(D_HIDDEN):
             if i > 0:  # the noise after the last hidden layer belongs to the head (features are pre-noise)
                 layers.append(GaussianNoise(HIDDEN_NOISE))
-            layers += [wn_linear(in_dim, units, scale=1.0), nn.ReLU()]
+            layers += [_reference_init(wn_linear(in_dim, units, scale=1.0), D_INIT_STD), nn.ReLU()]
             in_dim = units
         self.body = nn.Sequential(*layers)
         for layer in self.body:
             if is_weight_normalized(layer):
                 layer.parametrizations.weight.original0.requires_grad_(False)  # train_scale=False
         self.feature_dim = in_dim
-        self.head = nn.Sequential(GaussianNoise(HIDDEN_NOISE), wn_linear(in_dim, num_outputs, scale=1.0))
+        self.head = nn.Sequential(
+            GaussianNoise(HIDDEN_NOISE), _reference_init(wn_linear(in_dim, num_outputs, scale=1.0), D_INIT_STD)
+        )
 
     def features(self, x: Tensor) -> Tensor:
         """Penultimate features: (B, C, 28, 28) -> (B, 250)."""
