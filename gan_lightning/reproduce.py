@@ -141,7 +141,7 @@ def run_jobs(calls: Sequence[tuple[Callable[..., Any], tuple[Any, ...]]], jobs: 
             fn(*args)
         return
     import multiprocessing
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     say(f"{len(calls)} runs, {jobs} at a time")
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread)
@@ -149,7 +149,7 @@ def run_jobs(calls: Sequence[tuple[Callable[..., Any], tuple[Any, ...]]], jobs: 
         futures = {pool.submit(fn, *args): name for (fn, args), name in zip(calls, names)}
         pending, finished = set(futures), 0
         while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 future.result()  # raises the run's error (or preemption): the rest is cancelled
                 finished += 1
@@ -180,6 +180,19 @@ def metric_from(run_dir: Path, key: str, first_step: int) -> list[float]:
         return [float(row[key]) for row in csv.DictReader(f) if row.get(key) and int(row["step"]) >= first_step]
 
 
+def max_per_epoch(run_dir: Path, key: str) -> list[float]:
+    """The largest value of ``key`` logged in each epoch of a run (epochs in order, from the first)."""
+    import csv
+
+    most: dict[int, float] = {}
+    with (run_dir / "metrics.csv").open(newline="") as f:
+        for row in csv.DictReader(f):
+            if row.get(key):
+                epoch = int(row["epoch"])
+                most[epoch] = max(most.get(epoch, -math.inf), float(row[key]))
+    return [most[e] for e in sorted(most)]
+
+
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
     values = [v for v in values if not math.isnan(v)]
     if not values:
@@ -206,13 +219,14 @@ def semi_supervised(settings: Settings, out_dir: Path, say: Callable[[str], None
     run_jobs([(train_run, ([*flags, "--seed", str(seed)], out_dir, f"ssl-seed{seed}")) for seed in seeds]
              + [(supervised_run, ([*flags, "--seed", str(seed)], out_dir / f"supervised-seed{seed}.json"))
                 for seed in seeds], settings.jobs, say)
-    ssl, ssl_live, curves, d_loss_max, baselines = [], [], {}, [], []
+    ssl, ssl_live, curves, d_loss_max, d_loss_curves, baselines = [], [], {}, [], {}, []
     for seed in seeds:
         run_dir = train_run([*flags, "--seed", str(seed)], out_dir, f"ssl-seed{seed}")
         ssl.append(last(run_dir, "ssl/test_error"))
         ssl_live.append(last(run_dir, "ssl/test_error_live"))
         curves[seed] = read_metric(run_dir / "metrics.csv", "ssl/test_error")
         d_loss_max.append(max(metric_from(run_dir, "loss/d", SSL_SETTLE_STEPS), default=math.nan))
+        d_loss_curves[str(seed)] = max_per_epoch(run_dir, "loss/d")
         baseline = out_dir / f"supervised-seed{seed}.json"
         supervised_run([*flags, "--seed", str(seed)], baseline)
         baselines.append(json.loads(baseline.read_text()))
@@ -231,6 +245,7 @@ def semi_supervised(settings: Settings, out_dir: Path, say: Callable[[str], None
         f"d_loss_max_after_{SSL_SETTLE_STEPS}_steps_per_seed": d_loss_max,
         "flags": " ".join(SSL_FLAGS),
         "curves": {str(k): v for k, v in curves.items()},
+        "d_loss_max_per_epoch": d_loss_curves,
     }
 
 

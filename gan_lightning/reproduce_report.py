@@ -81,8 +81,10 @@ def _figure(ncols: int, nrows: int = 1, width: float = 4.2, height: float = 3.2)
 
 
 def fig_semi_supervised(ssl: dict[str, Any], path: Path) -> Path:
-    """Test error per epoch of each seed's K+1 run, with the supervised-only errors as dashed lines."""
-    fig, axes = _figure(1)
+    """Left: test error per epoch of each seed's K+1 run, with the supervised-only errors as dashed
+    lines. Right (when summary.json has it): D's largest loss in each epoch, to show spikes."""
+    d_loss = ssl.get("d_loss_max_per_epoch") or {}
+    fig, axes = _figure(2 if d_loss else 1)
     ax = axes[0][0]
     for i, (seed, curve) in enumerate(ssl["curves"].items()):
         ax.plot(range(1, len(curve) + 1), curve, color=f"C{i}", label=f"K+1 GAN, seed {seed}")
@@ -90,7 +92,14 @@ def fig_semi_supervised(ssl: dict[str, Any], path: Path) -> Path:
                    label=f"labels only, seed {seed}")
     ax.set(xlabel="epoch", ylabel="test error", yscale="log",
            title=f"{ssl['labels']} labels, {ssl['dataset']}")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6)
+    if d_loss:
+        ax = axes[0][1]
+        for i, (seed, curve) in enumerate(d_loss.items()):
+            ax.plot(range(1, len(curve) + 1), curve, color=f"C{i}", label=f"seed {seed}")
+        ax.axhline(10, color="gray", ls=":", lw=1)
+        ax.set(xlabel="epoch", ylabel="largest D loss in the epoch", yscale="log", title="D's loss")
+        ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path)
     return path

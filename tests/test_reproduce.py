@@ -32,6 +32,7 @@ def test_summary_json_has_the_issue_keys_and_figures(summary):
     assert 0 <= ssl["test_error"] <= 1 and 0 <= ssl["supervised_only_error"] <= 1
     assert ssl["gain_per_seed"] == [ssl["supervised_only_per_seed"][0] - ssl["test_error_per_seed"][0]]
     assert len(ssl["d_loss_max_after_50_steps_per_seed"]) == 1 and "--adam_eps 1e-4" in ssl["flags"]
+    assert len(ssl["d_loss_max_per_epoch"]["0"]) == 1  # TINY: one epoch
     for dataset in ("ring", "grid"):
         for variant in ("baseline", "minibatch_discrimination"):
             r = data["mode_coverage"][dataset][variant]
@@ -101,7 +102,9 @@ def test_run_jobs_runs_calls_in_processes_and_stops_at_the_first_failure(tmp_pat
     said = []
     run_jobs([(Path.touch, (tmp_path / f"run{i}",)) for i in range(3)], 2, said.append)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run0", "run1", "run2"]
-    assert said[0] == "3 runs, 2 at a time" and len(said) == 4
+    assert said[0] == "3 runs, 2 at a time"
+    assert [m[:6] for m in said[1:]] == ["[1/3] ", "[2/3] ", "[3/3] "]  # reported as each finishes
+    assert sorted(m.split()[-1] for m in said[1:]) == ["run0", "run1", "run2"]
     with pytest.raises(FileNotFoundError):  # a run's error reaches the caller
         run_jobs([(Path.mkdir, (tmp_path / "missing" / "parent",)), (Path.touch, (tmp_path / "other",))], 2,
                  said.append)
