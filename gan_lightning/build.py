@@ -112,7 +112,8 @@ def build_semi_supervised(cfg: TrainConfig, data_shape: tuple[int, ...]):
     g, d = build_networks(cfg, data_shape)
     return SemiSupervisedGAN(
         g, d, num_outputs(cfg),
-        lr_g=cfg.lr_g, lr_d=cfg.lr_d, beta1=cfg.beta1, beta2=cfg.beta2, adam_eps=cfg.adam_eps, unsup_weight=cfg.unsup_weight,
+        lr_g=cfg.lr_g, lr_d=cfg.lr_d, beta1=cfg.beta1, beta2=cfg.beta2, adam_eps=cfg.adam_eps,
+        unsup_weight=cfg.unsup_weight,
         ema_decay=cfg.ema_decay, lr_decay_steps=cfg.lr_decay_steps, g_objective=build_g_objective(cfg, d),
         config=cfg.to_dict(),
     )

@@ -241,7 +241,8 @@ def semi_supervised(settings: Settings, out_dir: Path, say: Callable[[str], None
         "gain": mean_std(gains)[0], "gain_per_seed": gains,
         "seeds": list(seeds), "test_error_per_seed": ssl, "supervised_only_per_seed": supervised,
         # the same with the live weights (the EMA can average across a late jump of the weights)
-        "test_error_live_per_seed": ssl_live, "supervised_only_live_per_seed": [b["test_error_live"] for b in baselines],
+        "test_error_live_per_seed": ssl_live,
+        "supervised_only_live_per_seed": [b["test_error_live"] for b in baselines],
         f"d_loss_max_after_{SSL_SETTLE_STEPS}_steps_per_seed": d_loss_max,
         "flags": " ".join(SSL_FLAGS),
         "curves": {str(k): v for k, v in curves.items()},

@@ -11,7 +11,13 @@ from torch.nn.utils import parametrize
 from torch.testing import assert_close
 
 from gan_lightning.layers import GaussianNoise, VirtualBatchNorm
-from gan_lightning.networks import NETWORKS, Arch, ImprovedMNISTDiscriminator, ImprovedMNISTGenerator, init_dcgan_weights
+from gan_lightning.networks import (
+    NETWORKS,
+    Arch,
+    ImprovedMNISTDiscriminator,
+    ImprovedMNISTGenerator,
+    init_dcgan_weights,
+)
 
 Z_DIM, WIDTH, B = 16, 8, 4
 

@@ -175,9 +175,10 @@ class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
     ``ssl_supervised_loss(lab) + ssl_unsupervised_loss(unl, G(z))``, then one G update on
     ``g_objective(self, x_unl2, fake_logits, fake_features)`` (feature matching by default) with a
     fresh z and the second unlabeled batch ``x_unl2`` (``x_unl`` when the batch has none), as the
-    reference code draws fresh ones for its G step. D is only called through :meth:`classify`; :meth:`discriminate` gives
-    the K+1 real/fake logit ``logsumexp(l)`` and features, the interface of the GAN module, so
-    feature matching objectives and the gradient-norm callback work unchanged.
+    reference code draws fresh ones for its G step. D is only called through :meth:`classify`;
+    :meth:`discriminate` gives the K+1 real/fake logit ``logsumexp(l)`` and features, the
+    interface of the GAN module, so feature matching objectives and the gradient-norm callback
+    work unchanged.
 
     After each D step an EMA of D's weights is updated (off with ``ema_decay=0``); validation and
     test classify the held-out split with it and log ``ssl/test_error`` (fraction misclassified,
