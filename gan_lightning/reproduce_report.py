@@ -29,7 +29,8 @@ def _pm(mean: float, std: float, fmt=_num) -> str:
 def markdown(summary: dict[str, Any], settings: dict[str, Any], elapsed_s: float) -> str:
     """results.md: one table per study, the settings and the wall time."""
     lines = ["# Improved Techniques for Training GANs: reproduction", "",
-             f"Settings: `{json.dumps(settings)}`; wall time {elapsed_s / 60:.1f} min.", ""]
+             f"Settings: `{json.dumps(settings)}`; wall time of this call {elapsed_s / 60:.1f} min "
+             "(runs that had finished before are reused, not timed).", ""]
     ssl = summary.get("semi_supervised")
     if ssl:
         lines += ["## Semi-supervised classification (K+1 discriminator)", "",
@@ -68,7 +69,7 @@ def markdown(summary: dict[str, Any], settings: dict[str, Any], elapsed_s: float
             lines.append(f"| {r['techniques']} | `{r['flags'] or '-'}` | {_pm(r['fid'], r['fid_std'])} | "
                          f"{_pm(r['is_mean'], r['is_mean_std'])} | "
                          f"{', '.join(_num(v, 1) for v in r.get('fid_per_seed', []))} | "
-                         f"{', '.join(_num(v) for v in r.get('d_acc_last_epoch_per_seed', []))} |")
+                         f"{', '.join(_num(v, 3) for v in r.get('d_acc_last_epoch_per_seed', []))} |")
         lines.append("")
     return "\n".join(lines)
 
