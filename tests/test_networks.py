@@ -286,5 +286,5 @@ def test_improved_mnist_follows_the_reference_recipe():
     d = ImprovedMNISTDiscriminator(num_outputs=10)
     for m in d.modules():
         if isinstance(m, nn.Linear):
-            v = m.parametrizations.weight.original1
+            v = m.parametrizations.weight.original1.detach()
             assert abs(float(v.std()) - D_INIT_STD) < 0.1 * D_INIT_STD and torch.all(m.bias == 0)

@@ -65,8 +65,10 @@ def test_finished_runs_are_reused(summary):
     assert again["ring"]["baseline"]["modes"] == result["mode_coverage"]["ring"]["baseline"]["modes"]
 
 
-def test_bad_study_name_is_one_line(capsys):
+def test_bad_study_name_is_one_line(capsys, tmp_path, monkeypatch):
     import importlib.util
+
+    monkeypatch.chdir(tmp_path)  # the default --out_dir is relative: not this checkout's runs/
 
     spec = importlib.util.spec_from_file_location(
         "reproduce_improved_gan", Path(__file__).parents[1] / "scripts" / "reproduce_improved_gan.py")
