@@ -1,6 +1,7 @@
 """Never lose a run: exact resume, preemption (SIGTERM), atomic checkpoints, divergence."""
 
 import csv
+import gc
 import os
 import signal
 import subprocess
@@ -236,7 +237,15 @@ def signal_at(monkeypatch, g_step: int, signum: int) -> None:
     def on_train_batch_end(self, outputs, batch, batch_idx):
         original(self, outputs, batch, batch_idx)
         if int(self.g_steps) == g_step:
-            os.kill(os.getpid(), signum)
+            # Python runs the handler at its next check; were that inside a finalizer the garbage
+            # collector runs, the KeyboardInterrupt of SIGINT would be swallowed (a full suite
+            # leaves much to collect). With the collector off, it is raised in the sleep, here.
+            gc.disable()
+            try:
+                os.kill(os.getpid(), signum)
+                time.sleep(0.1)
+            finally:
+                gc.enable()
 
     monkeypatch.setattr(GAN, "on_train_batch_end", on_train_batch_end)
 
