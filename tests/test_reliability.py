@@ -257,11 +257,13 @@ def test_stopped_and_resumed_run_equals_one_run(tmp_path, monkeypatch, straight_
     out = ["--out_dir", str(tmp_path), "--run_name", "r"]
     sigint = signal.getsignal(signal.SIGINT)
     try:
+        # Ctrl-C as in a fresh process, whatever the suite's earlier tests or imports left installed.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         with monkeypatch.context() as m:
             if signalled:
                 signal_at(m, *signalled)
             code = run_cli(main, [*RING, *out, "--max_epochs", "-1", *flags])
-        assert code == (130 if stop == "ctrl_c" else 0)
+        assert code == (130 if stop == "ctrl_c" else 0), f"SIGINT handler before the test: {sigint!r}"
     finally:
         signal.signal(signal.SIGINT, sigint)  # Lightning ignores Ctrl-C from its first one on
     first = state(tmp_path / "r")
