@@ -172,24 +172,25 @@ def last(run_dir: Path, key: str) -> float:
     return values[-1] if values else math.nan
 
 
-def metric_from(run_dir: Path, key: str, first_step: int) -> list[float]:
-    """The values of ``key`` in a run's metrics.csv logged at step ``first_step`` or later."""
+def logged_rows(run_dir: Path, key: str) -> list[dict[str, str]]:
+    """The rows of a run's metrics.csv in which ``key`` was logged, in order."""
     import csv
 
     with (run_dir / "metrics.csv").open(newline="") as f:
-        return [float(row[key]) for row in csv.DictReader(f) if row.get(key) and int(row["step"]) >= first_step]
+        return [row for row in csv.DictReader(f) if row.get(key)]
+
+
+def metric_from(run_dir: Path, key: str, first_step: int) -> list[float]:
+    """The values of ``key`` in a run's metrics.csv logged at step ``first_step`` or later."""
+    return [float(row[key]) for row in logged_rows(run_dir, key) if int(row["step"]) >= first_step]
 
 
 def max_per_epoch(run_dir: Path, key: str) -> list[float]:
     """The largest value of ``key`` logged in each epoch of a run (epochs in order, from the first)."""
-    import csv
-
     most: dict[int, float] = {}
-    with (run_dir / "metrics.csv").open(newline="") as f:
-        for row in csv.DictReader(f):
-            if row.get(key):
-                epoch = int(row["epoch"])
-                most[epoch] = max(most.get(epoch, -math.inf), float(row[key]))
+    for row in logged_rows(run_dir, key):
+        epoch = int(row["epoch"])
+        most[epoch] = max(most.get(epoch, -math.inf), float(row[key]))
     return [most[e] for e in sorted(most)]
 
 
@@ -331,16 +332,10 @@ def mode_coverage(settings: Settings, out_dir: Path, say: Callable[[str], None] 
 
 def coverage_curve(run_dir: Path, modes_key: str, quality_key: str) -> dict[str, list[float]]:
     """The G steps at which a run scored mode coverage, with modes covered and high-quality fraction."""
-    import csv
-
-    curve: dict[str, list[float]] = {"step": [], "modes": [], "high_quality": []}
-    with (run_dir / "metrics.csv").open(newline="") as f:
-        for row in csv.DictReader(f):
-            if row.get(modes_key):
-                curve["step"].append(int(row["step"]) + 1)  # the logged step counts from 0
-                curve["modes"].append(float(row[modes_key]))
-                curve["high_quality"].append(float(row[quality_key]))
-    return curve
+    rows = logged_rows(run_dir, modes_key)
+    return {"step": [int(row["step"]) + 1 for row in rows],  # the logged step counts from 0
+            "modes": [float(row[modes_key]) for row in rows],
+            "high_quality": [float(row[quality_key]) for row in rows]}
 
 
 # -- ablation ----------------------------------------------------------------------------------------
@@ -392,15 +387,8 @@ def ablation(settings: Settings, out_dir: Path, say: Callable[[str], None] = pri
 
 def read_metric_by_epoch(run_dir: Path, key: str) -> dict[str, list[float]]:
     """{"epoch": [...], "value": [...]}: the epochs (counted from 1) at which a run logged ``key``."""
-    import csv
-
-    curve: dict[str, list[float]] = {"epoch": [], "value": []}
-    with (run_dir / "metrics.csv").open(newline="") as f:
-        for row in csv.DictReader(f):
-            if row.get(key):
-                curve["epoch"].append(int(row["epoch"]) + 1)
-                curve["value"].append(float(row[key]))
-    return curve
+    rows = logged_rows(run_dir, key)
+    return {"epoch": [int(row["epoch"]) + 1 for row in rows], "value": [float(row[key]) for row in rows]}
 
 
 STUDIES: dict[str, Callable[[Settings, Path, Callable[[str], None]], Any]] = {
