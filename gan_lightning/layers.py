@@ -156,7 +156,8 @@ class MinibatchDiscrimination(nn.Module):
     independent of the scale of T and of the feature size A; and a learned bias (init 0) is added
     to o. The reference's data-dependent initialization (T rescaled per kernel so the mean
     nearest-neighbour L1 distance is 2, bias = -mean o on a first batch) is available as
-    :meth:`init_from_data`; nothing calls it by default.
+    :meth:`init_from_data`; training does not call it (on the ring mixture it made coverage worse,
+    see docs/improved_gan_results.md).
 
     Cost: O(N^2 B C) time and O(N^2 B) memory per call (see :func:`minibatch_features`); with the
     reference's B = 100, C = 5 on the reference MNIST D, a D step (forward + backward) on one CPU
