@@ -11,9 +11,12 @@ Choices the paper leaves open (see /work/shared/PAPERS.md):
 - G runs in train mode, as it did while it was trained against D: BatchNorm normalizes with the
   statistics of each generated batch. ``probe`` works on a deep copy, so the caller's G, its mode
   and its running statistics are untouched; G's parameters are never updated.
-- D is fresh (``make_discriminator()``), trained with Adam(lr, betas) on ``d_bce_loss``; real and
+- D is fresh (``make_discriminator()``), trained with Adam(lr, betas) on ``d_bce_loss``, the
+  learning rate decaying linearly to 0 over the ``d_iters`` updates by default; real and
   generated batches go through D separately, as in ``GAN._d_step``. Real batches are drawn
   uniformly with replacement from ``real_data``.
+- The D recipe (:mod:`gan_lightning.probe_recipe`, built by :func:`probe_discriminator`) is
+  chosen to approach the optimal D the theorems are about.
 - Row t holds the loss and accuracy of D after t updates on the batch of its next update, and
   G's gradient norms against that same D (mean and std over ``grad_batches`` batches of fresh z).
   Gradient norms draw their latents and noise from a stream of their own, so measuring them, or
@@ -34,6 +37,7 @@ from torch import Tensor, nn
 from gan_lightning.diagnostics import PAPER_G_COSTS, generator_grad_norms
 from gan_lightning.errors import UsageError
 from gan_lightning.losses import d_bce_loss
+from gan_lightning.probe_recipe import LR_SCHEDULES, PROBE_LR, PROBE_NORM, PROBE_SCHEDULE
 from gan_lightning.torch_utils import rng_kept
 
 WINDOW = 10  # D iterations in a running average, and in the "first"/"last" means of summarize()
@@ -44,7 +48,13 @@ SUMMARY_KEYS = (
     "final_d_accuracy", f"iters_to_accuracy_{ACCURACY_TARGET}", "d_loss_first", "d_loss_last",
     "grad_norm_minimax_first", "grad_norm_minimax_last",
     "grad_norm_nonsaturating_first", "grad_norm_nonsaturating_last", "grad_norm_nonsaturating_std_last",
+    "d_loss_drop", "grad_norm_minimax_drop", "grad_norm_minimax_decay_orders", "grad_norm_nonsaturating_growth",
 )
+# What a probe should show (issue: Figures 1-3 at every checkpoint): without noise D gets to the
+# optimum, with the largest noise std it cannot, and the minimax gradient survives.
+TARGETS_NO_NOISE = {"final_d_accuracy": 0.99, "d_loss_drop": 100.0, "grad_norm_minimax_drop": 100.0,
+                    "grad_norm_nonsaturating_growth": 1.0}  # each >= the value
+TARGETS_MOST_NOISE = {"final_d_accuracy": 0.9, "grad_norm_minimax_drop": 10.0}  # each < the value
 G_KEYS = ("dataset", "image_size", "arch", "z_dim", "g_width", "g_norm")  # what fixes G and its data
 CKPT_KEYS = (*G_KEYS, "data_root", "d_width", "d_norm")  # what a --g_ckpt run takes from the checkpoint
 MAX_REAL_EXAMPLES = 20_000  # real images held in memory for the probe (20k x 3 x 64 x 64 floats = 1 GB)
@@ -108,8 +118,9 @@ def probe(
     d_iters: int = 4000,
     noise_std: float = 0.0,
     batch_size: int = 64,
-    lr: float = 2e-4,
+    lr: float = PROBE_LR,
     betas: tuple[float, float] = (0.5, 0.999),
+    lr_schedule: str = PROBE_SCHEDULE,
     grad_batches: int = 4,
     grad_every: int = 1,
     seed: int = 0,
@@ -127,8 +138,9 @@ def probe(
         d_iters: D updates.
         noise_std: std of the Gaussian instance noise on both of D's inputs (0: none).
         batch_size: real and generated samples per D update and per gradient-norm batch.
-        lr: D's Adam learning rate.
+        lr: D's Adam learning rate (at the first update).
         betas: D's Adam betas.
+        lr_schedule: "linear" (to 0 after ``d_iters`` updates) or "constant".
         grad_batches: batches of z per gradient-norm measurement.
         grad_every: measure gradient norms every this many iterations (and at the last one).
         seed: seeds D's initialization, the batches and the noise; the caller's RNG is restored.
@@ -141,7 +153,7 @@ def probe(
         (None on iterations without a measurement).
 
     Raises:
-        ValueError: a count < 1, a negative noise std or empty real data.
+        ValueError: a count < 1, a negative noise std, an unknown schedule or empty real data.
     """
     from tqdm.auto import tqdm
 
@@ -153,6 +165,8 @@ def probe(
             raise ValueError(f"{name} must be >= 1, got {value}")
     if not (math.isfinite(noise_std) and noise_std >= 0):
         raise ValueError(f"noise_std must be a finite number >= 0, got {noise_std}")
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {lr_schedule!r}")
     device = torch.device(device) if device is not None else next(generator.parameters()).device
     rows: list[dict[str, Any]] = []
     with rng_kept(device), torch.enable_grad():
@@ -161,6 +175,8 @@ def probe(
         d = make_discriminator().to(device).train()
         noise = InstanceNoise(Constant(noise_std)).to(device)
         d_opt = torch.optim.Adam(d.parameters(), lr=lr, betas=betas)
+        decay = (lambda t: 1.0 - t / d_iters) if lr_schedule == "linear" else (lambda t: 1.0)
+        d_sched = torch.optim.lr_scheduler.LambdaLR(d_opt, decay)
         stream = torch.Generator().manual_seed(seed + 1)  # gradient-norm latents and noise
 
         def discriminate(x: Tensor) -> Tensor:  # the one call site of D: noise on every input
@@ -179,6 +195,7 @@ def probe(
             d_opt.zero_grad(set_to_none=True)
             loss.backward()
             d_opt.step()
+            d_sched.step()
             accuracy = d_accuracy(real_logits, fake_logits)
             rows.append({"iter": t, "d_loss": float(loss.detach()), "d_accuracy": accuracy, **row})
     return rows
@@ -232,7 +249,77 @@ def summarize(rows: Sequence[dict[str, Any]], window: int = WINDOW) -> dict[str,
         out[f"grad_norm_{cost}_first"] = _mean(first, f"grad_norm_{cost}")
         out[f"grad_norm_{cost}_last"] = _mean(last, f"grad_norm_{cost}")
     out["grad_norm_nonsaturating_std_last"] = _mean(last, "grad_norm_nonsaturating_std")
+    out["d_loss_drop"] = _ratio(out["d_loss_first"], out["d_loss_last"])
+    out["grad_norm_minimax_drop"] = _ratio(out["grad_norm_minimax_first"], out["grad_norm_minimax_last"])
+    drop = out["grad_norm_minimax_drop"]
+    out["grad_norm_minimax_decay_orders"] = math.log10(drop) if drop is not None and 0 < drop < math.inf else None
+    out["grad_norm_nonsaturating_growth"] = _ratio(out["grad_norm_nonsaturating_last"],
+                                                   out["grad_norm_nonsaturating_first"])
     return {k: out[k] for k in SUMMARY_KEYS}
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    """a / b; None when either is missing, inf when only b is 0."""
+    if a is None or b is None:
+        return None
+    if b == 0:
+        return math.inf if a > 0 else None
+    return a / b
+
+
+def check_targets(checkpoints: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Whether each G snapshot shows what the paper shows, from the ``summary.json`` entries.
+
+    Without noise (std 0): every :data:`TARGETS_NO_NOISE` value reached (>=); at the largest noise
+    std of the snapshot: every :data:`TARGETS_MOST_NOISE` value stayed under (<). A missing value
+    counts as missed.
+
+    Returns:
+        One dict per snapshot: ``g_epochs``, ``no_noise`` and ``most_noise`` (name -> bool, or
+        None when there is no such run), ``most_noise_std`` and ``met`` (all of them true).
+    """
+    out = []
+    for epochs in sorted({c["g_epochs"] for c in checkpoints}):
+        runs = {c["noise_std"]: c for c in checkpoints if c["g_epochs"] == epochs}
+        clean, noisy = runs.get(0.0), runs[max(runs)] if max(runs) > 0 else None
+        no_noise = {k: clean[k] is not None and clean[k] >= v for k, v in TARGETS_NO_NOISE.items()} if clean else None
+        most = {k: noisy[k] is not None and noisy[k] < v for k, v in TARGETS_MOST_NOISE.items()} if noisy else None
+        met = all(all(d.values()) for d in (no_noise, most) if d is not None) and None not in (no_noise, most)
+        out.append({"g_epochs": epochs, "no_noise": no_noise, "most_noise_std": max(runs) if noisy else None,
+                    "most_noise": most, "met": met})
+    return out
+
+
+def probe_norm(cfg: Any, norm: str = PROBE_NORM) -> str:
+    """The normalization the probe's D gets: ``norm``, or the only one ``cfg``'s architecture has
+    (``improved_mnist``: weight norm, "none").
+
+    Raises:
+        UsageError: ``norm`` is not one the architecture's D accepts.
+    """
+    from gan_lightning.config import resolve_arch
+    from gan_lightning.networks import NETWORKS
+
+    arch = resolve_arch(cfg)
+    accepted = NETWORKS[arch].d_norms
+    if len(accepted) == 1:
+        return accepted[0]
+    if norm not in accepted:
+        raise UsageError(f"--probe_norm {norm}: the {arch} discriminator accepts {list(accepted)}")
+    return norm
+
+
+def probe_discriminator(cfg: Any, data_shape: tuple[int, ...], norm: str = PROBE_NORM) -> nn.Module:
+    """A fresh probe D: the plain one-logit D of ``cfg``'s architecture and width, with :func:`probe_norm`.
+
+    No minibatch discrimination and one output (also for a semi-supervised run's G).
+    """
+    from dataclasses import replace
+
+    from gan_lightning.build import build_networks
+
+    plain = replace(cfg, task="gan", d_norm=probe_norm(cfg, norm), minibatch_discrimination=False)
+    return build_networks(plain, data_shape)[1]
 
 
 # -- the generators to probe ------------------------------------------------------------------

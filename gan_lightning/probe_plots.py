@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from gan_lightning.probe import CURVE_COLUMNS, SUMMARY_KEYS, WINDOW, running_mean
+from gan_lightning.probe import CURVE_COLUMNS, SUMMARY_KEYS, WINDOW, check_targets, running_mean
 
 ERROR_FLOOR = 1e-4  # a running D error of exactly 0 is drawn here, so it stays on the log axis
 FIGURES = ("fig1_d_error", "fig2_grad_minimax", "fig3_grad_nonsaturating", "fig_noise")
@@ -140,10 +140,8 @@ def write_outputs(out_dir: str | Path, results: Sequence[dict[str, Any]], settin
             for row in res["rows"]:
                 writer.writerow({"g_epochs": res["g_epochs"], "noise_std": res["noise_std"],
                                  **{k: ("" if row.get(k) is None else row[k]) for k in CURVE_COLUMNS[2:]}})
-    summary = {
-        "checkpoints": [{"g_epochs": r["g_epochs"], "noise_std": r["noise_std"], **r["summary"]} for r in results],
-        "settings": settings,
-    }
+    checkpoints = [{"g_epochs": r["g_epochs"], "noise_std": r["noise_std"], **r["summary"]} for r in results]
+    summary = {"checkpoints": checkpoints, "targets": check_targets(checkpoints), "settings": settings}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 

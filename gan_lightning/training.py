@@ -134,8 +134,11 @@ def build_diagnostics(cfg: TrainConfig) -> list[Any]:
                           shadow_every_n_steps=cfg.shadow_every_n_steps),
         ]
     if cfg.probe_every_n_epochs:
+        from gan_lightning.probe import probe_discriminator
+
         callbacks.append(ProbeCallback(every_n_epochs=cfg.probe_every_n_epochs, d_iters=cfg.probe_d_iters,
-                                       batch_size=cfg.batch_size, seed=cfg.seed))
+                                       batch_size=cfg.batch_size, seed=cfg.seed,
+                                       make_discriminator=lambda shape: probe_discriminator(cfg, shape)))
     return callbacks
 
 

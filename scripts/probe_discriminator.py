@@ -9,7 +9,8 @@ noise, and write curves.csv, summary.json and the figures into --out_dir.
     python scripts/probe_discriminator.py --dataset lsun --data_root data/lsun --image_size 64
 
 Besides the flags of --help, every flag of scripts/train.py (the TrainConfig fields) sets up
-the GAN that trains G; --batch_size, --lr_d, --beta1, --beta2 and --seed also set up the probe's D.
+the GAN that trains G; --d_width, --batch_size, --beta1, --beta2 and --seed also set up the probe's
+D, which is the run's D architecture with --probe_norm, trained at --probe_lr (--lr_d is G's GAN's).
 On a CPU shared with other jobs, OMP_NUM_THREADS=1 avoids thread oversubscription (10x slower).
 """
 
@@ -25,6 +26,7 @@ from typing import Sequence
 from gan_lightning.cli import run_cli
 from gan_lightning.errors import UsageError
 from gan_lightning.outputs import check_out_dir
+from gan_lightning.probe_recipe import LR_SCHEDULES, PROBE_LR, PROBE_NORM, PROBE_NORMS, PROBE_SCHEDULE
 
 # --quick: a built-in data set and small networks, so the whole command runs in minutes on a CPU.
 QUICK_TRAIN = {"dataset": "mnist5k", "image_size": 28, "g_width": 32, "d_width": 32, "accelerator": "cpu"}
@@ -43,6 +45,18 @@ def _numbers(kind: type, minimum: float, maximum: float):
         if not values or not all(math.isfinite(v) and minimum <= v <= maximum for v in values):
             raise argparse.ArgumentTypeError(f"expected {kind.__name__}s in [{minimum:g}, {maximum:g}], got {text!r}")
         return sorted(set(values))
+    return parse
+
+
+def _number(minimum: float, maximum: float):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number in [{minimum:g}, {maximum:g}], got {text!r}") from None
+        if not (math.isfinite(value) and minimum <= value <= maximum):
+            raise argparse.ArgumentTypeError(f"expected a number in [{minimum:g}, {maximum:g}], got {text!r}")
+        return value
     return parse
 
 
@@ -75,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--grad_batches", type=_count(10_000), default="4", help="batches of z per gradient-norm measurement")
     p.add_argument("--grad_every", type=_count(10_000_000), default="1",
                    help="D iterations between gradient-norm measurements")
+    p.add_argument("--probe_norm", default=PROBE_NORM, choices=PROBE_NORMS,
+                   help="normalization of the probe's D (batch: D's output depends on its batch)")
+    p.add_argument("--probe_lr", type=_number(1e-8, 1.0), default=PROBE_LR,
+                   help="the probe D's Adam learning rate at its first update")
+    p.add_argument("--probe_schedule", default=PROBE_SCHEDULE, choices=LR_SCHEDULES,
+                   help="the probe D's learning rate: linear decay to 0 over --d_iters, or constant")
     preset = " ".join(f"--{k} {v}" for k, v in {**QUICK_TRAIN, **QUICK_PROBE}.items())
     p.add_argument("--quick", action="store_true", help=f"CPU preset, flags given still win: {preset}")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier probe in --out_dir")
@@ -114,12 +134,12 @@ def parse(argv: Sequence[str] | None = None):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, build the generators and the real data, run every probe, write the outputs."""
-    from dataclasses import replace
-
     import torch
 
-    from gan_lightning.build import build_datamodule, build_networks
-    from gan_lightning.probe import load_generators, real_tensor, run_study, train_generators
+    from gan_lightning.build import build_datamodule
+    from gan_lightning.probe import (
+        load_generators, probe_discriminator, probe_norm, real_tensor, run_study, train_generators,
+    )
     from gan_lightning.probe_plots import log_to_wandb, save_figures, write_outputs
 
     start = time.time()
@@ -127,21 +147,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_dir = Path(cfg.out_dir)
     if opts.g_ckpt:
         snapshots, cfg = load_generators([p for p in opts.g_ckpt.split(",") if p.strip()], cfg, given)
-    else:
+    norm = probe_norm(cfg, opts.probe_norm)  # before G trains: a norm the architecture refuses stops here
+    if not opts.g_ckpt:
         snapshots = train_generators(cfg, opts.g_epochs)
     dm = build_datamodule(cfg)
     real = real_tensor(dm.dataset("train"), seed=cfg.seed)
     use_gpu = cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
     device = torch.device("cuda" if use_gpu else "cpu")
     results = run_study(
-        # the probed D is a plain GAN discriminator (one logit), also for a semi-supervised run's G
-        snapshots, real.to(device), lambda: build_networks(replace(cfg, task="gan"), dm.data_shape)[1], opts.noise_std,
-        d_iters=opts.d_iters, batch_size=cfg.batch_size, lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2),
-        grad_batches=opts.grad_batches, grad_every=opts.grad_every, seed=cfg.seed, device=device, progress=True,
+        snapshots, real.to(device), lambda: probe_discriminator(cfg, dm.data_shape, norm), opts.noise_std,
+        d_iters=opts.d_iters, batch_size=cfg.batch_size, lr=opts.probe_lr, betas=(cfg.beta1, cfg.beta2),
+        lr_schedule=opts.probe_schedule, grad_batches=opts.grad_batches, grad_every=opts.grad_every,
+        seed=cfg.seed, device=device, progress=True,
     )
     settings = {
         "d_iters": opts.d_iters, "noise_std": opts.noise_std, "grad_batches": opts.grad_batches,
-        "grad_every": opts.grad_every, "batch_size": cfg.batch_size, "lr_d": cfg.lr_d,
+        "grad_every": opts.grad_every, "batch_size": cfg.batch_size, "probe_norm": norm,
+        "probe_lr": opts.probe_lr, "probe_schedule": opts.probe_schedule, "d_width": cfg.d_width,
         "betas": [cfg.beta1, cfg.beta2], "seed": cfg.seed, "quick": opts.quick,
         "generator_mode": "train (BatchNorm batch statistics)", "real_examples": len(real), "device": str(device),
         "generators": [{"g_epochs": s.g_epochs, "g_steps": s.g_steps, "source": s.source} for s in snapshots],

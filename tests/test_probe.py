@@ -18,7 +18,10 @@ from gan_lightning.cli import run_cli
 from gan_lightning.config import TrainConfig
 from gan_lightning.build import build_datamodule, build_module
 from gan_lightning.networks import MLPDiscriminator, MLPGenerator
-from gan_lightning.probe import CURVE_COLUMNS, SUMMARY_KEYS, probe, running_mean, summarize
+from gan_lightning.errors import UsageError
+from gan_lightning.probe import (
+    CURVE_COLUMNS, SUMMARY_KEYS, check_targets, probe, probe_discriminator, probe_norm, running_mean, summarize,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ("fig1_d_error.png", "fig2_grad_minimax.png", "fig3_grad_nonsaturating.png", "fig_noise.png")
@@ -69,6 +72,72 @@ def test_summarize_first_last_means_and_iters_to_accuracy():
     assert s["final_d_accuracy"] == 1.0
     # accuracy 1 from t = 12: the first full window of 10 ones ends at t = 21
     assert s["iters_to_accuracy_0.99"] == 21
+
+
+def test_summarize_ratios_and_decay_orders():
+    rows = _rows()
+    for r in rows:  # minimax norms 1000, 100, ... so first/last means are easy to work out
+        if r["grad_norm_minimax"] is not None:
+            r["grad_norm_minimax"] = 1000.0 if r["iter"] < 10 else 1.0
+    s = summarize(rows)
+    assert s["d_loss_drop"] == pytest.approx(s["d_loss_first"] / s["d_loss_last"])
+    assert s["grad_norm_minimax_drop"] == pytest.approx(1000.0)
+    assert s["grad_norm_minimax_decay_orders"] == pytest.approx(3.0)
+    assert s["grad_norm_nonsaturating_growth"] == pytest.approx(
+        s["grad_norm_nonsaturating_last"] / s["grad_norm_nonsaturating_first"])
+    assert s["grad_norm_nonsaturating_growth"] < 1  # _rows' -log D norms fall
+
+
+def _entry(epochs, std, acc, loss_drop, mm_drop, growth=2.0):
+    return {"g_epochs": epochs, "noise_std": std, "final_d_accuracy": acc, "d_loss_drop": loss_drop,
+            "grad_norm_minimax_drop": mm_drop, "grad_norm_nonsaturating_growth": growth}
+
+
+def test_check_targets_per_snapshot():
+    entries = [
+        _entry(1, 0.0, 1.0, 500.0, 300.0), _entry(1, 1.0, 0.95, 2.0, 20.0), _entry(1, 10.0, 0.7, 1.5, 0.5),
+        _entry(10, 0.0, 1.0, 500.0, 30.0), _entry(10, 10.0, 0.7, 1.5, None),
+        _entry(25, 0.0, 0.999, 200.0, 200.0, growth=0.5),
+    ]
+    t1, t10, t25 = check_targets(entries)
+    assert t1["met"] and t1["most_noise_std"] == 10.0  # std 1 misses, but only the largest std counts
+    assert t10["no_noise"] == {"final_d_accuracy": True, "d_loss_drop": True, "grad_norm_minimax_drop": False,
+                               "grad_norm_nonsaturating_growth": True}
+    assert t10["most_noise"] == {"final_d_accuracy": True, "grad_norm_minimax_drop": False} and not t10["met"]
+    assert t25["no_noise"]["grad_norm_nonsaturating_growth"] is False
+    assert t25["most_noise"] is None and t25["most_noise_std"] is None and not t25["met"]  # no noisy run
+
+
+def test_probe_discriminator_recipe():
+    cfg = TrainConfig(dataset="mnist5k", image_size=28, d_width=8, minibatch_discrimination=True,
+                      task="semi_supervised", arch="dcgan")
+    d = probe_discriminator(cfg, (1, 28, 28))
+    kinds = {type(m).__name__ for m in d.modules()}
+    assert not any("BatchNorm" in k for k in kinds) and "MinibatchDiscrimination" not in kinds
+    assert "LayerNorm" in kinds or "GroupNorm" in kinds
+    assert d(torch.zeros(3, 1, 28, 28)).shape == (3,)  # one logit, also for a semi-supervised config
+    assert probe_norm(TrainConfig(arch="improved_mnist", image_size=28)) == "none"  # its only D
+    with pytest.raises(UsageError, match="--probe_norm batch: the mlp discriminator accepts"):
+        probe_norm(TrainConfig(arch="mlp", dataset="ring"), "batch")
+
+
+@pytest.mark.parametrize("schedule", ["linear", "constant"])
+def test_probe_learning_rate_schedule(monkeypatch, schedule):
+    seen = []
+    step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    g, real = MLPGenerator(2, (2,), width=8), torch.randn(100, 2)
+    probe(g, real, lambda: MLPDiscriminator((2,), width=8), d_iters=4, batch_size=8, lr=0.01,
+          lr_schedule=schedule, grad_batches=1, grad_every=10)
+    expected = [0.01, 0.0075, 0.005, 0.0025] if schedule == "linear" else [0.01] * 4
+    assert seen == pytest.approx(expected)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        probe(g, real, lambda: MLPDiscriminator((2,)), d_iters=1, lr_schedule="cosine")
 
 
 def test_summarize_needs_a_full_window_and_reports_none():
@@ -141,7 +210,9 @@ def test_script_writes_curves_summary_and_figures(tmp_path, capsys):
     assert [(c["g_epochs"], c["noise_std"]) for c in summary["checkpoints"]] == [(1, 0.0), (1, 0.5)]
     for entry in summary["checkpoints"]:
         assert set(entry) == {"g_epochs", "noise_std", *SUMMARY_KEYS}
+    assert [t["g_epochs"] for t in summary["targets"]] == [1] and summary["targets"][0]["most_noise_std"] == 0.5
     assert summary["settings"]["d_iters"] == 20
+    assert (summary["settings"]["probe_norm"], summary["settings"]["probe_schedule"]) == ("layer", "linear")
     assert summary["settings"]["train_config"]["dataset"] == "mnist5k"
     for name in FIGURES:
         assert (out / name).stat().st_size > 1000
@@ -190,6 +261,10 @@ def _corrupt(tmp_path):
     (["--max_epochs", "3"], "use --g_epochs"),
     (["--g_ckpt", "a.ckpt", "--g_epochs", "1"], "exclude each other"),
     (["--logger", "tensorboard"], "--logger"),
+    (["--probe_norm", "group"], "--probe_norm"),
+    (["--arch", "mlp", "--probe_norm", "batch"], "--probe_norm batch: the mlp discriminator accepts"),
+    (["--probe_lr", "0"], "--probe_lr"),
+    (["--probe_schedule", "cosine"], "--probe_schedule"),
 ])
 def test_script_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     args = [_corrupt(tmp_path) if a == "CORRUPT" else a for a in args]
@@ -223,6 +298,26 @@ def test_probe_callback_logs_and_leaves_training_unchanged():
     assert a.keys() == b.keys()
     for k in a:
         assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_probe_callback_builds_d_with_the_recipe_of_the_script():
+    from gan_lightning.training import build_diagnostics
+
+    shapes = []
+
+    def make(shape):
+        shapes.append(shape)
+        return MLPDiscriminator(shape, width=8)
+
+    callback = ProbeCallback(every_n_epochs=1, d_iters=3, grad_every=3, batch_size=32, make_discriminator=make)
+    _fit([callback])
+    assert shapes and set(shapes) == {(2,)}  # the shape of the real data, once per probe
+    cfg = TrainConfig(dataset="mnist5k", image_size=28, d_width=8, probe_every_n_epochs=1)
+    (probe_cb,) = [c for c in build_diagnostics(cfg) if isinstance(c, ProbeCallback)]
+    kinds = {type(m).__name__ for m in probe_cb.make_discriminator((1, 28, 28)).modules()}
+    assert not any("BatchNorm" in k for k in kinds)  # the training D has BatchNorm, the probe's has not
+    with pytest.raises(ValueError, match="lr_schedule"):
+        ProbeCallback(lr_schedule="step")
 
 
 def test_fresh_copy_reinitializes_a_copy():

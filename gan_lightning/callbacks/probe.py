@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
+from typing import Any, Callable
 
 import lightning as L
 from torch import Tensor, nn
 
 from gan_lightning.probe import ACCURACY_TARGET, MAX_REAL_EXAMPLES, probe, real_tensor, summarize
+from gan_lightning.probe_recipe import LR_SCHEDULES, PROBE_LR, PROBE_SCHEDULE
 
 # What the callback reads from the module and the trainer (GAN and GANDataModule have them).
 MODULE_ATTRIBUTES = ("generator", "discriminator")
@@ -38,8 +39,10 @@ def _is_count(value: Any) -> bool:
 class ProbeCallback(L.Callback):
     """Every ``every_n_epochs`` epochs, train a fresh D against a frozen copy of G and log what it finds.
 
-    At the end of every K-th training epoch: copy the generator, build a fresh discriminator (a deep
-    copy of the training D with its parameters re-initialized, see :func:`fresh_copy`), train it for
+    At the end of every K-th training epoch: copy the generator, build a fresh discriminator
+    (``make_discriminator(data_shape)``, as ``scripts/train.py`` passes it the recipe of
+    ``scripts/probe_discriminator.py``, :func:`gan_lightning.probe.probe_discriminator`; by default a
+    deep copy of the training D with its parameters re-initialized, see :func:`fresh_copy`), train it for
     ``d_iters`` iterations on real data from ``trainer.datamodule.dataset("train")`` and measure G's
     gradient norms under both paper costs (see :func:`gan_lightning.probe.probe`). It logs
     ``probe/final_d_accuracy`` (mean over the last 10 D iterations), ``probe/grad_norm_minimax_last``,
@@ -60,12 +63,15 @@ class ProbeCallback(L.Callback):
         noise_std: std of the instance noise on D's real and generated inputs during the probe.
         batch_size: real and generated samples per D iteration.
         grad_batches: batches of z per gradient-norm measurement.
-        lr: the probe D's Adam learning rate (betas 0.5, 0.999).
+        lr: the probe D's Adam learning rate (betas 0.5, 0.999) at its first update.
+        lr_schedule: "linear" (decays to 0 over ``d_iters``) or "constant".
+        make_discriminator: builds a fresh D for data of the given shape (None: :func:`fresh_copy`
+            of the module's D).
         max_real: real examples held in memory (a random subset of a larger data set).
         seed: seed of every probe (the same D initialization and batches at every epoch).
 
     Raises:
-        ValueError: a count < 1, a negative noise std or a non-positive learning rate.
+        ValueError: a count < 1, a negative noise std, a non-positive learning rate or an unknown schedule.
 
     Example:
         >>> trainer = L.Trainer(max_epochs=20, callbacks=[ProbeCallback(every_n_epochs=5)])
@@ -79,9 +85,11 @@ class ProbeCallback(L.Callback):
         noise_std: float = 0.0,
         batch_size: int = 64,
         grad_batches: int = 1,
-        lr: float = 2e-4,
+        lr: float = PROBE_LR,
         max_real: int = MAX_REAL_EXAMPLES,
         seed: int = 0,
+        lr_schedule: str = PROBE_SCHEDULE,
+        make_discriminator: Callable[[tuple[int, ...]], nn.Module] | None = None,
     ) -> None:
         counts = {"every_n_epochs": every_n_epochs, "d_iters": d_iters, "grad_every": grad_every,
                   "batch_size": batch_size, "grad_batches": grad_batches, "max_real": max_real}
@@ -92,9 +100,12 @@ class ProbeCallback(L.Callback):
             raise ValueError(f"noise_std must be a finite number >= 0, got {noise_std!r}")
         if not lr > 0:
             raise ValueError(f"lr must be > 0, got {lr!r}")
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {lr_schedule!r}")
         self.every_n_epochs, self.d_iters, self.grad_every = every_n_epochs, d_iters, grad_every
         self.noise_std, self.batch_size, self.grad_batches = float(noise_std), batch_size, grad_batches
-        self.lr, self.max_real, self.seed = lr, max_real, seed
+        self.lr, self.max_real, self.seed, self.lr_schedule = lr, max_real, seed, lr_schedule
+        self.make_discriminator = make_discriminator
         self.last_summary: dict[str, Any] | None = None  # summarize() of the latest probe
         self._real: Tensor | None = None
 
@@ -120,9 +131,13 @@ class ProbeCallback(L.Callback):
         device = pl_module.device
         if self._real is None:
             self._real = real_tensor(trainer.datamodule.dataset("train"), self.max_real, self.seed).to(device)
+        shape = tuple(self._real.shape[1:])
+        make = self.make_discriminator
         rows = probe(
-            pl_module.generator, self._real, lambda: fresh_copy(pl_module.discriminator),
+            pl_module.generator, self._real,
+            (lambda: make(shape)) if make is not None else (lambda: fresh_copy(pl_module.discriminator)),
             d_iters=self.d_iters, noise_std=self.noise_std, batch_size=self.batch_size, lr=self.lr,
+            lr_schedule=self.lr_schedule,
             grad_batches=self.grad_batches, grad_every=self.grad_every, seed=self.seed, device=device,
         )  # probe copies G, builds D inside its own RNG fork and restores the RNG
         self.last_summary = summarize(rows)
