@@ -31,7 +31,7 @@ from gan_lightning.probe_recipe import LR_SCHEDULES, PROBE_LR, PROBE_NORM, PROBE
 # --quick: a built-in data set and small networks, so the whole command runs in minutes on a CPU.
 QUICK_TRAIN = {"dataset": "mnist5k", "image_size": 28, "g_width": 32, "d_width": 32, "accelerator": "cpu"}
 QUICK_PROBE = {"g_epochs": "1,10", "d_iters": 700, "grad_every": 10, "grad_batches": 4, "noise_std": "0,1,3"}
-RESULTS = ("curves.csv", "summary.json", "fig*.png")  # what a finished probe leaves in --out_dir
+RESULTS = ("curves.csv", "summary.json", "results.md", "fig*.png")  # what a finished probe leaves in --out_dir
 NOT_FOR_PROBE = {"max_epochs": "--g_epochs", "max_steps": "--g_epochs", "resume": "--g_ckpt"}
 
 
@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gan_lightning.probe import (
         load_generators, probe_discriminator, probe_norm, real_tensor, run_study, train_generators,
     )
-    from gan_lightning.probe_plots import log_to_wandb, save_figures, write_outputs
+    from gan_lightning.probe_plots import log_to_wandb, save_figures, write_outputs, write_report
 
     start = time.time()
     opts, cfg, given = parse(argv)
@@ -170,13 +170,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train_config": cfg.to_dict(), "wall_seconds": round(time.time() - start, 1),
     }
     summary = write_outputs(out_dir, results, settings)
+    write_report(out_dir, summary)
     figures = save_figures(out_dir, results)
     if cfg.logger == "wandb":
         log_to_wandb(summary, figures, cfg.project, cfg.run_name or out_dir.name, out_dir,
                      say=lambda m: print(m, file=sys.stderr))
     for entry in summary["checkpoints"]:
         print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items()))
-    print(f"wrote {out_dir}/curves.csv, summary.json and {len(figures)} figures in {settings['wall_seconds']:.0f} s",
+    for t in summary["targets"]:
+        print(f"targets at G epoch {t['g_epochs']}: {'met' if t['met'] else 'missed'}")
+    print(f"wrote {out_dir}/curves.csv, summary.json, results.md and {len(figures)} figures "
+          f"in {settings['wall_seconds']:.0f} s",
           file=sys.stderr)
     return 0
 
