@@ -3,9 +3,10 @@
 
 Train a GAN and keep its generator at several epochs (or load generators from checkpoints),
 then train a fresh discriminator against each frozen generator, with and without instance
-noise, and write curves.csv, summary.json and the figures into --out_dir.
+noise, and write curves.csv, summary.json, results.md and the figures into --out_dir.
 
-    python scripts/probe_discriminator.py --quick --out_dir runs/probe_quick     # CPU, ~3 minutes
+    python scripts/probe_discriminator.py --quick --out_dir runs/probe_quick     # CPU, ~5 minutes
+    python scripts/probe_discriminator.py --full --out_dir runs/probe            # CPU, the default protocol
     python scripts/probe_discriminator.py --dataset lsun --data_root data/lsun --image_size 64
 
 Besides the flags of --help, every flag of scripts/train.py (the TrainConfig fields) sets up
@@ -28,9 +29,12 @@ from gan_lightning.errors import UsageError
 from gan_lightning.outputs import check_out_dir
 from gan_lightning.probe_recipe import LR_SCHEDULES, PROBE_LR, PROBE_NORM, PROBE_NORMS, PROBE_SCHEDULE
 
-# --quick: a built-in data set and small networks, so the whole command runs in minutes on a CPU.
+# --quick and --full: a built-in data set and small networks, so they run on a CPU (2 cores: ~5 and
+# ~45 minutes); --full is the default protocol (G after 1, 10, 25 epochs, 4,000 D iterations).
 QUICK_TRAIN = {"dataset": "mnist5k", "image_size": 28, "g_width": 32, "d_width": 32, "accelerator": "cpu"}
-QUICK_PROBE = {"g_epochs": "1,10", "d_iters": 700, "grad_every": 10, "grad_batches": 4, "noise_std": "0,1,3"}
+QUICK_PROBE = {"g_epochs": "1,10", "d_iters": 1000, "grad_every": 25, "grad_batches": 2, "noise_std": "0,10"}
+FULL_PROBE = {"g_epochs": "1,10,25", "d_iters": 4000, "grad_every": 20, "grad_batches": 4, "noise_std": "0,1,3,10"}
+PRESETS = {"quick": QUICK_PROBE, "full": FULL_PROBE}
 RESULTS = ("curves.csv", "summary.json", "results.md", "fig*.png")  # what a finished probe leaves in --out_dir
 NOT_FOR_PROBE = {"max_epochs": "--g_epochs", "max_steps": "--g_epochs", "resume": "--g_ckpt"}
 
@@ -84,10 +88,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--g_epochs", type=_numbers(int, 1, 100_000), default="1,10,25", help="epochs at which to keep G")
     p.add_argument("--g_ckpt", default="", help="checkpoint(s) PATH[,PATH...] to take G from instead of training one")
     p.add_argument("--d_iters", type=_count(10_000_000), default="4000", help="D iterations per probe")
-    p.add_argument("--noise_std", type=_numbers(float, 0, 1000), default="0,0.1,0.3,1.0",
+    p.add_argument("--noise_std", type=_numbers(float, 0, 1000), default=FULL_PROBE["noise_std"],
                    help="instance noise stds (data lie in [-1, 1])")
     p.add_argument("--grad_batches", type=_count(10_000), default="4", help="batches of z per gradient-norm measurement")
-    p.add_argument("--grad_every", type=_count(10_000_000), default="1",
+    p.add_argument("--grad_every", type=_count(10_000_000), default=str(FULL_PROBE["grad_every"]),
                    help="D iterations between gradient-norm measurements")
     p.add_argument("--probe_norm", default=PROBE_NORM, choices=PROBE_NORMS,
                    help="normalization of the probe's D (batch: D's output depends on its batch)")
@@ -95,8 +99,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="the probe D's Adam learning rate at its first update")
     p.add_argument("--probe_schedule", default=PROBE_SCHEDULE, choices=LR_SCHEDULES,
                    help="the probe D's learning rate: linear decay to 0 over --d_iters, or constant")
-    preset = " ".join(f"--{k} {v}" for k, v in {**QUICK_TRAIN, **QUICK_PROBE}.items())
-    p.add_argument("--quick", action="store_true", help=f"CPU preset, flags given still win: {preset}")
+    for name, probe_flags in PRESETS.items():
+        preset = " ".join(f"--{k} {v}" for k, v in {**QUICK_TRAIN, **probe_flags}.items())
+        p.add_argument(f"--{name}", action="store_true", help=f"CPU preset, flags given still win: {preset}")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier probe in --out_dir")
     return p
 
@@ -112,10 +117,13 @@ def parse(argv: Sequence[str] | None = None):
     args = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
     opts, rest = parser.parse_known_args(args)
-    if opts.quick:  # the preset replaces the defaults; flags given still win
-        parser.set_defaults(**{k: str(v) for k, v in QUICK_PROBE.items()})
+    if opts.quick and opts.full:
+        raise UsageError("--quick and --full exclude each other")
+    chosen = "quick" if opts.quick else "full" if opts.full else None
+    if chosen:  # the preset replaces the defaults; flags given still win
+        parser.set_defaults(**{k: str(v) for k, v in PRESETS[chosen].items()})
         opts, rest = parser.parse_known_args(args)
-    preset = [f"--{k}={v}" for k, v in QUICK_TRAIN.items()] if opts.quick else []
+    preset = [f"--{k}={v}" for k, v in QUICK_TRAIN.items()] if chosen else []
     cfg, given = parse_args(preset + rest)  # flags given later override the preset
     typed = {a.split("=")[0].lstrip("-") for a in args if a.startswith("--")}
     given -= set(QUICK_TRAIN) - typed  # "given" means typed by the user, not set by the preset
@@ -164,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "d_iters": opts.d_iters, "noise_std": opts.noise_std, "grad_batches": opts.grad_batches,
         "grad_every": opts.grad_every, "batch_size": cfg.batch_size, "probe_norm": norm,
         "probe_lr": opts.probe_lr, "probe_schedule": opts.probe_schedule, "d_width": cfg.d_width,
-        "betas": [cfg.beta1, cfg.beta2], "seed": cfg.seed, "quick": opts.quick,
+        "betas": [cfg.beta1, cfg.beta2], "seed": cfg.seed, "quick": opts.quick, "full": opts.full,
         "generator_mode": "train (BatchNorm batch statistics)", "real_examples": len(real), "device": str(device),
         "generators": [{"g_epochs": s.g_epochs, "g_steps": s.g_steps, "source": s.source} for s in snapshots],
         "train_config": cfg.to_dict(), "wall_seconds": round(time.time() - start, 1),

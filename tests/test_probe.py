@@ -269,6 +269,7 @@ def _corrupt(tmp_path):
     (["--arch", "mlp", "--probe_norm", "batch"], "--probe_norm batch: the mlp discriminator accepts"),
     (["--probe_lr", "0"], "--probe_lr"),
     (["--probe_schedule", "cosine"], "--probe_schedule"),
+    (["--quick", "--full"], "--quick and --full exclude each other"),
 ])
 def test_script_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     args = [_corrupt(tmp_path) if a == "CORRUPT" else a for a in args]
