@@ -155,10 +155,13 @@ def _num(v: Any, fmt: str = ".3g") -> str:
 
 def write_report(out_dir: str | Path, summary: dict[str, Any]) -> Path:
     """Write ``results.md``: every probe's numbers, the targets per G snapshot and the Fig. 2 y-range."""
+    from gan_lightning.config import config_from_dict, resolve_arch
+
     st = summary["settings"]
+    tc = st["train_config"]
     lines = [
         "# Frozen-generator probe (Arjovsky & Bottou 2017, Figs. 1-3 and Sec. 3)", "",
-        f"G: {st['train_config']['arch']} on {st['train_config']['dataset']} at {st['train_config']['image_size']} px, "
+        f"G: {resolve_arch(config_from_dict(tc))} on {tc['dataset']} at {tc['image_size']} px, "
         f"snapshots after {', '.join(str(g['g_epochs']) for g in st['generators'])} epochs. "
         f"Probe D: the run's D with {st['probe_norm']} norm (width {st['d_width']}), Adam {st['probe_lr']:g} "
         f"({st['probe_schedule']} schedule), batch {st['batch_size']}, {st['d_iters']:,} iterations, seed {st['seed']}; "
@@ -194,7 +197,7 @@ def write_report(out_dir: str | Path, summary: dict[str, Any]) -> Path:
               "after 4,000 D iterations. Here, without noise:", ""]
     for c in summary["checkpoints"]:
         if c["noise_std"] == 0:
-            lines.append(f"- G after {c['g_epochs']} epochs: {_num(c['grad_norm_minimax_decay_orders'], '.2f')} "
+            lines.append(f"- G after {c['g_epochs']} epoch{'s' * (c['g_epochs'] != 1)}: {_num(c['grad_norm_minimax_decay_orders'], '.2f')} "
                          f"orders of magnitude ({_num(c['grad_norm_minimax_first'])} -> "
                          f"{_num(c['grad_norm_minimax_last'])}) in {st['d_iters']:,} iterations")
     path = Path(out_dir) / "results.md"

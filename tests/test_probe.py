@@ -216,7 +216,7 @@ def test_script_writes_curves_summary_and_figures(tmp_path, capsys):
     report = (out / "results.md").read_text()
     assert "| 1 | 0 |" in report and "| 1 | 0.5 |" in report  # one table row per probe
     orders = summary["checkpoints"][0]["grad_norm_minimax_decay_orders"]
-    assert f"G after 1 epochs: {orders:.2f} orders of magnitude" in report
+    assert f"G after 1 epoch: {orders:.2f} orders of magnitude" in report and "G: dcgan on mnist5k" in report
     assert summary["settings"]["train_config"]["dataset"] == "mnist5k"
     for name in FIGURES:
         assert (out / name).stat().st_size > 1000
