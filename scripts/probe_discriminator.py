@@ -52,28 +52,24 @@ def _numbers(kind: type, minimum: float, maximum: float):
     return parse
 
 
-def _number(minimum: float, maximum: float):
-    def parse(text: str) -> float:
+def _scalar(kind: type, minimum: float, maximum: float):
+    """An argparse type: one ``kind`` (int or float) in [minimum, maximum]."""
+    expected = (f"an integer in [{minimum:,}, {maximum:,}]" if kind is int
+                else f"a number in [{minimum:g}, {maximum:g}]")
+
+    def parse(text: str):
         try:
-            value = float(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number in [{minimum:g}, {maximum:g}], got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
         if not (math.isfinite(value) and minimum <= value <= maximum):
-            raise argparse.ArgumentTypeError(f"expected a number in [{minimum:g}, {maximum:g}], got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
         return value
     return parse
 
 
 def _count(maximum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer in [1, {maximum:,}], got {text!r}") from None
-        if not 1 <= value <= maximum:
-            raise argparse.ArgumentTypeError(f"expected an integer in [1, {maximum:,}], got {text!r}")
-        return value
-    return parse
+    return _scalar(int, 1, maximum)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -95,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="D iterations between gradient-norm measurements")
     p.add_argument("--probe_norm", default=PROBE_NORM, choices=PROBE_NORMS,
                    help="normalization of the probe's D (batch: D's output depends on its batch)")
-    p.add_argument("--probe_lr", type=_number(1e-8, 1.0), default=PROBE_LR,
+    p.add_argument("--probe_lr", type=_scalar(float, 1e-8, 1.0), default=PROBE_LR,
                    help="the probe D's Adam learning rate at its first update")
     p.add_argument("--probe_schedule", default=PROBE_SCHEDULE, choices=LR_SCHEDULES,
                    help="the probe D's learning rate: linear decay to 0 over --d_iters, or constant")
