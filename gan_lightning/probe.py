@@ -284,7 +284,7 @@ def check_targets(checkpoints: Sequence[dict[str, Any]]) -> list[dict[str, Any]]
         clean, noisy = runs.get(0.0), runs[max(runs)] if max(runs) > 0 else None
         no_noise = {k: clean[k] is not None and clean[k] >= v for k, v in TARGETS_NO_NOISE.items()} if clean else None
         most = {k: noisy[k] is not None and noisy[k] < v for k, v in TARGETS_MOST_NOISE.items()} if noisy else None
-        met = all(all(d.values()) for d in (no_noise, most) if d is not None) and None not in (no_noise, most)
+        met = no_noise is not None and most is not None and all(no_noise.values()) and all(most.values())
         out.append({"g_epochs": epochs, "no_noise": no_noise, "most_noise_std": max(runs) if noisy else None,
                     "most_noise": most, "met": met})
     return out
