@@ -92,7 +92,7 @@ def worker(variant: str, steps: int, warmup: int, model_flags: list[str], result
 
     from gan_lightning.config import parse_args
     from gan_lightning.build import build_module
-    from gan_lightning.data import DATASETS, data_shape
+    from gan_lightning.data.datasets import DATASETS, data_shape
 
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)

@@ -44,7 +44,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH), str(BENCH.parent)]  # bench/step.py's helpers; gan_lightning from this checkout
 
-from gan_lightning.cli import run_cli  # noqa: E402
+from gan_lightning.runs.cli import run_cli  # noqa: E402
 from gan_lightning.errors import UsageError  # noqa: E402
 
 PARTS = ("fp32", "bf16", "channels_last", "compile")
@@ -205,7 +205,7 @@ def worker(args) -> None:
     from torch.utils.data import DataLoader, Dataset
 
     import step
-    from gan_lightning.training import resolve_strategy
+    from gan_lightning.build import resolve_strategy
 
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)

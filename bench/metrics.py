@@ -40,9 +40,9 @@ sys.path.insert(0, str(ROOT))
 
 from gan_lightning.config import TrainConfig  # noqa: E402
 from gan_lightning.build import build_module  # noqa: E402
-from gan_lightning.data import DATASETS, data_shape  # noqa: E402
-from gan_lightning.extractors import load_extractor, write_random_inception_weights  # noqa: E402
-from gan_lightning.metrics import FidelityMetrics, Reference, latents  # noqa: E402
+from gan_lightning.data.datasets import DATASETS, data_shape  # noqa: E402
+from gan_lightning.metrics.extractors import load_extractor, write_random_inception_weights  # noqa: E402
+from gan_lightning.metrics.fidelity import FidelityMetrics, Reference, latents  # noqa: E402
 
 
 def timed(fn) -> float:

@@ -65,7 +65,7 @@ def gan_step(g: nn.Module, d: nn.Module, d_opt: torch.optim.Optimizer, g_opt: to
         autocast: context of the forward passes (``torch.autocast`` for mixed precision);
             backward passes run outside it, as PyTorch recommends.
     """
-    from gan_lightning.losses import d_bce_loss, g_nonsaturating_loss
+    from gan_lightning.core.losses import d_bce_loss, g_nonsaturating_loss
     from gan_lightning.torch_utils import frozen
 
     with autocast():

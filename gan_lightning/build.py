@@ -1,55 +1,58 @@
-"""Objects from a TrainConfig: data module, networks, instance noise and the LightningModule.
+"""Every object a run is made of, built from a resolved TrainConfig: data module, networks, instance
+noise, the LightningModule, the probe's D, callbacks, loggers and the Trainer.
 
-The names a config holds (data set, arch, loss, task, ...) become objects here; ``config.validate``
-has already checked them, so a lookup here does not fail on a user's typo.
+Builders only build: the values they read are the resolved ones (:func:`gan_lightning.config.resolve`,
+which a builder applies itself when handed a config that still holds ``auto`` values), and
+``config.validate`` has checked the names, so a lookup here does not fail on a user's typo.
+
+May import anything in the package except ``runs.training`` and ``experiments``.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
-from gan_lightning.config import TrainConfig, noise_enabled, resolve_arch, resolve_d_norm, resolve_g_objective
+from gan_lightning.config import TrainConfig, noise_enabled, num_outputs
+from gan_lightning.config.resolve import resolve, unresolved
+from gan_lightning.diagnostics.probe_recipe import PROBE_NORM
 from gan_lightning.errors import UsageError
+
+
+def _resolved(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` itself when it is resolved (a run resolves once), else its resolved copy."""
+    return cfg if not unresolved(cfg) else resolve(cfg)
 
 
 def build_datamodule(cfg: TrainConfig):
     """The LightningDataModule of ``cfg.dataset``: labeled + unlabeled batches for the semi-supervised task."""
-    from gan_lightning.data import DATASETS, GANDataModule
+    from gan_lightning.data.datasets import DATASETS, GANDataModule
 
+    cfg = _resolved(cfg)
     common = dict(image_size=cfg.image_size, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                   data_root=cfg.data_root, download=cfg.download)
     if cfg.task == "semi_supervised":
-        from gan_lightning.ssl_data import SemiSupervisedDataModule
+        from gan_lightning.data.semi_supervised import SemiSupervisedDataModule
 
         return SemiSupervisedDataModule(
-            DATASETS[cfg.dataset], cfg.labels_per_class, seed=label_seed(cfg), shuffle_seed=cfg.seed,
+            DATASETS[cfg.dataset], cfg.labels_per_class, seed=cfg.label_seed, shuffle_seed=cfg.seed,
             unlabeled=cfg.unlabeled, **common
         )
     return GANDataModule(DATASETS[cfg.dataset], seed=cfg.seed, **common)
-
-
-def label_seed(cfg: TrainConfig) -> int:
-    """Seed of the labeled subset: ``--label_seed``, or the run's ``--seed`` when it is -1."""
-    return cfg.seed if cfg.label_seed < 0 else cfg.label_seed
-
-
-def num_outputs(cfg: TrainConfig) -> int:
-    """D's logits: 1 for a GAN, K class logits for the semi-supervised K+1 discriminator."""
-    from gan_lightning.data import DATASETS
-
-    return DATASETS[cfg.dataset].num_classes if cfg.task == "semi_supervised" else 1
 
 
 def build_networks(cfg: TrainConfig, data_shape: tuple[int, ...]):
     """(generator, discriminator) for ``cfg.arch``, the data's shape and the task's number of D outputs."""
     from gan_lightning.networks import NETWORKS
 
-    arch = NETWORKS[resolve_arch(cfg)]
+    cfg = _resolved(cfg)
+    arch = NETWORKS[cfg.arch]
     k = num_outputs(cfg)
     g = arch.generator(z_dim=cfg.z_dim, data_shape=data_shape, width=cfg.g_width, norm=cfg.g_norm,
                        vbn_ref_size=cfg.vbn_ref_size)
-    d = arch.discriminator(data_shape=data_shape, width=cfg.d_width, norm=resolve_d_norm(cfg), num_outputs=k)
+    d = arch.discriminator(data_shape=data_shape, width=cfg.d_width, norm=cfg.d_norm, num_outputs=k)
     if cfg.minibatch_discrimination:
         from gan_lightning.layers import add_minibatch_discrimination
 
@@ -59,7 +62,7 @@ def build_networks(cfg: TrainConfig, data_shape: tuple[int, ...]):
 
 def build_noise(cfg: TrainConfig):
     """The InstanceNoise on D's inputs; off (a no-op) when --noise_std is 0 and not adaptive."""
-    from gan_lightning.noise import InstanceNoise, make_schedule
+    from gan_lightning.core.noise import InstanceNoise, make_schedule
 
     if not noise_enabled(cfg):
         return InstanceNoise.off()
@@ -70,10 +73,10 @@ def build_noise(cfg: TrainConfig):
 
 def build_g_objective(cfg: TrainConfig, discriminator: Any):
     """What G minimizes: feature matching on ``discriminator``, or the G loss of ``--loss``."""
-    from gan_lightning.losses import LOSSES
-    from gan_lightning.objectives import AdversarialObjective, FeatureMatching
+    from gan_lightning.core.losses import LOSSES
+    from gan_lightning.core.objectives import AdversarialObjective, FeatureMatching
 
-    if resolve_g_objective(cfg) == "adversarial":
+    if _resolved(cfg).g_objective == "adversarial":
         return AdversarialObjective(LOSSES[cfg.loss].g)
     try:
         return FeatureMatching(cfg.fm_distance, cfg.fm_layer, discriminator=discriminator)
@@ -83,9 +86,9 @@ def build_g_objective(cfg: TrainConfig, discriminator: Any):
 
 def build_gan(cfg: TrainConfig, data_shape: tuple[int, ...]):
     """The GAN LightningModule for ``cfg``: networks, losses and techniques resolved from names."""
-    from gan_lightning.losses import LOSSES
+    from gan_lightning.core.losses import LOSSES
     from gan_lightning.modules import GAN
-    from gan_lightning.penalties import GradientPenalty, HistoricalAveraging, WeightClip
+    from gan_lightning.core.penalties import GradientPenalty, HistoricalAveraging, WeightClip
 
     g, d = build_networks(cfg, data_shape)  # historical averaging needs D with its final head
     pair = LOSSES[cfg.loss]
@@ -121,6 +124,7 @@ def build_semi_supervised(cfg: TrainConfig, data_shape: tuple[int, ...]):
 
 def build_module(cfg: TrainConfig, data_shape: tuple[int, ...]):
     """The LightningModule of ``cfg.task`` (see TASKS)."""
+    cfg = _resolved(cfg)
     return TASKS[cfg.task](cfg, data_shape)
 
 
@@ -129,3 +133,169 @@ TASKS: dict[str, Callable[[TrainConfig, tuple[int, ...]], Any]] = {
     "gan": build_gan,
     "semi_supervised": build_semi_supervised,
 }
+
+
+# -- the probe's D ----------------------------------------------------------------------------
+def probe_norm(cfg: Any, norm: str = PROBE_NORM) -> str:
+    """The normalization the probe's D gets: ``norm``, or the only one ``cfg``'s architecture has
+    (``improved_mnist``: weight norm, "none").
+
+    Raises:
+        UsageError: ``norm`` is not one the architecture's D accepts.
+    """
+    from gan_lightning.networks import NETWORKS
+
+    arch = _resolved(cfg).arch
+    accepted = NETWORKS[arch].d_norms
+    if len(accepted) == 1:
+        return accepted[0]
+    if norm not in accepted:
+        raise UsageError(f"--probe_norm {norm}: the {arch} discriminator accepts {list(accepted)}")
+    return norm
+
+
+def probe_discriminator(cfg: Any, data_shape: tuple[int, ...], norm: str = PROBE_NORM) -> Any:
+    """A fresh probe D: the plain one-logit D of ``cfg``'s architecture and width, with :func:`probe_norm`.
+
+    No minibatch discrimination and one output (also for a semi-supervised run's G).
+    """
+    from dataclasses import replace
+
+    plain = replace(_resolved(cfg), task="gan", d_norm=probe_norm(cfg, norm), minibatch_discrimination=False)
+    return build_networks(plain, data_shape)[1]
+
+
+# -- callbacks, loggers, Trainer ----------------------------------------------------------------
+def resolve_strategy(cfg: TrainConfig) -> str:
+    """Several processes need DDP that tolerates unused parameters: D's loss never touches G."""
+    if cfg.strategy != "auto":
+        return cfg.strategy
+    if cfg.devices == "auto":
+        import torch
+
+        gpu = cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+        count = torch.cuda.device_count() if gpu else 1
+    else:
+        parts = [p for p in cfg.devices.split(",") if p.strip()]
+        count = len(parts) if len(parts) > 1 else int(parts[0])
+    return "ddp_find_unused_parameters_true" if count * cfg.num_nodes > 1 else "auto"
+
+
+def build_diagnostics(cfg: TrainConfig) -> list[Any]:
+    """D accuracy and gradient norms at the loggers' cadence (off with --diagnostics false), and the probe."""
+    from gan_lightning.callbacks import DiscriminatorAccuracy, GradientNorms, ProbeCallback
+
+    cfg = _resolved(cfg)
+    callbacks: list[Any] = []
+    if cfg.diagnostics:
+        callbacks += [
+            DiscriminatorAccuracy(every_n_steps=cfg.log_every_n_steps),
+            GradientNorms(every_n_steps=cfg.log_every_n_steps, per_layer=cfg.grad_norm_per_layer,
+                          shadow_every_n_steps=cfg.shadow_every_n_steps),
+        ]
+    if cfg.probe_every_n_epochs:
+        callbacks.append(ProbeCallback(every_n_epochs=cfg.probe_every_n_epochs, d_iters=cfg.probe_d_iters,
+                                       batch_size=cfg.batch_size, seed=cfg.seed,
+                                       make_discriminator=lambda shape: probe_discriminator(cfg, shape)))
+    return callbacks
+
+
+def build_metrics(cfg: TrainConfig) -> list[Any]:
+    """FID/KID/IS/PR (images) or mode coverage (ring, grid) every --metric_every_n_epochs; none when 0."""
+    from gan_lightning.callbacks import MetricsCallback
+    from gan_lightning.data.datasets import DATASETS
+    from gan_lightning.metrics.keys import parse_metrics
+
+    cfg = _resolved(cfg)
+    if cfg.metric_every_n_epochs == 0 or (DATASETS[cfg.dataset].kind == "images" and not parse_metrics(cfg.metrics)):
+        return []
+    return [MetricsCallback(
+        every_n_epochs=cfg.metric_every_n_epochs, num_samples=cfg.metric_num_samples, extractor=cfg.metric_extractor,
+        metrics=cfg.metrics, weights_path=cfg.metric_weights, download=cfg.metric_download, dataset=cfg.dataset,
+        image_size=cfg.image_size, data_root=cfg.data_root, split=cfg.metric_split or None,
+        kid_subset_size=cfg.metric_kid_subset_size, cache_dir=cfg.metric_cache_dir or None,
+        progress=sys.stderr.isatty(), flags={"num_samples": "--metric_num_samples", "kid_subset_size": "--metric_kid_subset_size",
+               "metrics": "--metrics"},
+    )]
+
+
+def build_trainer(cfg: TrainConfig, run_dir: Path, extra_callbacks: Sequence[Any] = ()):
+    """The Trainer of a run: checkpoints (atomic last.ckpt), samples, loggers, hardware flags.
+
+    Raises:
+        UsageError: when Lightning rejects the hardware flags (e.g. more devices than exist).
+    """
+    import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from gan_lightning.callbacks import LastCheckpoint, SampleGrid, StopAtGSteps
+    from gan_lightning.runs.checkpoints import AtomicCheckpointIO
+    from gan_lightning.runs.outputs import say
+
+    cfg = _resolved(cfg)
+    callbacks = [
+        SampleGrid(run_dir / "samples", every_n_epochs=cfg.sample_every_n_epochs),
+        *build_diagnostics(cfg),
+        *build_metrics(cfg),
+        *extra_callbacks,
+        *([StopAtGSteps(cfg.max_steps)] if cfg.max_steps > 0 else []),
+        LastCheckpoint(run_dir / "checkpoints" / "last.ckpt"),  # last: saves what the others did
+    ]
+    devices: Any = cfg.devices
+    if devices != "auto":
+        parts = [int(p) for p in devices.split(",") if p.strip()]
+        devices = parts if len(parts) > 1 else parts[0]
+    try:
+        return L.Trainer(
+            accelerator=cfg.accelerator, devices=devices, num_nodes=cfg.num_nodes,
+            strategy=resolve_strategy(cfg), precision=cfg.precision,
+            max_epochs=cfg.max_epochs,
+            logger=build_loggers(cfg, run_dir, say) or False, callbacks=callbacks,
+            log_every_n_steps=cfg.log_every_n_steps, default_root_dir=str(run_dir),
+            plugins=[AtomicCheckpointIO()], enable_model_summary=False, enable_checkpointing=False,
+            enable_progress_bar=sys.stderr.isatty(),  # no escape codes in log files
+        )
+    except (MisconfigurationException, ValueError) as e:
+        raise UsageError(str(e).strip().splitlines()[0]) from None
+
+
+def build_loggers(cfg: TrainConfig, run_dir: Path, say=print) -> list[Any]:
+    """CSV always (``<run_dir>/metrics.csv``), plus W&B or TensorBoard; nothing for ``--logger none``.
+
+    Args:
+        cfg: the run's config; logged as the W&B config.
+        run_dir: the run folder.
+        say: where the one-line offline notice goes.
+    """
+    from gan_lightning.runs.loggers import AppendingCSVLogger, noise_label, run_group, wandb_mode
+
+    if cfg.logger == "none":
+        return []
+    loggers: list[Any] = [AppendingCSVLogger(run_dir)]
+    if cfg.logger == "tensorboard":
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="", version="tensorboard"))
+    elif cfg.logger == "wandb":
+        from lightning.pytorch.loggers import WandbLogger
+
+        mode, why = wandb_mode()
+        if mode == "offline":
+            say(f"W&B: {why}; logging offline under {run_dir}/wandb; "
+                f"sync later with `wandb sync {run_dir}/wandb/offline-run-*`")
+        # One id per run folder, kept in a file, so a resumed run continues the same W&B run.
+        id_file = run_dir / "wandb_id.txt"
+        if not id_file.is_file():
+            import secrets
+
+            run_dir.mkdir(parents=True, exist_ok=True)
+            id_file.write_text(secrets.token_hex(4))
+        wandb_logger = WandbLogger(
+            project=cfg.project, name=cfg.run_name, save_dir=str(run_dir), mode=mode,
+            id=id_file.read_text().strip(), resume="allow",
+            group=run_group(cfg), tags=[cfg.loss, f"noise:{noise_label(cfg)}", cfg.dataset, cfg.arch],
+            config=cfg.to_dict(),
+        )
+        # Lightning passes anonymous=None, and W&B warns on every run that the setting has no effect.
+        wandb_logger._wandb_init.pop("anonymous", None)
+        loggers.append(wandb_logger)
+    return loggers

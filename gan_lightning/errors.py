@@ -9,5 +9,10 @@ class DataError(UsageError):
     """A data set that cannot be found or read."""
 
 
+def is_count(value: object, minimum: int = 1) -> bool:
+    """Whether ``value`` is an int (not a bool) >= ``minimum``: the check of every count argument."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
 class DivergenceError(RuntimeError):
     """Training produced a non-finite loss or weight; the message names the network and the step."""

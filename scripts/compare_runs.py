@@ -13,9 +13,9 @@ table. Bad input ends with one line and exit code 2.
 import argparse
 import sys
 
-from gan_lightning.cli import run_cli
+from gan_lightning.runs.cli import run_cli
 from gan_lightning.errors import UsageError
-from gan_lightning.outputs import check_out_dir
+from gan_lightning.runs.outputs import check_out_dir
 
 
 class _Parser(argparse.ArgumentParser):
@@ -24,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv=None) -> int:
-    from gan_lightning import compare
+    from gan_lightning.experiments import compare
 
     p = _Parser(prog="compare_runs.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--runs_dir", default="", help="folder of run folders (searched recursively; default: runs)")

@@ -10,7 +10,7 @@ Real features are cached per key (data set, split, image size, number of real im
 and the sha256 of its weights) under --cache_dir, so a second evaluation only generates and
 extracts the generated half. Names in the table (and under ``names`` in --json) are the ones
 training logs: ``fid/lenet_5k``, or ``fid/lenet-<sha256[:8]>_5k`` with --metric_weights other than
-the extractor's reference weights (see ``gan_lightning.metrics.metric_key``).
+the extractor's reference weights (see ``gan_lightning.metrics.keys.metric_key``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from gan_lightning.cli import run_cli
+from gan_lightning.runs.cli import run_cli
 from gan_lightning.errors import UsageError
 
 
@@ -32,7 +32,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from gan_lightning.extractors import EXTRACTORS
+    from gan_lightning.metrics.extractors import EXTRACTORS
 
     p = _Parser(prog="evaluate.py", description=__doc__.split("\n\n")[0], allow_abbrev=False)
     p.add_argument("ckpt", help="a checkpoint written by scripts/train.py")
@@ -79,9 +79,9 @@ def load_generator(path: str | Path):
         UsageError: not a readable gan_lightning checkpoint, or weights that do not fit its config.
     """
     from gan_lightning.build import build_module
-    from gan_lightning.checkpoints import CHECKPOINT_KEY, load_weights, read_checkpoint
+    from gan_lightning.runs.checkpoints import CHECKPOINT_KEY, load_weights, read_checkpoint
     from gan_lightning.config import config_from_dict
-    from gan_lightning.data import DATASETS, data_shape
+    from gan_lightning.data.datasets import DATASETS, data_shape
 
     ckpt = read_checkpoint(path)
     stored = ckpt[CHECKPOINT_KEY]["config"]
@@ -94,8 +94,8 @@ def load_generator(path: str | Path):
 
 
 def evaluate_points(module, dataset: str, args, device) -> dict[str, Any]:
-    from gan_lightning.metrics import generate_samples
-    from gan_lightning.mode_coverage import MIXTURES, dataset_mode_coverage
+    from gan_lightning.metrics.fidelity import generate_samples
+    from gan_lightning.metrics.mode_coverage import MIXTURES, dataset_mode_coverage
 
     import torch
 
@@ -109,8 +109,9 @@ def evaluate_points(module, dataset: str, args, device) -> dict[str, Any]:
 
 
 def evaluate_images(module, cfg, args, device) -> tuple[dict[str, Any], dict[str, str]]:
-    from gan_lightning.extractors import data_warning, default_extractor, load_extractor
-    from gan_lightning.metrics import FidelityMetrics, Reference, default_split
+    from gan_lightning.metrics.extractors import data_warning, default_extractor, load_extractor
+    from gan_lightning.metrics.fidelity import FidelityMetrics, Reference
+    from gan_lightning.metrics.keys import default_split
 
     name = default_extractor(cfg.dataset) if args.extractor == "auto" else args.extractor
     reference = Reference(cfg.dataset, args.split or default_split(cfg.dataset), cfg.image_size, args.num_real,
@@ -132,11 +133,11 @@ def evaluate_images(module, cfg, args, device) -> tuple[dict[str, Any], dict[str
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    from gan_lightning.callbacks.metrics import default_num_samples
+    from gan_lightning.metrics.keys import default_num_samples
     from gan_lightning.config import SEED_MAX, SIZE_LIMITS
-    from gan_lightning.data import DATASETS
-    from gan_lightning.extractors import check_name
-    from gan_lightning.metrics import metric_key, parse_metrics
+    from gan_lightning.data.datasets import DATASETS
+    from gan_lightning.metrics.extractors import check_name
+    from gan_lightning.metrics.keys import metric_key, parse_metrics
 
     for flag in ("num_samples", "num_real"):
         if getattr(args, flag) < 0:

@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from gan_lightning.cli import run_cli
+from gan_lightning.runs.cli import run_cli
 from gan_lightning.errors import UsageError
-from gan_lightning.outputs import check_out_dir
-from gan_lightning.probe_recipe import LR_SCHEDULES, PROBE_LR, PROBE_NORM, PROBE_NORMS, PROBE_SCHEDULE
+from gan_lightning.runs.outputs import check_out_dir
+from gan_lightning.diagnostics.probe_recipe import LR_SCHEDULES, PROBE_LR, PROBE_NORM, PROBE_NORMS, PROBE_SCHEDULE
 
 # --quick and --full: a built-in data set and small networks, so they run on a CPU (2 cores: ~5 and
 # ~45 minutes); --full is the default protocol (G after 1, 10, 25 epochs, 4,000 D iterations).
@@ -140,11 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse, build the generators and the real data, run every probe, write the outputs."""
     import torch
 
-    from gan_lightning.build import build_datamodule
-    from gan_lightning.probe import (
-        load_generators, probe_discriminator, probe_norm, real_tensor, run_study, train_generators,
-    )
-    from gan_lightning.probe_plots import log_to_wandb, save_figures, write_outputs, write_report
+    from gan_lightning.build import build_datamodule, probe_discriminator, probe_norm
+    from gan_lightning.diagnostics.probe import real_tensor
+    from gan_lightning.experiments.probe_study import load_generators, run_study, train_generators
+    from gan_lightning.experiments.probe_report import log_to_wandb, save_figures, write_outputs, write_report
 
     start = time.time()
     opts, cfg, given = parse(argv)

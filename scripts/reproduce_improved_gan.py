@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from gan_lightning.cli import run_cli
+from gan_lightning.runs.cli import run_cli
 from gan_lightning.errors import UsageError
-from gan_lightning.outputs import check_out_dir
+from gan_lightning.runs.outputs import check_out_dir
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,7 +32,7 @@ class _Parser(argparse.ArgumentParser):
 
 def parse(argv: Sequence[str] | None):
     from gan_lightning.config import ACCELERATORS
-    from gan_lightning.reproduce import STUDIES
+    from gan_lightning.experiments.reproduce import STUDIES
 
     p = _Parser(prog="reproduce_improved_gan.py", description=__doc__.split("\n\n")[0], allow_abbrev=False)
     p.add_argument("--quick", action="store_true", help="short settings (under 15 minutes on two CPU cores)")
@@ -65,8 +65,8 @@ def parse(argv: Sequence[str] | None):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from gan_lightning.reproduce import FULL, QUICK, STUDIES
-    from gan_lightning.reproduce_report import write_outputs
+    from gan_lightning.experiments.reproduce import FULL, QUICK, STUDIES
+    from gan_lightning.experiments.reproduce_report import write_outputs
 
     args, only = parse(argv)
     settings = dataclasses.replace(QUICK if args.quick else FULL, jobs=args.jobs,

@@ -14,9 +14,9 @@ prints a table of the sweep's metric per run. Exit status: 0, 1 if a run failed,
 import argparse
 import sys
 
-from gan_lightning.cli import run_cli
+from gan_lightning.runs.cli import run_cli
 from gan_lightning.errors import UsageError
-from gan_lightning.outputs import check_out_dir
+from gan_lightning.runs.outputs import check_out_dir
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,7 +25,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv=None) -> int:
-    from gan_lightning.sweeps import run_sweep
+    from gan_lightning.experiments.sweep_local import run_sweep
 
     p = _Parser(prog="sweep_local.py", description=__doc__.split("\n\n")[0])
     p.add_argument("sweep", help="sweep YAML, e.g. sweeps/smoke.yaml")

@@ -3,8 +3,8 @@
 
 import sys
 
-from gan_lightning.cli import run_cli
-from gan_lightning.training import main
+from gan_lightning.runs.cli import run_cli
+from gan_lightning.runs.training import main
 
 if __name__ == "__main__":
     sys.exit(run_cli(main))

@@ -33,11 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gan_lightning.cli import run_cli
+from gan_lightning.runs.cli import run_cli
 from gan_lightning.errors import UsageError
-from gan_lightning.extractors import EXTRACTORS, WEIGHTS_DIR, LeNetMNIST, file_sha256, lenet_input
-from gan_lightning.metrics import metric_key
-from gan_lightning.outputs import check_out_file
+from gan_lightning.metrics.extractors import EXTRACTORS, WEIGHTS_DIR, file_sha256
+from gan_lightning.metrics.lenet import LeNetMNIST, lenet_input
+from gan_lightning.metrics.keys import metric_key
+from gan_lightning.runs.outputs import check_out_file
 
 SHIPPED = WEIGHTS_DIR / EXTRACTORS["lenet-mnist"].shipped
 
@@ -60,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def digits(split: str, image_size: int) -> tuple[Tensor, Tensor]:
     """mnist5k ``split`` as the classifier sees it: (N, 1, 32, 32) in [-1, 1] and labels (N,)."""
-    from gan_lightning.data import DATASETS
+    from gan_lightning.data.datasets import DATASETS
     from gan_lightning.images import to_uint8
 
     data = DATASETS["mnist5k"].load(split, image_size, "data", False)
@@ -123,7 +124,7 @@ def check_out(out: str, overwrite: bool) -> Path:
     Raises:
         UsageError: no ``--out``; the shipped file, by any spelling (relative, through symlinks,
             a hard link); a symlink loop; an existing file without ``overwrite``; a folder, a path
-            under a file, a name too long, no permission (:func:`gan_lightning.outputs.check_out_file`).
+            under a file, a name too long, no permission (:func:`gan_lightning.runs.outputs.check_out_file`).
     """
     if not out.strip():
         raise UsageError("--out is required: the weights file to write, e.g. --out lenet_retrained.pt "

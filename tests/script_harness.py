@@ -24,8 +24,8 @@ from types import SimpleNamespace
 import torch
 import yaml
 
-from gan_lightning.cli import run_cli
-from gan_lightning.training import main as train_main
+from gan_lightning.runs.cli import run_cli
+from gan_lightning.runs.training import main as train_main
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["--logger", "none", "--metric_every_n_epochs", "0", "--diagnostics", "false"]

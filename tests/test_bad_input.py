@@ -20,7 +20,7 @@ from dataclasses import fields
 import pytest
 import torch
 
-from gan_lightning.checkpoints import AtomicCheckpointIO
+from gan_lightning.runs.checkpoints import AtomicCheckpointIO
 from gan_lightning.config import FIELD_TYPES, TrainConfig
 from script_harness import RING, ROOT, assert_one_line, fingerprint, run_script, tree
 
@@ -63,7 +63,7 @@ CASES = [
     case("resume-pickle-that-runs-code", "train", lambda f: ["--resume", str(f.code), *out(f)],
          "read without running code", process=True),
     case("resume-with-another-arch", "train", lambda f: ["--resume", str(f.ring), "--arch", "dcgan", *out(f)],
-         "--arch=dcgan differs from the checkpoint's 'auto'"),
+         "--arch=dcgan differs from the checkpoint's 'mlp'"),
     case("resume-with-another-width", "train", lambda f: ["--resume", str(f.dcgan), "--g_width", "8", *out(f)],
          "--g_width=8 differs from the checkpoint's 4"),
     case("resume-checkpoint-of-another-arch", "train", lambda f: ["--resume", str(f.hybrid), "--max_steps", "7"],

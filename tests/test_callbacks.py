@@ -10,14 +10,14 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from lightning.pytorch.loggers import CSVLogger
 
+from trainer_helpers import tiny_trainer
 from gan_lightning.callbacks.accuracy import DiscriminatorAccuracy, discriminator_stats
 from gan_lightning.callbacks.grad_norms import GradientNorms
 from gan_lightning.config import TrainConfig
 from gan_lightning.build import build_datamodule, build_module
-from gan_lightning.diagnostics import PAPER_G_COSTS
-from gan_lightning.losses import d_bce_loss
+from gan_lightning.diagnostics.gradients import PAPER_G_COSTS
+from gan_lightning.core.losses import d_bce_loss
 
 ACC_KEYS = ("d/acc_real", "d/acc_fake", "d/acc", "d/jsd_estimate", "d/logit_real", "d/logit_fake")
 SHADOW_KEYS = ("grad_norm/g_minimax", "grad_norm/g_nonsaturating")
@@ -31,16 +31,6 @@ def setup_run(seed: int = 0, **cfg_kwargs):
     dm = build_datamodule(cfg)
     L.seed_everything(seed, verbose=False)
     return dm, build_module(cfg, dm.data_shape)
-
-
-def tiny_trainer(tmp_path: Path, callbacks=(), **kwargs) -> L.Trainer:
-    options = dict(
-        accelerator="cpu", devices=1, max_epochs=1, limit_train_batches=4, log_every_n_steps=1,
-        logger=CSVLogger(tmp_path, name="", version=""), enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, callbacks=list(callbacks),
-    )
-    options.update(kwargs)
-    return L.Trainer(**options)
 
 
 def tensor_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:

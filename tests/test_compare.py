@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gan_lightning import compare
-from gan_lightning.cli import run_cli
+from gan_lightning.experiments import compare
+from gan_lightning.runs.cli import run_cli
 from gan_lightning.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]

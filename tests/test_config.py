@@ -4,11 +4,11 @@ import pytest
 import torch
 import yaml
 
-from gan_lightning.cli import run_cli
+from gan_lightning.runs.cli import run_cli
 from gan_lightning.config import TrainConfig, parse_args
 from gan_lightning.build import build_module
 from gan_lightning.errors import UsageError
-from gan_lightning.training import main
+from gan_lightning.runs.training import main
 
 
 def test_both_flag_spellings_and_types():
@@ -43,7 +43,36 @@ def test_every_field_is_a_flag_with_help(capsys):
 def test_dry_run_prints_resolved_config(capsys):
     assert run_cli(main, ["--dry_run", "--dataset", "ring", "--z_dim", "7"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["dataset"] == "ring" and printed["z_dim"] == 7 and printed["arch"] == "auto"
+    # The resolved config (issue 14): auto is replaced by what the run uses.
+    assert printed["dataset"] == "ring" and printed["z_dim"] == 7 and printed["arch"] == "mlp"
+
+
+HARDWARE = {"accelerator", "devices", "strategy"}  # Lightning resolves these itself
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], {"arch": "dcgan", "d_norm": "batch", "g_objective": "adversarial", "metric_extractor": "lenet-mnist",
+          "metric_split": "test", "metric_num_samples": 5000, "label_seed": 0}),
+    (["--dataset", "ring", "--seed", "3"], {"arch": "mlp", "d_norm": "none", "metric_extractor": "none",
+                                            "metric_num_samples": 2500, "label_seed": 3}),
+    (["--dataset", "cifar10"], {"metric_extractor": "inception"}),
+    (["--task", "semi_supervised", "--arch", "improved_mnist", "--image_size", "28", "--label_seed", "7"],
+     {"g_objective": "feature_matching", "d_norm": "none", "label_seed": 7}),
+])
+def test_dry_run_shows_no_auto_among_the_toolkit_settings(argv, expected, capsys):
+    assert run_cli(main, ["--dry_run", *argv]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert {k: v for k, v in printed.items() if v == "auto" and k not in HARDWARE} == {}
+    assert {k: printed[k] for k in expected} == expected
+
+
+def test_resolve_is_idempotent_and_leaves_given_values():
+    from gan_lightning.config import resolve
+
+    raw = TrainConfig(dataset="ring", d_norm="layer", metric_num_samples=300)
+    once = resolve(raw)
+    assert resolve(once) == once and raw.arch == "auto"  # a copy; the input is untouched
+    assert (once.arch, once.d_norm, once.metric_num_samples) == ("mlp", "layer", 300)
 
 
 BAD_INPUTS = [
@@ -103,7 +132,7 @@ def test_build_module_resolves_names(loss):
 
 def test_semi_supervised_task_builds_a_k_class_discriminator_and_feature_matching():
     from gan_lightning.modules import SemiSupervisedGAN
-    from gan_lightning.objectives import AdversarialObjective, FeatureMatching
+    from gan_lightning.core.objectives import AdversarialObjective, FeatureMatching
 
     cfg, _ = parse_args(["--task", "semi_supervised", "--dataset", "digits", "--arch", "mlp", "--image_size", "8",
                          "--minibatch_discrimination", "--mbd_kernels", "4", "--ema_decay", "0.9"])

@@ -1,4 +1,4 @@
-"""Tests for gan_lightning.data: built-in sets, splits, the DataModule and folder checks (offline, CPU)."""
+"""Tests for gan_lightning.data.datasets: built-in sets, splits, the DataModule and folder checks (offline, CPU)."""
 
 import dataclasses
 import subprocess
@@ -8,11 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from gan_lightning import data
-from gan_lightning.cli import run_cli
-from gan_lightning.data import DATASETS, GANDataModule, data_shape, grid_modes, ring_modes
+from gan_lightning.data import datasets as data
+from gan_lightning.runs.cli import run_cli
+from gan_lightning.data.datasets import DATASETS, GANDataModule, data_shape, grid_modes, ring_modes
 from gan_lightning.errors import DataError
-from gan_lightning.training import main
+from gan_lightning.runs.training import main
 
 BUILTIN_IMAGES = ["digits", "mnist5k"]
 
@@ -32,7 +32,7 @@ def _rows(x):
 def test_import_loads_no_dataset_library():
     # lightning itself pulls in torchvision (through torchmetrics), so only what data.py adds counts.
     code = (
-        "import sys, lightning; had_tv = 'torchvision' in sys.modules; import gan_lightning.data; "
+        "import sys, lightning; had_tv = 'torchvision' in sys.modules; import gan_lightning.data.datasets; "
         "bad = [m for m in ('sklearn', 'mlxtend') if m in sys.modules]; "
         "bad += ['torchvision'] if 'torchvision' in sys.modules and not had_tv else []; print(bad)"
     )

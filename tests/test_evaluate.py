@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from gan_lightning.cli import run_cli
+from gan_lightning.runs.cli import run_cli
 from gan_lightning.config import TrainConfig
 from gan_lightning.build import build_module
-from gan_lightning.data import DATASETS, data_shape
-from gan_lightning.extractors import LENET_MNIST_SHA256, WEIGHTS_DIR, file_sha256, write_random_inception_weights
+from gan_lightning.data.datasets import DATASETS, data_shape
+from gan_lightning.metrics.extractors import LENET_MNIST_SHA256, WEIGHTS_DIR, file_sha256, write_random_inception_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 JSON_KEYS = {"fid", "kid_mean", "kid_std", "is_mean", "is_std", "precision", "recall", "extractor",

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from gan_lightning import extractors
-from gan_lightning.cli import run_cli
-from gan_lightning.data import DATASETS
+from gan_lightning.metrics import extractors
+from gan_lightning.runs.cli import run_cli
+from gan_lightning.data.datasets import DATASETS
 from gan_lightning.errors import UsageError
-from gan_lightning.extractors import (
+from gan_lightning.metrics.extractors import (
     EXTRACTORS, INCEPTION_SHA256, INCEPTION_URL, LENET_MNIST_SHA256, WEIGHTS_DIR, LeNetMNIST, data_warning,
     default_extractor, expected_shapes, file_sha256, hub_path, load_extractor, register_with_fidelity,
     resolve_weights, write_random_inception_weights,

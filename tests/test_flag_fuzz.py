@@ -59,8 +59,8 @@ def script_flags(script: str) -> list[str]:
 @pytest.fixture
 def stubbed(monkeypatch):
     """Replace the minutes-long work of the reproduction and of the extractor training by stubs."""
-    import gan_lightning.reproduce as reproduce
-    import gan_lightning.reproduce_report as report
+    import gan_lightning.experiments.reproduce as reproduce
+    import gan_lightning.experiments.reproduce_report as report
 
     for name in reproduce.STUDIES:
         monkeypatch.setitem(reproduce.STUDIES, name, lambda settings, out_dir, say: {})
@@ -71,7 +71,7 @@ def stubbed(monkeypatch):
 
     monkeypatch.setattr(report, "write_outputs", write_outputs)
     module = script_module("train_feature_extractor")
-    from gan_lightning.extractors import LeNetMNIST
+    from gan_lightning.metrics.lenet import LeNetMNIST
 
     monkeypatch.setattr(module, "train", lambda *args, **kwargs: LeNetMNIST().eval())
 

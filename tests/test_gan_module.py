@@ -6,20 +6,10 @@ import lightning as L
 import pytest
 import torch
 
+from trainer_helpers import tiny_trainer
 from gan_lightning.config import TrainConfig
 from gan_lightning.build import build_datamodule, build_module
-from gan_lightning.noise import InstanceNoise
-
-
-def tiny_trainer(tmp_path, **kwargs) -> L.Trainer:
-    from lightning.pytorch.loggers import CSVLogger
-
-    defaults = dict(
-        accelerator="cpu", devices=1, max_epochs=1, limit_train_batches=4, logger=CSVLogger(tmp_path, name="", version=""),
-        log_every_n_steps=1, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-    )
-    defaults.update(kwargs)
-    return L.Trainer(**defaults)
+from gan_lightning.core.noise import InstanceNoise
 
 
 def setup_run(**cfg_kwargs):
@@ -127,7 +117,7 @@ def test_counters_and_fixed_latents_are_in_the_state_dict():
 
 
 def test_rejects_bad_arguments():
-    from gan_lightning.losses import d_bce_loss, g_nonsaturating_loss
+    from gan_lightning.core.losses import d_bce_loss, g_nonsaturating_loss
     from gan_lightning.modules import GAN
 
     _, module = setup_run(dataset="ring")

@@ -9,10 +9,10 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from gan_lightning.losses import d_bce_loss, g_nonsaturating_loss
+from gan_lightning.core.losses import d_bce_loss, g_nonsaturating_loss
 from gan_lightning.modules import GAN
 from gan_lightning.networks import MLPDiscriminator, MLPGenerator
-from gan_lightning.penalties import HistoricalAveraging
+from gan_lightning.core.penalties import HistoricalAveraging
 
 REAL, FAKE = torch.randn(4, 2), torch.randn(4, 2) + 3  # unused by the penalty, passed for the signature
 

@@ -1,4 +1,4 @@
-"""Tests for gan_lightning.image_folder: the ``folder`` set's layout, bad images and the guarded loader.
+"""Tests for gan_lightning.data.image_folder: the ``folder`` set's layout, bad images and the guarded loader.
 
 Every bad input goes through scripts/train.py's entry point (``run_cli`` in this process) and must
 end with exit code 2 and one ``error:`` line naming the file; where ``check()`` can see the problem,
@@ -14,11 +14,11 @@ import torch
 from PIL import Image
 from torch._utils import ExceptionWrapper
 
-from gan_lightning.cli import run_cli
-from gan_lightning.data import DATASETS, GANDataModule
+from gan_lightning.runs.cli import run_cli
+from gan_lightning.data.datasets import DATASETS, GANDataModule
 from gan_lightning.errors import DataError
-from gan_lightning.image_folder import UnreadableImageError, check_images, image_problem, read_rgb
-from gan_lightning.training import main
+from gan_lightning.data.image_folder import UnreadableImageError, check_images, image_problem, read_rgb
+from gan_lightning.runs.training import main
 
 # 7 images < batch_size 8: one batch of every image per epoch, so a bad file is read at step 1.
 TINY = ["--dataset", "folder", "--arch", "mlp", "--image_size", "8", "--batch_size", "8", "--z_dim", "4",

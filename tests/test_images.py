@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from gan_lightning.cli import run_cli
+from gan_lightning.runs.cli import run_cli
 from gan_lightning.images import image_grid, save_image_grid, save_scatter, to_uint8
-from gan_lightning.training import main
+from gan_lightning.runs.training import main
 
 DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
 DTYPE_IDS = [str(d).removeprefix("torch.") for d in DTYPES]

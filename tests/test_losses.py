@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from gan_lightning.losses import (
+from gan_lightning.core.losses import (
     LOSSES,
     d_bce_loss,
     d_hinge_loss,

@@ -12,17 +12,16 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import Dataset
 
-from gan_lightning.callbacks.metrics import MetricsCallback, gather_rows, logged_keys
+from gan_lightning.callbacks.metrics import MetricsCallback, gather_rows
+from gan_lightning.metrics.keys import metric_keys as logged_keys
 from gan_lightning.config import TrainConfig
 from gan_lightning.build import build_datamodule, build_module
-from gan_lightning.data import DATASETS
+from gan_lightning.data.datasets import DATASETS
 from gan_lightning.errors import UsageError
-from gan_lightning.extractors import INCEPTION_SHA256, LENET_MNIST_SHA256, WEIGHTS_DIR, file_sha256, load_extractor
+from gan_lightning.metrics.extractors import INCEPTION_SHA256, LENET_MNIST_SHA256, WEIGHTS_DIR, file_sha256, load_extractor
 from gan_lightning.images import to_uint8
-from gan_lightning.metrics import (
-    CACHE_ENV, FidelityMetrics, Reference, cache_dir, count_label, latents, metric_key, parse_metrics,
-    real_stats_key, shard,
-)
+from gan_lightning.metrics.fidelity import CACHE_ENV, FidelityMetrics, Reference, cache_dir, latents, real_stats_key, shard
+from gan_lightning.metrics.keys import count_label, metric_key, parse_metrics
 
 LENET_KEYS = ("fid", "kid_mean", "kid_std", "is_mean", "is_std", "precision", "recall")
 

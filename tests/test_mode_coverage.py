@@ -12,8 +12,8 @@ from lightning.pytorch.loggers import CSVLogger
 from gan_lightning.callbacks.metrics import MetricsCallback
 from gan_lightning.config import TrainConfig
 from gan_lightning.build import build_datamodule, build_module
-from gan_lightning.data import GRID_STD, RING_STD, grid_modes, ring_modes
-from gan_lightning.mode_coverage import dataset_mode_coverage, min_samples_per_mode, mode_coverage
+from gan_lightning.data.datasets import GRID_STD, RING_STD, grid_modes, ring_modes
+from gan_lightning.metrics.mode_coverage import dataset_mode_coverage, min_samples_per_mode, mode_coverage
 
 
 def at_modes(modes: torch.Tensor, counts: list[int], offset: float = 0.0) -> torch.Tensor:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from gan_lightning.noise import (
+from gan_lightning.core.noise import (
     SCHEDULES,
     Adaptive,
     Constant,

@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.testing import assert_close
 
-from gan_lightning.losses import d_bce_loss, g_nonsaturating_loss
+from gan_lightning.core.losses import d_bce_loss, g_nonsaturating_loss
 from gan_lightning.modules import GAN
 from gan_lightning.networks import MLPDiscriminator, MLPGenerator
-from gan_lightning.objectives import AdversarialObjective, FeatureMatching
+from gan_lightning.core.objectives import AdversarialObjective, FeatureMatching
 from gan_lightning.torch_utils import frozen
 
 

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from gan_lightning.penalties import GradientPenalty, WeightClip
+from gan_lightning.core.penalties import GradientPenalty, WeightClip
 
 
 class LinearCritic(nn.Module):

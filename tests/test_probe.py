@@ -14,13 +14,13 @@ import torch
 from torch.testing import assert_close
 
 from gan_lightning.callbacks.probe import ProbeCallback, fresh_copy
-from gan_lightning.cli import run_cli
+from gan_lightning.runs.cli import run_cli
 from gan_lightning.config import TrainConfig
-from gan_lightning.build import build_datamodule, build_module
+from gan_lightning.build import build_datamodule, build_module, probe_discriminator, probe_norm
 from gan_lightning.networks import MLPDiscriminator, MLPGenerator
 from gan_lightning.errors import UsageError
-from gan_lightning.probe import (
-    CURVE_COLUMNS, SUMMARY_KEYS, check_targets, probe, probe_discriminator, probe_norm, running_mean, summarize,
+from gan_lightning.diagnostics.probe import (
+    CURVE_COLUMNS, SUMMARY_KEYS, check_targets, probe, running_mean, summarize,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,7 +223,7 @@ def test_script_writes_curves_summary_and_figures(tmp_path, capsys):
 
 
 def test_script_probes_generators_from_checkpoints(tmp_path, capsys):
-    from gan_lightning.training import main as train_main
+    from gan_lightning.runs.training import main as train_main
 
     train_args = ["--dataset", "ring", "--z_dim", "2", "--g_width", "8", "--d_width", "8", "--batch_size", "1000",
                   "--max_epochs", "2", "--out_dir", str(tmp_path), "--run_name", "ring", "--logger", "none"]
@@ -306,7 +306,7 @@ def test_probe_callback_logs_and_leaves_training_unchanged():
 
 
 def test_probe_callback_builds_d_with_the_recipe_of_the_script():
-    from gan_lightning.training import build_diagnostics
+    from gan_lightning.build import build_diagnostics
 
     shapes = []
 
@@ -341,7 +341,7 @@ def test_probe_callback_rejects_bad_arguments(kwargs):
 
 
 def test_outputs_and_wandb_logging_from_hand_made_rows(tmp_path, monkeypatch):
-    from gan_lightning.probe_plots import log_to_wandb, save_figures, write_outputs
+    from gan_lightning.experiments.probe_report import log_to_wandb, save_figures, write_outputs
 
     calls = {}
 

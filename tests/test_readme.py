@@ -4,8 +4,8 @@ from dataclasses import fields
 from pathlib import Path
 
 from gan_lightning.config import TrainConfig
-from gan_lightning.data import DATASETS
-from gan_lightning.losses import LOSSES
+from gan_lightning.data.datasets import DATASETS
+from gan_lightning.core.losses import LOSSES
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

@@ -15,14 +15,15 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from gan_lightning import losses
+from gan_lightning.core import losses
 from gan_lightning.build import build_module
-from gan_lightning.checkpoints import AtomicCheckpointIO, rng_state
-from gan_lightning.cli import run_cli
+from gan_lightning.runs.checkpoints import AtomicCheckpointIO
+from gan_lightning.torch_utils import rng_state
+from gan_lightning.runs.cli import run_cli
 from gan_lightning.config import TrainConfig
-from gan_lightning.data import EpochShuffle, ResumableLoader
+from gan_lightning.data.sampling import EpochShuffle, ResumableLoader
 from gan_lightning.modules.gan import GAN
-from gan_lightning.training import main
+from gan_lightning.runs.training import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--dataset", "digits", "--image_size", "8", "--arch", "mlp", "--batch_size", "64", "--g_width", "16",

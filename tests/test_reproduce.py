@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gan_lightning.reproduce import STUDIES, Settings
-from gan_lightning.reproduce_report import SUMMARY_KEYS, write_outputs
+from gan_lightning.experiments.reproduce import STUDIES, Settings
+from gan_lightning.experiments.reproduce_report import SUMMARY_KEYS, write_outputs
 
 TINY = Settings(ssl_epochs=1, ssl_seeds=(0,), labels_per_class=2, coverage_steps=3, coverage_seeds=(0,),
                 ablation_epochs=1, ablation_samples=500, ablation_variants=("baseline", "full recipe"),
@@ -74,7 +74,7 @@ def test_bad_study_name_is_one_line(capsys, tmp_path, monkeypatch):
         "reproduce_improved_gan", Path(__file__).parents[1] / "scripts" / "reproduce_improved_gan.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    from gan_lightning.cli import run_cli
+    from gan_lightning.runs.cli import run_cli
 
     assert run_cli(script.main, ["--only", "table3"]) == 2
     err = capsys.readouterr().err.strip()
@@ -83,8 +83,8 @@ def test_bad_study_name_is_one_line(capsys, tmp_path, monkeypatch):
 
 def test_a_preempted_run_stops_the_reproduction_and_is_not_marked_done(tmp_path, monkeypatch):
     """SIGTERM during a run (train() returns preempted) must not let the next run start."""
-    import gan_lightning.training as training
-    from gan_lightning.reproduce import train_run
+    import gan_lightning.runs.training as training
+    from gan_lightning.experiments.reproduce import train_run
 
     def preempted(cfg, given):
         run_dir = tmp_path / cfg.run_name
@@ -99,7 +99,7 @@ def test_a_preempted_run_stops_the_reproduction_and_is_not_marked_done(tmp_path,
 
 
 def test_run_jobs_runs_calls_in_processes_and_stops_at_the_first_failure(tmp_path):
-    from gan_lightning.reproduce import run_jobs
+    from gan_lightning.experiments.reproduce import run_jobs
 
     said = []
     run_jobs([(Path.touch, (tmp_path / f"run{i}",)) for i in range(3)], 2, said.append)

@@ -11,9 +11,9 @@ import pytest
 import torch
 import yaml
 
-from gan_lightning.checkpoints import remove_stale_temporaries
-from gan_lightning.cli import run_cli
-from gan_lightning.training import main as train_main
+from gan_lightning.runs.checkpoints import remove_stale_temporaries
+from gan_lightning.runs.cli import run_cli
+from gan_lightning.runs.training import main as train_main
 from script_harness import RING, tree
 
 FAST = [*RING, "--max_steps", "4"]
@@ -92,7 +92,7 @@ def test_ctrl_c_exits_130_with_how_to_resume(tmp_path, capsys):
             if trainer.current_epoch == 1:
                 raise KeyboardInterrupt
 
-    from gan_lightning import training
+    from gan_lightning.runs import training
 
     original = training.build_trainer
     training.build_trainer = lambda cfg, run_dir, extra=(): original(cfg, run_dir, [Interrupt()])

@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import trainer_helpers
 from gan_lightning.callbacks import DiscriminatorAccuracy, GradientNorms
-from gan_lightning.data import DATASETS
+from gan_lightning.data.datasets import DATASETS
 from gan_lightning.errors import UsageError
 from gan_lightning.modules.semi_supervised import (
     SemiSupervisedGAN,
@@ -21,8 +22,8 @@ from gan_lightning.modules.semi_supervised import (
     ssl_unsupervised_loss,
 )
 from gan_lightning.networks import MLPDiscriminator, MLPGenerator
-from gan_lightning.ssl_baseline import supervised_baseline
-from gan_lightning.ssl_data import CyclicPermutationSampler, SemiSupervisedDataModule, labeled_indices
+from gan_lightning.experiments.ssl_baseline import supervised_baseline
+from gan_lightning.data.semi_supervised import CyclicPermutationSampler, SemiSupervisedDataModule, labeled_indices
 
 MNIST = DATASETS["mnist5k"]
 SMALL = 14  # mnist5k resized to 14 x 14 keeps the Trainer runs fast
@@ -37,15 +38,8 @@ def nets(data_shape=(1, SMALL, SMALL), width=64, z_dim=16, k=10):
 
 
 def tiny_trainer(tmp_path, **kwargs) -> L.Trainer:
-    from lightning.pytorch.loggers import CSVLogger
-
-    defaults = dict(
-        accelerator="cpu", devices=1, max_epochs=1, logger=CSVLogger(tmp_path, name="", version=""),
-        log_every_n_steps=1, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-    defaults.update(kwargs)
-    return L.Trainer(**defaults)
+    """The shared tiny Trainer over whole epochs (the semi-supervised tests size their runs in steps)."""
+    return trainer_helpers.tiny_trainer(tmp_path, **{"limit_train_batches": None, **kwargs})
 
 
 # -- the K+1 losses against hand-worked values -----------------------------------------------
@@ -287,8 +281,8 @@ def test_train_script_runs_the_semi_supervised_task_and_resumes(tmp_path):
     import importlib.util
     from pathlib import Path
 
-    from gan_lightning.cli import run_cli
-    from gan_lightning.training import main
+    from gan_lightning.runs.cli import run_cli
+    from gan_lightning.runs.training import main
 
     argv = ["--task", "semi_supervised", "--dataset", "digits", "--arch", "mlp", "--image_size", "8",
             "--g_width", "32", "--d_width", "32", "--z_dim", "16", "--batch_size", "50", "--lr_g", "0.003",
@@ -345,7 +339,7 @@ def test_data_dependent_init_runs_once_and_the_ema_starts_from_it():
 
 
 def test_g_step_matches_features_against_its_own_batch_and_fresh_latents():
-    from gan_lightning.objectives import FeatureMatching
+    from gan_lightning.core.objectives import FeatureMatching
 
     dm = _dm(5, batch_size=20)
     dm.setup("fit")

@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gan_lightning.cli import run_cli
+from gan_lightning.runs.cli import run_cli
 from gan_lightning.config import noise_enabled, parse_args
-from gan_lightning.loggers import run_group
-from gan_lightning.sweeps import (COMMAND, PROGRAM, LocalRun, SweepError, load_checked, load_sweep,
-                                  logged_keys, run_flags, run_sweep, suggest, sweep_problems, train_run)
-from gan_lightning.training import main as train_main
+from gan_lightning.runs.loggers import run_group
+from gan_lightning.experiments.sweep_local import LocalRun, run_sweep, run_trial as train_run
+from gan_lightning.experiments.sweeps import (COMMAND, PROGRAM, SweepError, load_checked, load_sweep,
+                                              run_keys as logged_keys, run_flags, suggest, sweep_problems)
+from gan_lightning.runs.training import main as train_main
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = sorted((ROOT / "sweeps").glob("*.yaml"))

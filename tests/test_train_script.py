@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from gan_lightning.cli import run_cli
-from gan_lightning.training import main
+from gan_lightning.runs.cli import run_cli
+from gan_lightning.runs.training import main
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "ring", "--batch_size", "32", "--g_width", "16", "--d_width", "16",

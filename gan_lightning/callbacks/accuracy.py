@@ -11,6 +11,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities.distributed import gather_all_tensors
+from typing_extensions import override
+
+from gan_lightning.core.losses import says_fake, says_real
 
 LOG4 = math.log(4.0)
 
@@ -26,8 +29,8 @@ def _sums(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
     r, f = real_logits.detach().float().flatten(), fake_logits.detach().float().flatten()
     # D(x) = sigmoid(logit): -log D(x) = softplus(-logit), -log(1 - D(x)) = softplus(logit).
     return torch.stack([
-        (r > 0).float().sum(), F.softplus(-r).sum(), r.sum(), r.new_tensor(r.numel()),
-        (f <= 0).float().sum(), F.softplus(f).sum(), f.sum(), f.new_tensor(f.numel()),
+        says_real(r).float().sum(), F.softplus(-r).sum(), r.sum(), r.new_tensor(r.numel()),
+        says_fake(f).float().sum(), F.softplus(f).sum(), f.sum(), f.new_tensor(f.numel()),
     ])
 
 
@@ -141,6 +144,7 @@ class DiscriminatorAccuracy(L.Callback):
         self._pooled = _PooledSums()
         self._restored: Tensor | None = None  # (world_size, 8) sums of the open window, from a checkpoint
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         # Called on every rank while a checkpoint is written (one all_gather under DDP).
         sums = self._pooled.sums.detach()
@@ -148,9 +152,11 @@ class DiscriminatorAccuracy(L.Callback):
             return {"sums_per_rank": torch.stack(gather_all_tensors(sums)).cpu()}  # (world_size, 8)
         return {"sums_per_rank": sums.cpu()[None]}  # (1, 8)
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._restored = state_dict["sums_per_rank"]
 
+    @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # The model is on its device by now; the metric state must live there too.
         self._pooled.to(pl_module.device)
@@ -162,6 +168,7 @@ class DiscriminatorAccuracy(L.Callback):
             elif trainer.global_rank == 0:  # another number of ranks: the pooled sums, counted once
                 self._pooled.sums += restored.sum(0).to(self._pooled.sums)
 
+    @override
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:

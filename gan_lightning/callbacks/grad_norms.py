@@ -7,17 +7,15 @@ from typing import Any
 import lightning as L
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
-from gan_lightning.diagnostics import PAPER_G_COSTS, generator_grad_norms
+from gan_lightning.diagnostics.gradients import PAPER_G_COSTS, generator_grad_norms
+from gan_lightning.errors import is_count
 from gan_lightning.torch_utils import rng_kept
 
 # What the shadow measurement reads from the module (the GAN module has all of them).
 SHADOW_ATTRIBUTES = ("generator", "discriminator", "discriminate", "sample_z")
 
-
-
-def _is_count(value: Any, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
 class GradientNorms(L.Callback):
@@ -46,7 +44,7 @@ class GradientNorms(L.Callback):
     trained cost's norm is that of the update's own gradients), and ``on_train_batch_end`` logs
     the module's ``shadow_norms``. A module without ``g_backward`` is measured after the batch on
     a fresh batch of ``shadow_batch_size`` latents with G and D run again
-    (:func:`gan_lightning.diagnostics.generator_grad_norms`). Either way the run is unchanged: no
+    (:func:`gan_lightning.diagnostics.gradients.generator_grad_norms`). Either way the run is unchanged: no
     ``.grad`` is touched, BatchNorm buffers and the RNG streams are not used up. Under DDP the
     logged value is the mean over ranks (``sync_dist=True``; two scalar all-reduces).
 
@@ -86,11 +84,11 @@ class GradientNorms(L.Callback):
         shadow_every_n_steps: int = 50,
         shadow_batch_size: int = 64,
     ) -> None:
-        if not _is_count(every_n_steps, 1):
+        if not is_count(every_n_steps, 1):
             raise ValueError(f"every_n_steps must be an int >= 1, got {every_n_steps!r}")
-        if not _is_count(shadow_every_n_steps, 0):
+        if not is_count(shadow_every_n_steps, 0):
             raise ValueError(f"shadow_every_n_steps must be an int >= 0 (0: off), got {shadow_every_n_steps!r}")
-        if not _is_count(shadow_batch_size, 1):
+        if not is_count(shadow_batch_size, 1):
             raise ValueError(f"shadow_batch_size must be an int >= 1, got {shadow_batch_size!r}")
         self.every_n_steps = every_n_steps
         self.per_layer = bool(per_layer)
@@ -100,6 +98,7 @@ class GradientNorms(L.Callback):
         self._param_names: dict[int, tuple[str, str]] = {}  # id(param) -> (player, name)
 
     # -- set-up ------------------------------------------------------------------------------
+    @override
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.shadow_every_n_steps:
             missing = [a for a in SHADOW_ATTRIBUTES if not hasattr(pl_module, a)]
@@ -120,6 +119,7 @@ class GradientNorms(L.Callback):
         return (trainer.fit_loop.epoch_loop.total_batch_idx + 1) % every == 0
 
     # -- gradients of the training steps ------------------------------------------------------
+    @override
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
@@ -147,10 +147,12 @@ class GradientNorms(L.Callback):
         return f"opt{index}"
 
     # -- shadow generator norms ---------------------------------------------------------------
+    @override
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         if self.shadow_every_n_steps and hasattr(pl_module, "g_backward"):
             pl_module.shadow_due = self._due(trainer, self.shadow_every_n_steps)
 
+    @override
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:

@@ -2,57 +2,17 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
+from typing_extensions import override
 
+from gan_lightning.callbacks.messages import rank_zero_warning
 from gan_lightning.errors import UsageError
-from gan_lightning.metrics import METRICS, FidelityMetrics, Reference, default_split, generate_samples, metric_key, \
-    parse_metrics, shard
-
-DEFAULT_NUM_SAMPLES = {"images": 5000, "points": 2500}  # points: PacGAN's 2,500
-
-
-def default_num_samples(kind: str) -> int:
-    """Generated samples per evaluation when none are given: 5,000 images, or 2,500 points (PacGAN)."""
-    return DEFAULT_NUM_SAMPLES[kind]
-
-
-def logged_keys(dataset: str, num_samples: int = 0, extractor: str = "auto", metrics: str | Iterable[str] = METRICS,
-                kid_subset_size: int = 1000, weights_path: str = "") -> set[str]:
-    """The keys MetricsCallback logs for these arguments (a sweep's metric must be one of them).
-
-    KID is left out when ``num_samples`` is below ``kid_subset_size`` (it is skipped then); a
-    reference split smaller than the subset size is only found when the data is loaded. With a
-    ``weights_path`` the keys carry that file's hash unless it is the reference weights
-    (:func:`~gan_lightning.metrics.metric_key`); a missing file logs nothing (metrics are off).
-    """
-    from gan_lightning.data import DATASETS
-    from gan_lightning.extractors import check_name, default_extractor, file_sha256
-    from gan_lightning.metrics import VALUE_NAMES
-    from gan_lightning.mode_coverage import LOGGED, MIXTURES
-
-    kind = DATASETS[dataset].kind
-    n = num_samples or default_num_samples(kind)
-    if kind == "points":
-        return {metric_key(k, n) for k in LOGGED} if dataset in MIXTURES else set()
-    short = check_name(default_extractor(dataset) if extractor == "auto" else extractor).short
-    if weights_path and not Path(weights_path).expanduser().is_file():
-        return set()
-    sha256 = file_sha256(Path(weights_path).expanduser()) if weights_path else ""
-    chosen = [m for m in parse_metrics(metrics) if m != "kid" or n >= kid_subset_size]
-    return {metric_key(v, n, short, sha256) for m in chosen for v in VALUE_NAMES[m]}
-
-
-@rank_zero_only
-def _warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr, flush=True)
-
+from gan_lightning.metrics.fidelity import FidelityMetrics, Reference, generate_samples, shard
+from gan_lightning.metrics.keys import METRICS, default_num_samples, default_split, metric_key, parse_metrics
 
 def gather_rows(trainer: L.Trainer, rows: Tensor, counts: list[int]) -> Tensor:
     """Concatenate every rank's ``rows`` (counts[r], ...) in rank order; each row appears once.
@@ -83,9 +43,9 @@ class MetricsCallback(L.Callback):
     """Score G's samples every ``every_n_epochs`` epochs and after the last one.
 
     Images get FID, KID (mean, std), Inception score (mean, std) and precision/recall against a
-    reference split, in the feature space of ``extractor`` (see :mod:`gan_lightning.metrics`;
+    reference split, in the feature space of ``extractor`` (see :mod:`gan_lightning.metrics.fidelity`;
     real features are cached on disk per key). 2-D points (``ring``, ``grid``) get mode coverage
-    (:mod:`gan_lightning.mode_coverage`). Values are logged with ``pl_module.log`` under names
+    (:mod:`gan_lightning.metrics.mode_coverage`). Values are logged with ``pl_module.log`` under names
     that say how they were measured (``fid/lenet_5k``, ``modes_covered/2.5k``; with weights other
     than the extractor's reference ones, ``fid/lenet-<sha256[:8]>_5k``), so every logger gets
     them, and written to a W&B run's summary so a sweep can optimize them.
@@ -115,7 +75,7 @@ class MetricsCallback(L.Callback):
         num_samples: generated samples per evaluation over all processes; 0 for 5,000 images or
             2,500 points.
         extractor: ``auto`` (lenet-mnist for digit data, inception for other images) or a name
-            of ``gan_lightning.extractors.EXTRACTORS``.
+            of ``gan_lightning.metrics.extractors.EXTRACTORS``.
         metrics: subset of ``fid``, ``kid``, ``is``, ``pr`` (images only).
         weights_path: local weights file of the extractor ("" for shipped / torch hub cache).
         download: allow downloading Inception weights that are not cached.
@@ -130,7 +90,7 @@ class MetricsCallback(L.Callback):
         seed: seed of the evaluation latents.
         progress: show a tqdm bar on rank zero while generating.
         flags: how warnings spell the settings a user can change, e.g. ``{"num_samples":
-            "--metric_num_samples"}`` (see :class:`~gan_lightning.metrics.FidelityMetrics`); default
+            "--metric_num_samples"}`` (see :class:`~gan_lightning.metrics.fidelity.FidelityMetrics`); default
             the argument names.
 
     Raises:
@@ -146,7 +106,7 @@ class MetricsCallback(L.Callback):
                  split: str | None = None, num_real: int = 0, kid_subset_size: int = 1000, batch_size: int = 250,
                  cache_dir: str | None = None, seed: int = 0, progress: bool = True,
                  flags: Mapping[str, str] | None = None) -> None:
-        from gan_lightning.extractors import check_name
+        from gan_lightning.metrics.extractors import check_name
 
         for name, value in (("num_samples", num_samples), ("num_real", num_real)):
             if value < 0:
@@ -155,7 +115,7 @@ class MetricsCallback(L.Callback):
                             ("kid_subset_size", kid_subset_size)):
             if value < 1:
                 raise UsageError(f"{name} must be >= 1, got {value}")
-        if extractor != "auto":
+        if extractor not in ("auto", "none"):  # none: 2-D points, which need no extractor
             check_name(extractor)
         self.every_n_epochs, self.num_samples = every_n_epochs, num_samples
         self.extractor, self.metrics = extractor, parse_metrics(metrics)
@@ -172,17 +132,18 @@ class MetricsCallback(L.Callback):
         self._scored_at: int | None = None
 
     # -- set-up: everything that can go wrong is found here, once ----------------------------
+    @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        from gan_lightning.data import DATASETS
-        from gan_lightning.mode_coverage import MIXTURES
+        from gan_lightning.data.datasets import DATASETS
+        from gan_lightning.metrics.mode_coverage import MIXTURES
 
         config = getattr(pl_module, "config", {}) or {}
         dataset = self.dataset or config.get("dataset", "")
         if dataset not in DATASETS:
             self.off = f"metrics off: unknown dataset {dataset!r} (pass dataset=...)"
-            _warn(self.off)
+            rank_zero_warning(self.off)
             return
         kind = DATASETS[dataset].kind
         self.num_samples = self.num_samples or default_num_samples(kind)
@@ -191,7 +152,7 @@ class MetricsCallback(L.Callback):
             self.off = "" if self.points else f"metrics off: mode coverage is defined for {', '.join(MIXTURES)} only"
             self.dataset = dataset
         else:
-            from gan_lightning.extractors import default_extractor
+            from gan_lightning.metrics.extractors import default_extractor
 
             name = default_extractor(dataset) if self.extractor == "auto" else self.extractor
             if self.download and trainer.world_size > 1:  # one download per machine, not one per process
@@ -200,10 +161,10 @@ class MetricsCallback(L.Callback):
                 trainer.strategy.barrier()
             self._setup_fidelity(name, dataset, config)
         if self.off:
-            _warn(self.off)
+            rank_zero_warning(self.off)
 
     def _try_download(self, name: str) -> None:
-        from gan_lightning.extractors import resolve_weights
+        from gan_lightning.metrics.extractors import resolve_weights
 
         try:
             resolve_weights(name, self.weights_path, download=True)
@@ -211,11 +172,11 @@ class MetricsCallback(L.Callback):
             pass  # every rank then reports it in _setup_fidelity
 
     def _setup_fidelity(self, name: str, dataset: str, config: dict[str, Any]) -> None:
-        from gan_lightning.extractors import data_warning, load_extractor
+        from gan_lightning.metrics.extractors import data_warning, load_extractor
 
         caveat = data_warning(name, dataset)
         if caveat:
-            _warn(caveat)
+            rank_zero_warning(caveat)
         reference = Reference(
             dataset, self.split or default_split(dataset), int(self.image_size or config.get("image_size", 32)),
             self.num_real, str(self.data_root or config.get("data_root", "data")),
@@ -229,7 +190,7 @@ class MetricsCallback(L.Callback):
             self.off = f"metrics off: {e}; training goes on without them"
             return
         for metric, why in problems.items():
-            _warn(f"{metric} skipped: {why}")
+            rank_zero_warning(f"{metric} skipped: {why}")
         self.skip = set(problems)
         if not set(self.metrics) - self.skip:
             self.off = "metrics off: none of the chosen metrics can be computed"
@@ -242,6 +203,7 @@ class MetricsCallback(L.Callback):
         every = epoch % self.every_n_epochs == 0
         return (last or every) and self._scored_at != trainer.global_step
 
+    @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.off and self._due(trainer):
             self.evaluate(trainer, pl_module)
@@ -271,7 +233,7 @@ class MetricsCallback(L.Callback):
         values = trainer.strategy.broadcast(values, src=0)
         if isinstance(values, str):
             self.off = values
-            _warn(values)
+            rank_zero_warning(values)
             return {}
         for key, value in values.items():
             pl_module.log(key, value, on_step=False, on_epoch=True, sync_dist=world > 1)
@@ -282,7 +244,7 @@ class MetricsCallback(L.Callback):
 
     def _score(self, rows: dict[str, Tensor]) -> dict[str, float]:
         if self.points:
-            from gan_lightning.mode_coverage import LOGGED, dataset_mode_coverage
+            from gan_lightning.metrics.mode_coverage import LOGGED, dataset_mode_coverage
 
             coverage = dataset_mode_coverage(rows["points"], self.dataset)
             return {metric_key(k, self.num_samples): coverage[k] for k in LOGGED}

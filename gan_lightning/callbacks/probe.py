@@ -8,9 +8,11 @@ from typing import Any, Callable
 
 import lightning as L
 from torch import Tensor, nn
+from typing_extensions import override
 
-from gan_lightning.probe import ACCURACY_TARGET, MAX_REAL_EXAMPLES, probe, real_tensor, summarize
-from gan_lightning.probe_recipe import LR_SCHEDULES, PROBE_LR, PROBE_SCHEDULE
+from gan_lightning.diagnostics.probe import ACCURACY_TARGET, MAX_REAL_EXAMPLES, probe, real_tensor, summarize
+from gan_lightning.errors import is_count
+from gan_lightning.diagnostics.probe_recipe import LR_SCHEDULES, PROBE_LR, PROBE_SCHEDULE
 
 # What the callback reads from the module and the trainer (GAN and GANDataModule have them).
 MODULE_ATTRIBUTES = ("generator", "discriminator")
@@ -32,19 +34,15 @@ def fresh_copy(module: nn.Module) -> nn.Module:
     return fresh
 
 
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
 class ProbeCallback(L.Callback):
     """Every ``every_n_epochs`` epochs, train a fresh D against a frozen copy of G and log what it finds.
 
     At the end of every K-th training epoch: copy the generator, build a fresh discriminator
     (``make_discriminator(data_shape)``, as ``scripts/train.py`` passes it the recipe of
-    ``scripts/probe_discriminator.py``, :func:`gan_lightning.probe.probe_discriminator`; by default a
+    ``scripts/probe_discriminator.py``, :func:`gan_lightning.diagnostics.probe.probe_discriminator`; by default a
     deep copy of the training D with its parameters re-initialized, see :func:`fresh_copy`), train it for
     ``d_iters`` iterations on real data from ``trainer.datamodule.dataset("train")`` and measure G's
-    gradient norms under both paper costs (see :func:`gan_lightning.probe.probe`). It logs
+    gradient norms under both paper costs (see :func:`gan_lightning.diagnostics.probe.probe`). It logs
     ``probe/final_d_accuracy`` (mean over the last 10 D iterations), ``probe/grad_norm_minimax_last``,
     ``probe/grad_norm_nonsaturating_last`` and, when D got there, ``probe/iters_to_accuracy_0.99``.
     A D that separates the two distributions within a few iterations with a vanishing minimax
@@ -94,7 +92,7 @@ class ProbeCallback(L.Callback):
         counts = {"every_n_epochs": every_n_epochs, "d_iters": d_iters, "grad_every": grad_every,
                   "batch_size": batch_size, "grad_batches": grad_batches, "max_real": max_real}
         for name, value in counts.items():
-            if not _is_count(value):
+            if not is_count(value):
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if not (isinstance(noise_std, (int, float)) and math.isfinite(noise_std) and noise_std >= 0):
             raise ValueError(f"noise_std must be a finite number >= 0, got {noise_std!r}")
@@ -109,6 +107,7 @@ class ProbeCallback(L.Callback):
         self.last_summary: dict[str, Any] | None = None  # summarize() of the latest probe
         self._real: Tensor | None = None
 
+    @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         missing = [a for a in MODULE_ATTRIBUTES if not hasattr(pl_module, a)]
         if missing:
@@ -117,6 +116,7 @@ class ProbeCallback(L.Callback):
             raise ValueError('ProbeCallback reads real data from trainer.datamodule.dataset("train"): '
                              "fit with a GANDataModule (datamodule=...)")
 
+    @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if (trainer.current_epoch + 1) % self.every_n_epochs or not trainer.is_global_zero:
             return

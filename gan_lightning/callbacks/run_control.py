@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_warn
+from typing_extensions import override
+
+from gan_lightning.callbacks.messages import rank_zero_say
 
 
 class LastCheckpoint(L.Callback):
@@ -25,11 +27,11 @@ class LastCheckpoint(L.Callback):
     counts the epoch as finished: a checkpoint written then would resume at the next epoch and
     never train the rest of this one. So the file is written at the end of that batch instead,
     mid-epoch, as after a SIGTERM: Lightning resumes it with the next batch of the same epoch
-    (the data loader's position is in the file too, see :class:`~gan_lightning.data.ResumableLoader`).
+    (the data loader's position is in the file too, see :class:`~gan_lightning.data.sampling.ResumableLoader`).
     A stop that only shows after this callback's ``on_train_batch_end`` is saved at the epoch
     end with a warning that the resumed run will skip the rest of that epoch.
 
-    On resume, a logger with ``drop_rows_from(step)`` (:class:`~gan_lightning.loggers.AppendingCSVLogger`)
+    On resume, a logger with ``drop_rows_from(step)`` (:class:`~gan_lightning.runs.loggers.AppendingCSVLogger`)
     is told the step of the first batch, so rows that the earlier session logged after the
     checkpoint (after Ctrl-C, or a crash) are not kept next to the rows logged again.
 
@@ -60,9 +62,11 @@ class LastCheckpoint(L.Callback):
         ready = trainer.fit_loop.epoch_loop.batch_progress.current.ready  # batches of this epoch so far
         return trainer.num_training_batches != float("inf") and ready < trainer.num_training_batches
 
+    @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._resumed = trainer.ckpt_path is not None
 
+    @override
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                              batch_idx: int) -> None:
         if self._resumed:  # the first batch after the checkpoint: what was logged from its step on is stale
@@ -72,11 +76,13 @@ class LastCheckpoint(L.Callback):
                 if callable(getattr(logger, "drop_rows_from", None)):
                     logger.drop_rows_from(step)
 
+    @override
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
         if trainer.should_stop and self._cut_short(trainer):
             self._save(trainer)
 
+    @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._cut_short(trainer):
             if self._saved_at != trainer.global_step:  # a stop this callback did not see at the batch end
@@ -92,9 +98,11 @@ class LastCheckpoint(L.Callback):
         if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
             self._save(trainer)
 
+    @override
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._save(trainer)
 
+    @override
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -102,9 +110,7 @@ class LastCheckpoint(L.Callback):
         # (a diverged run) leave the last good checkpoint alone.
         if isinstance(exception, SIGTERMException):
             self._save(trainer)
-            if trainer.is_global_zero:
-                print(f"SIGTERM: saved {self.path} at G step {int(pl_module.g_steps)}; "
-                      f"continue with --resume last", file=sys.stderr, flush=True)
+            rank_zero_say(f"SIGTERM: saved {self.path} at G step {int(pl_module.g_steps)}; continue with --resume last")
 
 class StopAtGSteps(L.Callback):
     """Stop training once the module has made ``max_g_steps`` generator updates.
@@ -127,11 +133,13 @@ class StopAtGSteps(L.Callback):
             raise ValueError(f"max_g_steps must be >= 1, got {max_g_steps}")
         self.max_g_steps = max_g_steps
 
+    @override
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
         if int(pl_module.g_steps) >= self.max_g_steps:
             trainer.should_stop = True
 
+    @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if int(pl_module.g_steps) >= self.max_g_steps:  # a resumed run that is already there
             trainer.should_stop = True

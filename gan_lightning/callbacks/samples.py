@@ -7,6 +7,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
+from typing_extensions import override
 
 from gan_lightning.images import save_image_grid, save_scatter
 
@@ -38,10 +39,12 @@ class SampleGrid(L.Callback):
         self.last_written: Path | None = None
         self._written_at: int | None = None  # G steps when the last PNG was written
 
+    @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
             self.write(trainer, pl_module, f"epoch_{trainer.current_epoch + 1:04d}")
 
+    @override
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._written_at != int(pl_module.g_steps):
             self.write(trainer, pl_module, f"step_{int(pl_module.g_steps):07d}")

@@ -1,14 +1,18 @@
-"""What every GAN system shares: latents, sampling in eval mode, and the two Adam optimizers."""
+"""What every GAN system shares: the two players and their Adam optimizers, latents, counters,
+G's update, sampling in eval mode, and the RNG state in checkpoints."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
-from torch import Tensor
+from torch import Tensor, nn
+from typing_extensions import override
 
-from gan_lightning.torch_utils import eval_mode
+from gan_lightning.torch_utils import eval_mode, frozen
+
+FIXED_Z_SEED = 1234  # the latents of the sample grids: drawn from their own RNG, the global stream is untouched
 
 
 class GeneratorSystem:
@@ -22,15 +26,40 @@ class GeneratorSystem:
     (name -> 0-dim tensor); the callback reads them after the batch and resets both.
     """
 
+    # -- set-up -----------------------------------------------------------------------------
+    def _init_players(self, generator: nn.Module, discriminator: nn.Module, *, lr_g: float, lr_d: float,
+                      beta1: float, beta2: float, adam_eps: float) -> None:
+        """Keep the two networks and their Adam settings; training uses manual optimization.
+
+        Raises:
+            ValueError: a learning rate <= 0.
+        """
+        if lr_g <= 0 or lr_d <= 0:
+            raise ValueError(f"learning rates must be > 0, got lr_g={lr_g}, lr_d={lr_d}")
+        self.automatic_optimization = False
+        self.generator = generator
+        self.discriminator = discriminator
+        self.lr_g, self.lr_d, self.betas, self.adam_eps = lr_g, lr_d, (beta1, beta2), adam_eps
+
+    def _init_buffers(self, num_fixed: int, counters: Sequence[str]) -> None:
+        """``fixed_z`` (num_fixed, z_dim) for sample grids and the step counters (0-dim long buffers,
+        saved in checkpoints); ``z_dim`` is read from the generator."""
+        self.z_dim = int(self.generator.z_dim)
+        fixed = torch.randn(num_fixed, self.z_dim, generator=torch.Generator().manual_seed(FIXED_Z_SEED))
+        self.register_buffer("fixed_z", fixed)  # (num_fixed, z_dim)
+        for name in counters:
+            self.register_buffer(name, torch.zeros((), dtype=torch.long))
+
     shadow_due: bool = False
     shadow_norms: dict[str, Tensor] | None = None
     _restored_rng: dict[str, Any] | None = None  # from a checkpoint, applied at on_train_start
     _restored_rng_per_rank: list[dict[str, Any]] | None = None  # the same for each rank of a DDP run
 
     # -- checkpoints: version, config and RNG, so a resumed run continues exactly ----------------
+    @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        from gan_lightning import __version__
-        from gan_lightning.checkpoints import rng_state
+        from gan_lightning.torch_utils import rng_state
+        from gan_lightning.version import __version__
 
         rng = rng_state()
         stored = {"version": __version__, "config": self.config, "rng": rng}
@@ -41,14 +70,16 @@ class GeneratorSystem:
             stored["rng_per_rank"] = per_rank
         checkpoint["gan_lightning"] = stored
 
+    @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         stored = checkpoint.get("gan_lightning", {})
         self._restored_rng, self._restored_rng_per_rank = stored.get("rng"), stored.get("rng_per_rank")
 
+    @override
     def on_train_start(self) -> None:
         # The RNG as it was when the checkpoint was written (after a batch, or at an epoch end);
         # what Lightning draws after this (a new DataLoader iterator) it drew after that point too.
-        from gan_lightning.checkpoints import set_rng_state
+        from gan_lightning.torch_utils import set_rng_state
 
         world = self.trainer.world_size
         restored, per_rank = self._restored_rng, self._restored_rng_per_rank
@@ -69,6 +100,32 @@ class GeneratorSystem:
             # Ranks were seeded alike (same initial weights); their latents must differ.
             torch.manual_seed(int(torch.randint(2**62, ())) + self.global_rank)
 
+    # -- G's update, shared by both training loops --------------------------------------------
+    def _g_step(self, g_opt: Any, real: Tensor, fake: Tensor) -> Tensor:
+        """One update of G on ``fake`` = G(z) (with its graph); D is frozen meanwhile. Returns the detached loss."""
+        with frozen(self.discriminator):
+            fake_logits, fake_features = self.discriminate(fake)
+            loss = self.g_objective(self, real, fake_logits, fake_features)
+            penalties = getattr(self, "g_penalties", None)  # GAN: historical averaging on G
+            if penalties:
+                loss = loss + sum(p(self, real, fake) for p in penalties)
+            if not self._finite(loss, "G"):
+                return loss.detach()
+            g_opt.zero_grad(set_to_none=True)
+            self.g_backward(loss, fake_logits)
+        g_opt.step()
+        self.g_steps += 1
+        return loss.detach()
+
+    def _finite(self, loss: Tensor, network: str) -> bool:
+        """Whether the update with ``loss`` goes ahead (a module that guards against divergence overrides it)."""
+        return True
+
+    def _count_images(self, real: Tensor) -> None:
+        """Add a batch of real images, over all processes, to ``images_seen``."""
+        world = self.trainer.world_size if self._trainer is not None else 1
+        self.images_seen += len(real) * world
+
     def g_backward(self, loss: Tensor, fake_logits: Tensor) -> None:
         """``manual_backward(loss)`` of G's update, measuring the shadow norms first when they are due.
 
@@ -79,7 +136,7 @@ class GeneratorSystem:
         if not self.shadow_due:
             self.manual_backward(loss)
             return
-        from gan_lightning.diagnostics import shadow_norms_on_graph
+        from gan_lightning.diagnostics.gradients import shadow_norms_on_graph
 
         params = [p for p in self.generator.parameters() if p.requires_grad]
         self.shadow_norms = shadow_norms_on_graph(
@@ -90,8 +147,8 @@ class GeneratorSystem:
     def _trained_paper_cost(self) -> str | None:
         """The paper cost G's loss equals (its gradient is reused), or None (feature matching,
         penalties, or gradients scaled by fp16 AMP)."""
-        from gan_lightning.diagnostics import PAPER_G_COSTS
-        from gan_lightning.objectives import AdversarialObjective
+        from gan_lightning.diagnostics.gradients import PAPER_G_COSTS
+        from gan_lightning.core.objectives import AdversarialObjective
 
         if getattr(self, "g_penalties", None) or not isinstance(self.g_objective, AdversarialObjective):
             return None
@@ -116,9 +173,11 @@ class GeneratorSystem:
         with eval_mode(self.generator):
             return self.generator(z.to(self.fixed_z))  # the module's device and dtype (64-true, bf16-true)
 
+    @override
     def forward(self, z: Tensor) -> Tensor:
         return self.generator(z)
 
+    @override
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """[d_opt, g_opt]: Adam for each player, in that order."""
         d_opt = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr_d, betas=self.betas, eps=self.adam_eps)

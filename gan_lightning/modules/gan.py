@@ -7,13 +7,13 @@ from typing import Any, Callable, Sequence
 import lightning as L
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
 from gan_lightning.errors import DivergenceError
-from gan_lightning.losses import DLoss, GLoss
+from gan_lightning.core.losses import DLoss, GLoss
 from gan_lightning.modules.base import GeneratorSystem
-from gan_lightning.noise import InstanceNoise
-from gan_lightning.objectives import AdversarialObjective
-from gan_lightning.torch_utils import frozen
+from gan_lightning.core.noise import InstanceNoise
+from gan_lightning.core.objectives import AdversarialObjective
 
 Penalty = Callable[..., Tensor]      # penalty(module, real, fake) -> scalar
 Constraint = Callable[[nn.Module], None]
@@ -40,7 +40,7 @@ class GAN(GeneratorSystem, L.LightningModule):
     Args:
         generator: maps z (B, z_dim) to samples; must have a ``z_dim`` attribute.
         discriminator: maps samples to logits (B,) and has ``features(x) -> (B, F)`` and ``head``.
-        d_loss: ``d_loss(real_logits, fake_logits)``, see gan_lightning.losses.
+        d_loss: ``d_loss(real_logits, fake_logits)``, see gan_lightning.core.losses.
         g_loss: ``g_loss(fake_logits)``, G's adversarial loss.
         lr_g: Adam learning rate of G.
         lr_d: Adam learning rate of D.
@@ -91,18 +91,13 @@ class GAN(GeneratorSystem, L.LightningModule):
         config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if lr_g <= 0 or lr_d <= 0:
-            raise ValueError(f"learning rates must be > 0, got lr_g={lr_g}, lr_d={lr_d}")
         if n_critic < 1:
             raise ValueError(f"n_critic must be >= 1, got {n_critic}")
         if on_nonfinite not in ("stop", "skip"):
             raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
-        self.automatic_optimization = False
-        self.generator = generator
-        self.discriminator = discriminator
+        self._init_players(generator, discriminator, lr_g=lr_g, lr_d=lr_d, beta1=beta1, beta2=beta2, adam_eps=adam_eps)
         self.d_loss = d_loss
         self.g_objective = g_objective if g_objective is not None else AdversarialObjective(g_loss)
-        self.lr_g, self.lr_d, self.betas, self.adam_eps = lr_g, lr_d, (beta1, beta2), adam_eps
         self.n_critic = n_critic
         self.on_nonfinite, self.weight_check_every = on_nonfinite, weight_check_every
         self.d_penalties = nn.ModuleList(d_penalties)
@@ -110,12 +105,7 @@ class GAN(GeneratorSystem, L.LightningModule):
         self.g_penalties = nn.ModuleList(g_penalties)
         self.d_input = d_input if d_input is not None else InstanceNoise.off()
         self.config = dict(config or {})
-        self.z_dim = int(generator.z_dim)
-        # Fixed latents for sample grids, drawn from their own RNG so the global stream is untouched.
-        fixed = torch.randn(num_fixed, self.z_dim, generator=torch.Generator().manual_seed(1234))
-        self.register_buffer("fixed_z", fixed)  # (num_fixed, z_dim)
-        for name in ("images_seen", "d_steps", "g_steps", "skipped_steps"):
-            self.register_buffer(name, torch.zeros((), dtype=torch.long))
+        self._init_buffers(num_fixed, ("images_seen", "d_steps", "g_steps", "skipped_steps"))
 
     # -- the one call site of D -------------------------------------------------------------
     def discriminate(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -131,6 +121,7 @@ class GAN(GeneratorSystem, L.LightningModule):
         return self.discriminator.head(features).squeeze(1), features
 
     # -- training ---------------------------------------------------------------------------
+    @override
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
         real = batch[0] if isinstance(batch, (list, tuple)) else batch  # (B, *data_shape)
         d_opt, g_opt = self.optimizers()
@@ -140,8 +131,7 @@ class GAN(GeneratorSystem, L.LightningModule):
                 fake = self.generator(self.sample_z(len(real)))
             d_loss, real_logits, fake_logits = self._d_step(d_opt, real, fake)
         g_loss = self._g_step(g_opt, real, fake)
-        world = self.trainer.world_size if self._trainer is not None else 1
-        self.images_seen += len(real) * world
+        self._count_images(real)
         sigma = self.d_input.update(int(self.g_steps), real_logits)
         self.log_dict({"loss/d": d_loss, "loss/g": g_loss}, prog_bar=True)
         self.log("noise/sigma", sigma, prog_bar=self.d_input.enabled)
@@ -163,20 +153,8 @@ class GAN(GeneratorSystem, L.LightningModule):
         self.d_steps += 1
         return loss.detach(), real_logits.detach(), fake_logits.detach()
 
-    def _g_step(self, g_opt: Any, real: Tensor, fake: Tensor) -> Tensor:
-        with frozen(self.discriminator):
-            fake_logits, fake_features = self.discriminate(fake)
-            loss = self.g_objective(self, real, fake_logits, fake_features)
-            loss = loss + sum(p(self, real, fake) for p in self.g_penalties)
-            if not self._finite(loss, "G"):
-                return loss.detach()
-            g_opt.zero_grad(set_to_none=True)
-            self.g_backward(loss, fake_logits)
-        g_opt.step()
-        self.g_steps += 1
-        return loss.detach()
-
     # -- divergence -------------------------------------------------------------------------
+    @override
     def _finite(self, loss: Tensor, network: str) -> bool:
         """False if the update must be skipped; raises DivergenceError under on_nonfinite="stop"."""
         ok = torch.isfinite(loss.detach()).to(torch.float32)
@@ -192,6 +170,7 @@ class GAN(GeneratorSystem, L.LightningModule):
         self.skipped_steps += 1
         return False
 
+    @override
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.weight_check_every and (batch_idx + 1) % self.weight_check_every == 0:
             for name, net in (("D", self.discriminator), ("G", self.generator)):

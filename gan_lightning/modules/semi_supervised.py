@@ -26,11 +26,12 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from typing_extensions import override
 
 from gan_lightning.layers import init_weight_norm_from_data
 from gan_lightning.modules.base import GeneratorSystem
-from gan_lightning.objectives import FeatureMatching
-from gan_lightning.torch_utils import eval_mode, frozen
+from gan_lightning.core.objectives import FeatureMatching
+from gan_lightning.torch_utils import eval_mode
 
 # -- pure functions of logits ----------------------------------------------------------------
 
@@ -171,7 +172,7 @@ class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
     """Semi-supervised GAN (Salimans et al. 2016, sec. 5) as a Lightning system.
 
     Per training batch ``{"labeled": (x_lab, y_lab), "unlabeled": x_unl, "unlabeled_g": x_unl2}`` (see
-    :class:`~gan_lightning.ssl_data.SemiSupervisedDataModule`): one D update on
+    :class:`~gan_lightning.data.semi_supervised.SemiSupervisedDataModule`): one D update on
     ``ssl_supervised_loss(lab) + ssl_unsupervised_loss(unl, G(z))``, then one G update on
     ``g_objective(self, x_unl2, fake_logits, fake_features)`` (feature matching by default) with a
     fresh z and the second unlabeled batch ``x_unl2`` (``x_unl`` when the batch has none), as the
@@ -240,8 +241,6 @@ class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
         config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if lr_g <= 0 or lr_d <= 0:
-            raise ValueError(f"learning rates must be > 0, got lr_g={lr_g}, lr_d={lr_d}")
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         if unsup_weight < 0:
@@ -252,24 +251,18 @@ class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
             raise ValueError(f"lr_decay_steps must be >= 0 (0: constant), got {lr_decay_steps}")
         if data_init < 0 or data_init == 1:
             raise ValueError(f"data_init must be 0 (off) or >= 2 examples, got {data_init}")
-        self.automatic_optimization = False
         self.data_init = data_init
-        self.generator = generator
-        self.discriminator = discriminator
+        self._init_players(generator, discriminator, lr_g=lr_g, lr_d=lr_d, beta1=beta1, beta2=beta2, adam_eps=adam_eps)
         self.num_classes = num_classes
-        self.lr_g, self.lr_d, self.betas, self.adam_eps = lr_g, lr_d, (beta1, beta2), adam_eps
         self.unsup_weight = unsup_weight
         self.lr_decay_steps = lr_decay_steps
         self.g_objective = g_objective if g_objective is not None else FeatureMatching("l2")
         self.ema = WeightEMA(discriminator, ema_decay) if ema_decay > 0 else None
         self.config = dict(config or {})
-        self.z_dim = int(generator.z_dim)
-        fixed = torch.randn(num_fixed, self.z_dim, generator=torch.Generator().manual_seed(1234))
-        self.register_buffer("fixed_z", fixed)  # (num_fixed, z_dim)
-        for name in ("images_seen", "d_steps", "g_steps", "data_initialized"):
-            self.register_buffer(name, torch.zeros((), dtype=torch.long))
+        self._init_buffers(num_fixed, ("images_seen", "d_steps", "g_steps", "data_initialized"))
 
     # -- data-dependent initialization ------------------------------------------------------
+    @override
     def on_train_start(self) -> None:
         """Restore the RNG of a resumed run (see GeneratorSystem), then initialize D's
         weight-normalized layers from data once (not again on resume)."""
@@ -308,6 +301,7 @@ class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
         return k_plus_one_real_logit(class_logits), features
 
     # -- training ---------------------------------------------------------------------------
+    @override
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
         x_lab, y_lab = batch["labeled"]  # (B_l, *data_shape), (B_l,)
         real = batch["unlabeled"]  # (B, *data_shape)
@@ -321,8 +315,7 @@ class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
             fake = self.generator(self.sample_z(len(real)))  # (B, *data_shape)
         d_sup, d_unsup, lab_logits, real_logits, fake_logits = self._d_step(d_opt, x_lab, y_lab, real, fake)
         g_loss = self._g_step(g_opt, real_g, self.generator(self.sample_z(len(real_g))))
-        world = self.trainer.world_size if self._trainer is not None else 1
-        self.images_seen += len(real) * world
+        self._count_images(real)
         d_loss = d_sup + d_unsup
         self.log_dict({"loss/d": d_loss, "loss/g": g_loss}, prog_bar=True)
         self.log_dict({
@@ -352,16 +345,6 @@ class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
             k_plus_one_real_logit(unl_logits.detach()), k_plus_one_real_logit(fake_logits.detach()),
         )
 
-    def _g_step(self, g_opt: Any, real: Tensor, fake: Tensor) -> Tensor:
-        with frozen(self.discriminator):
-            fake_logits, fake_features = self.discriminate(fake)
-            loss = self.g_objective(self, real, fake_logits, fake_features)
-            g_opt.zero_grad(set_to_none=True)
-            self.g_backward(loss, fake_logits)
-        g_opt.step()
-        self.g_steps += 1
-        return loss.detach()
-
     # -- evaluation -------------------------------------------------------------------------
     def _evaluate(self, batch: Any) -> None:
         x, y = batch  # (B, *data_shape), (B,)
@@ -369,8 +352,10 @@ class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
         self.log("ssl/test_error", classification_errors(self.classify(x, ema=True)[0], y).mean(), prog_bar=True, **kw)
         self.log("ssl/test_error_live", classification_errors(self.classify(x)[0], y).mean(), **kw)
 
+    @override
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate(batch)
 
+    @override
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate(batch)

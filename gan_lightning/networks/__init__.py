@@ -12,7 +12,8 @@ Conventions shared by every architecture:
   no sigmoid; with num_outputs = K > 1, (B, K) class logits (the semi-supervised D). Wrong input
   shapes raise ValueError. improved_mnist's head is Sequential(GaussianNoise, Linear).
 
-Only config code looks names up in NETWORKS.
+Names are looked up in NETWORKS by ``gan_lightning.config`` (resolving and checking ``--arch``) and
+``gan_lightning.build`` (building the networks); nothing else needs the table.
 """
 
 from __future__ import annotations

@@ -1,0 +1,159 @@
+"""Checks of a resolved TrainConfig: every value a user can get wrong gets one line saying what is right."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from gan_lightning.config.flags import ACCELERATORS, LOGGERS, LOSS_ALIASES, PRECISIONS, TrainConfig, check_name
+from gan_lightning.errors import UsageError
+
+# Sizes above these are typing mistakes that would exhaust memory or processes before any message.
+SIZE_LIMITS: dict[str, int] = {"n_critic": 1000, "probe_d_iters": 10_000_000, "batch_size": 1 << 16, "image_size": 1024, "z_dim": 1 << 16, "g_width": 1 << 14,
+                               "d_width": 1 << 14, "mbd_kernels": 4096, "mbd_dim": 1024, "vbn_ref_size": 1 << 16,
+                               "num_workers": 256, "num_nodes": 1 << 14, "metric_num_samples": 1_000_000,
+                               "metric_kid_subset_size": 1_000_000}
+SEED_MAX = 2**32 - 1  # numpy's seed range; Lightning replaces a seed outside it by 0 with only a warning
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Check every value a user can get wrong, on the resolved config (``auto`` values filled in).
+
+    Raises:
+        UsageError: one line saying what is right.
+    """
+    from gan_lightning.config.resolve import AUTO, NO_EXTRACTOR, noise_enabled, resolve
+
+    given, cfg = cfg, resolve(cfg)  # resolve checks the names it looks up (dataset, arch) first
+    # Names a user may give as "auto" (or empty) are checked as given, so the message lists auto.
+
+    from gan_lightning.data.datasets import DATASETS
+    from gan_lightning.core.losses import LOSSES
+    from gan_lightning.networks import NETWORKS
+
+    check_name("dataset", cfg.dataset, list(DATASETS))
+    check_name("arch", cfg.arch, list(NETWORKS))
+    check_name("loss", cfg.loss, [*LOSSES, *LOSS_ALIASES])
+    check_name("logger", cfg.logger, LOGGERS)
+    check_name("precision", cfg.precision, PRECISIONS)
+    check_name("accelerator", cfg.accelerator, ACCELERATORS)
+    for key in ("batch_size", "image_size", "z_dim", "g_width", "d_width", "n_critic", "num_nodes", "labels_per_class",
+                "log_every_n_steps", "mbd_kernels", "mbd_dim", "vbn_ref_size", "probe_d_iters",
+                "metric_kid_subset_size"):
+        if getattr(cfg, key) < 1:
+            raise UsageError(f"--{key}: must be >= 1, got {getattr(cfg, key)}")
+    for key, most in SIZE_LIMITS.items():
+        if getattr(cfg, key) > most:
+            raise UsageError(f"--{key}: must be <= {most:,}, got {getattr(cfg, key):,}")
+    if not 0 <= cfg.seed <= SEED_MAX or not -1 <= cfg.label_seed <= SEED_MAX:
+        raise UsageError(f"--seed and --label_seed: must be in [0, {SEED_MAX}] (--label_seed also -1), "
+                         f"got {cfg.seed} and {cfg.label_seed}")
+    for key in ("lr_g", "lr_d"):
+        if not getattr(cfg, key) > 0:
+            raise UsageError(f"--{key}: must be > 0, got {getattr(cfg, key)}")
+    for key in ("beta1", "beta2"):
+        if not 0 <= getattr(cfg, key) < 1:
+            raise UsageError(f"--{key}: must be in [0, 1), got {getattr(cfg, key)}")
+    if not 0 < cfg.adam_eps <= 1:
+        raise UsageError(f"--adam_eps: must be in (0, 1], got {cfg.adam_eps}")
+    for key in ("gp_weight", "weight_clip", "num_workers", "sample_every_n_epochs", "noise_std", "noise_final_std",
+                "shadow_every_n_steps", "historical_averaging", "probe_every_n_epochs",
+                "metric_every_n_epochs", "metric_num_samples", "unsup_weight", "lr_decay_steps"):
+        if getattr(cfg, key) < 0:
+            raise UsageError(f"--{key}: must be >= 0, got {getattr(cfg, key)}")
+    if cfg.max_epochs == 0 or cfg.max_epochs < -1 or cfg.max_steps == 0 or cfg.max_steps < -1:
+        raise UsageError("--max_epochs and --max_steps must be >= 1, or -1 for no limit")
+    if cfg.max_epochs == -1 and cfg.max_steps == -1:
+        raise UsageError("--max_epochs=-1 needs a --max_steps limit")
+    device_ids = [p.strip() for p in cfg.devices.split(",") if p.strip()]
+    if cfg.devices != "auto" and not (device_ids and all(p.isdigit() and int(p) < 1 << 16 for p in device_ids)):
+        raise UsageError(f"--devices: expected a number, a list like 0,1 or auto, got {cfg.devices!r}")
+    if cfg.run_name and (Path(cfg.run_name).name != cfg.run_name or cfg.run_name in (".", "..")):
+        raise UsageError(f"--run_name: must be a plain folder name, got {cfg.run_name!r}")
+
+    from gan_lightning.core.losses import d_bce_loss
+    from gan_lightning.core.noise import SCHEDULES
+    from gan_lightning.core.objectives import FM_DISTANCES
+
+    check_name("g_objective", given.g_objective, [AUTO, "adversarial", "feature_matching"])
+    check_name("on_nonfinite", cfg.on_nonfinite, ["stop", "skip"])
+    from gan_lightning.metrics.extractors import EXTRACTORS
+    from gan_lightning.metrics.keys import parse_metrics
+
+    points = DATASETS[cfg.dataset].kind == "points"
+    check_name("metric_extractor", given.metric_extractor, [AUTO, NO_EXTRACTOR] if points else [AUTO, *EXTRACTORS])
+    if given.metric_split:
+        check_name("metric_split", given.metric_split, ["train", "test"])
+    try:
+        parse_metrics(cfg.metrics)
+    except UsageError as e:
+        raise UsageError(f"--metrics: {e}") from None
+    check_name("fm_distance", cfg.fm_distance, list(FM_DISTANCES))
+    if not 0 < cfg.label_smoothing <= 1:
+        raise UsageError(f"--label_smoothing: must be in (0, 1] (1.0: off), got {cfg.label_smoothing}")
+    if cfg.label_smoothing != 1.0 and LOSSES[cfg.loss].d is not d_bce_loss:
+        raise UsageError(f"--label_smoothing needs a BCE loss (minimax or nonsaturating), not --loss {cfg.loss}")
+    if cfg.fm_layer and cfg.g_objective != "feature_matching":
+        raise UsageError("--fm_layer only applies with --g_objective feature_matching")
+
+    check_name("noise_schedule", cfg.noise_schedule, ["none", *SCHEDULES])
+    from gan_lightning.core.noise import make_schedule
+
+    try:
+        if noise_enabled(cfg):
+            make_schedule(cfg.noise_schedule, cfg.noise_std, cfg.noise_final_std, cfg.noise_anneal_steps,
+                          cfg.noise_target_acc)
+    except ValueError as e:
+        raise UsageError(f"instance noise: {e}") from None
+
+    spec = DATASETS[cfg.dataset]
+    arch_name = cfg.arch
+    arch = NETWORKS[arch_name]
+    if spec.kind == "points" and arch.image_sizes is not None:
+        raise UsageError(f"--arch {arch_name} needs image data; dataset {cfg.dataset!r} is 2-D points: use --arch mlp")
+    if spec.kind == "images" and arch.image_sizes is not None and cfg.image_size not in arch.image_sizes:
+        sizes = ", ".join(map(str, arch.image_sizes))
+        raise UsageError(f"--image_size {cfg.image_size} is not supported by --arch {arch_name}; use one of {sizes}")
+    check_name("g_norm", cfg.g_norm, arch.g_norms)
+    check_name("d_norm", given.d_norm, [AUTO, *arch.d_norms])
+    _validate_task(cfg)
+    if cfg.logger == "tensorboard":
+        import importlib.util
+
+        if not any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")):
+            raise UsageError("--logger tensorboard needs the tensorboard package: pip install tensorboard")
+    if cfg.resume and cfg.resume != "last" and not Path(cfg.resume).is_file():
+        raise UsageError(f"--resume: no checkpoint file at {cfg.resume} (give a .ckpt path or 'last')")
+    if cfg.config and not Path(cfg.config).is_file():
+        raise UsageError(f"--config: no such file {cfg.config}")
+
+
+# Options of the GAN loop that the semi-supervised loop does not have: their "off" values.
+SSL_UNUSED: dict[str, Any] = {"n_critic": 1, "gp_weight": 0.0, "weight_clip": 0.0, "label_smoothing": 1.0,
+                              "historical_averaging": 0.0, "probe_every_n_epochs": 0}
+
+
+def _validate_task(cfg: TrainConfig) -> None:
+    from gan_lightning.config.flags import TASKS
+    from gan_lightning.config.resolve import noise_enabled
+    from gan_lightning.data.datasets import DATASETS
+    from gan_lightning.data.semi_supervised import UNLABELED_CHOICES
+
+    check_name("task", cfg.task, list(TASKS))
+    check_name("unlabeled", cfg.unlabeled, UNLABELED_CHOICES)
+    if not 0 <= cfg.ema_decay < 1:
+        raise UsageError(f"--ema_decay: must be in [0, 1) (0: off), got {cfg.ema_decay}")
+    if cfg.task != "semi_supervised":
+        return
+    if DATASETS[cfg.dataset].num_classes < 2:
+        labeled = ", ".join(k for k, v in DATASETS.items() if v.num_classes >= 2)
+        raise UsageError(f"--task semi_supervised needs a data set with class labels ({labeled}), "
+                         f"not --dataset {cfg.dataset}")
+    for key, off in SSL_UNUSED.items():
+        if getattr(cfg, key) != off:
+            raise UsageError(f"--{key} is not part of --task semi_supervised (its D loss is the K+1 loss); "
+                             f"leave it at {off}")
+    if noise_enabled(cfg):
+        raise UsageError("instance noise (--noise_std) is not part of --task semi_supervised; leave --noise_std at 0")
+
+

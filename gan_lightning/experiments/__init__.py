@@ -1,0 +1,5 @@
+"""Studies built on training runs: W&B sweeps and their local runner, run comparison, the paper
+reproductions and their reports, the probe study, the supervised baseline.
+
+May import anything in the package; nothing else in the package imports ``experiments``.
+"""

@@ -1,0 +1,230 @@
+"""What the frozen-generator probe writes: curves.csv, summary.json, results.md, figures, a W&B run.
+
+The figures are those of Arjovsky & Bottou 2017 (Figs. 1-3 and Sec. 3) as PNG files. Each reads
+the results of :func:`gan_lightning.diagnostics.probe.run_study`: a list of ``{"g_epochs", "noise_std",
+"rows", "summary"}``. Figures 1-3 show the probes without noise (the
+smallest noise std when 0 was not run), one curve per generator snapshot, on a log scale as in
+the paper; ``fig_noise.png`` shows every noise std. matplotlib is imported inside the functions
+and used through ``Figure`` objects (no pyplot state), so this works on machines without a display.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from gan_lightning.diagnostics.probe import (
+    CURVE_COLUMNS, SUMMARY_KEYS, TARGETS_MOST_NOISE, TARGETS_NO_NOISE, WINDOW, check_targets, running_mean,
+)
+
+PAPER_FIG2_ORDERS = 5  # Arjovsky & Bottou, Fig. 2: up to 5 orders of magnitude after 4,000 D iterations
+ERROR_FLOOR = 1e-4  # a running D error of exactly 0 is drawn here, so it stays on the log axis
+FIGURES = ("fig1_d_error", "fig2_grad_minimax", "fig3_grad_nonsaturating", "fig_noise")
+
+
+def _figure(ncols: int, nrows: int = 1):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.2 * ncols, 3.2 * nrows), dpi=110)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, axes
+
+
+def _measured(rows: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list[float], list[float]]:
+    """Iterations with a gradient-norm measurement, its mean and its std."""
+    kept = [r for r in rows if r.get(key) is not None]
+    return [r["iter"] for r in kept], [r[key] for r in kept], [r[f"{key}_std"] for r in kept]
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def _colors(n: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
+    return [cmap(i / max(n - 1, 1) * 0.85) for i in range(n)]
+
+
+def _d_error_and_loss(axes: Sequence[Any], results: Sequence[dict[str, Any]], label_key: str, fmt: str) -> None:
+    colors = _colors(len(results))
+    for res, color in zip(results, colors):
+        rows = res["rows"]
+        iters = [r["iter"] for r in rows]
+        error = [max(1.0 - a, ERROR_FLOOR) for a in running_mean([r["d_accuracy"] for r in rows])]
+        axes[0].plot(iters, error, color=color, label=fmt.format(res[label_key]))
+        axes[1].plot(iters, running_mean([r["d_loss"] for r in rows]), color=color, label=fmt.format(res[label_key]))
+    axes[0].set_ylabel(f"D error = 1 - accuracy (mean of {WINDOW})")
+    axes[0].set_title(f"an error of 0 is drawn at {ERROR_FLOOR:g}", fontsize=8)
+    axes[1].set_ylabel(f"D loss (BCE, mean of {WINDOW})")
+    for ax in axes:
+        ax.set_yscale("log")
+        ax.set_xlabel("D iterations against the frozen G")
+        ax.legend(fontsize=7)
+        ax.grid(True, which="both", alpha=0.3)
+
+
+def _grad_curves(ax: Any, results: Sequence[dict[str, Any]], cost: str, label_key: str, fmt: str,
+                 band: bool) -> None:
+    for res, color in zip(results, _colors(len(results))):
+        iters, mean, std = _measured(res["rows"], f"grad_norm_{cost}")
+        ax.plot(iters, mean, color=color, label=fmt.format(res[label_key]))
+        if band:
+            low = [max(m - s, m * 1e-3) for m, s in zip(mean, std)]  # keep the band on the log axis
+            ax.fill_between(iters, low, [m + s for m, s in zip(mean, std)], color=color, alpha=0.2, linewidth=0)
+    ax.set_yscale("log")
+    ax.set_xlabel("D iterations against the frozen G")
+    ax.legend(fontsize=7)
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def save_figures(out_dir: str | Path, results: Sequence[dict[str, Any]]) -> list[Path]:
+    """Write the four probe figures as PNG files into ``out_dir`` and return their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    base_std = min(r["noise_std"] for r in results)
+    base = sorted((r for r in results if r["noise_std"] == base_std), key=lambda r: r["g_epochs"])
+    noise_note = "no noise" if base_std == 0 else f"noise std {base_std:g}"
+    by_epochs = "G at epoch {}"
+    paths = []
+
+    fig, axes = _figure(2)
+    _d_error_and_loss(axes[0], base, "g_epochs", by_epochs)
+    fig.suptitle(f"Fig. 1: a fresh D against a frozen G ({noise_note})")
+    paths.append(_save(fig, out / "fig1_d_error.png"))
+
+    fig, axes = _figure(1)
+    _grad_curves(axes[0, 0], base, "minimax", "g_epochs", by_epochs, band=False)
+    axes[0, 0].set_ylabel("||grad E[log(1 - D(G(z)))]||")
+    axes[0, 0].set_title(f"Fig. 2: minimax cost ({noise_note})", fontsize=9)
+    paths.append(_save(fig, out / "fig2_grad_minimax.png"))
+
+    fig, axes = _figure(1)
+    _grad_curves(axes[0, 0], base, "nonsaturating", "g_epochs", by_epochs, band=True)
+    axes[0, 0].set_ylabel("||grad E[-log D(G(z))]||, mean +- std")
+    axes[0, 0].set_title(f"Fig. 3: -log D cost ({noise_note})", fontsize=9)
+    paths.append(_save(fig, out / "fig3_grad_nonsaturating.png"))
+
+    epochs = sorted({r["g_epochs"] for r in results})
+    fig, axes = _figure(3, len(epochs))
+    for row_axes, e in zip(axes, epochs):
+        mine = sorted((r for r in results if r["g_epochs"] == e), key=lambda r: r["noise_std"])
+        for res, color in zip(mine, _colors(len(mine))):
+            rows = res["rows"]
+            acc = res["summary"]["final_d_accuracy"]
+            row_axes[0].plot([r["iter"] for r in rows], running_mean([r["d_accuracy"] for r in rows]),
+                             color=color, label=f"noise {res['noise_std']:g}: final acc {acc:.3f}")
+        row_axes[0].set_ylabel(f"G@{e} epochs: D accuracy (mean of {WINDOW})")
+        row_axes[0].set_xlabel("D iterations against the frozen G")
+        row_axes[0].legend(fontsize=7)
+        row_axes[0].grid(True, alpha=0.3)
+        _grad_curves(row_axes[1], mine, "minimax", "noise_std", "noise std {:g}", band=False)
+        row_axes[1].set_ylabel("minimax grad norm")
+        _grad_curves(row_axes[2], mine, "nonsaturating", "noise_std", "noise std {:g}", band=True)
+        row_axes[2].set_ylabel("-log D grad norm, mean +- std")
+    fig.suptitle("Instance noise on D's real and generated inputs (Sec. 3)")
+    paths.append(_save(fig, out / "fig_noise.png"))
+    return paths
+
+
+def write_outputs(out_dir: str | Path, results: Sequence[dict[str, Any]], settings: dict[str, Any]) -> dict[str, Any]:
+    """Write ``curves.csv`` (one line per pair and iteration) and ``summary.json``; return the summary."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "curves.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CURVE_COLUMNS)
+        writer.writeheader()
+        for res in results:
+            for row in res["rows"]:
+                writer.writerow({"g_epochs": res["g_epochs"], "noise_std": res["noise_std"],
+                                 **{k: ("" if row.get(k) is None else row[k]) for k in CURVE_COLUMNS[2:]}})
+    checkpoints = [{"g_epochs": r["g_epochs"], "noise_std": r["noise_std"], **r["summary"]} for r in results]
+    summary = {"checkpoints": checkpoints, "targets": check_targets(checkpoints), "settings": settings}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _num(v: Any, fmt: str = ".3g") -> str:
+    return "n/a" if v is None else format(v, fmt)
+
+
+def write_report(out_dir: str | Path, summary: dict[str, Any]) -> Path:
+    """Write ``results.md``: every probe's numbers, the targets per G snapshot and the Fig. 2 y-range."""
+    from gan_lightning.config import config_from_dict, resolve
+
+    st = summary["settings"]
+    tc = st["train_config"]
+    lines = [
+        "# Frozen-generator probe (Arjovsky & Bottou 2017, Figs. 1-3 and Sec. 3)", "",
+        f"G: {resolve(config_from_dict(tc)).arch} on {tc['dataset']} at {tc['image_size']} px, "
+        f"snapshots after {', '.join(str(g['g_epochs']) for g in st['generators'])} epochs. "
+        f"Probe D: the run's D with {st['probe_norm']} norm (width {st['d_width']}), Adam {st['probe_lr']:g} "
+        f"({st['probe_schedule']} schedule), batch {st['batch_size']}, {st['d_iters']:,} iterations, seed {st['seed']}; "
+        f"G's gradient norms every {st['grad_every']} iterations over {st['grad_batches']} batches of z. "
+        f"'first'/'last': means over the first/last {WINDOW} iterations. Wall time {st['wall_seconds']:.0f} s "
+        f"on {st['device']}.", "",
+        "| G epochs | noise std | final D acc | iters to 0.99 | D loss first / last (drop) "
+        "| minimax grad first / last (drop) | -log D grad first / last +- std (growth) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in summary["checkpoints"]:
+        lines.append(
+            f"| {c['g_epochs']} | {c['noise_std']:g} | {_num(c['final_d_accuracy'], '.4f')} "
+            f"| {_num(c['iters_to_accuracy_0.99'], 'd')} "
+            f"| {_num(c['d_loss_first'])} / {_num(c['d_loss_last'])} ({_num(c['d_loss_drop'], '.3g')}x) "
+            f"| {_num(c['grad_norm_minimax_first'])} / {_num(c['grad_norm_minimax_last'])} "
+            f"({_num(c['grad_norm_minimax_drop'], '.3g')}x) "
+            f"| {_num(c['grad_norm_nonsaturating_first'])} / {_num(c['grad_norm_nonsaturating_last'])} "
+            f"+- {_num(c['grad_norm_nonsaturating_std_last'])} ({_num(c['grad_norm_nonsaturating_growth'], '.3g')}x) |")
+    no_noise = ", ".join(f"{k} >= {v:g}" for k, v in TARGETS_NO_NOISE.items())
+    most = ", ".join(f"{k} < {v:g}" for k, v in TARGETS_MOST_NOISE.items())
+    lines += ["", f"Targets: without noise {no_noise}; at the largest noise std {most}.", "",
+              "| G epochs | without noise | largest noise std | with it | all met |", "|---|---|---|---|---|"]
+    for t in summary["targets"]:
+        def words(d: dict[str, bool] | None) -> str:
+            if d is None:
+                return "not run"
+            missed = [k for k, ok in d.items() if not ok]
+            return "met" if not missed else "missed: " + ", ".join(missed)
+        lines.append(f"| {t['g_epochs']} | {words(t['no_noise'])} | {_num(t['most_noise_std'], 'g')} "
+                     f"| {words(t['most_noise'])} | {'yes' if t['met'] else 'no'} |")
+    lines += ["", f"Fig. 2 y-range: the paper's minimax gradient falls by up to {PAPER_FIG2_ORDERS} orders of magnitude "
+              "after 4,000 D iterations. Here, without noise:", ""]
+    for c in summary["checkpoints"]:
+        if c["noise_std"] == 0:
+            lines.append(f"- G after {c['g_epochs']} epoch{'s' * (c['g_epochs'] != 1)}: {_num(c['grad_norm_minimax_decay_orders'], '.2f')} "
+                         f"orders of magnitude ({_num(c['grad_norm_minimax_first'])} -> "
+                         f"{_num(c['grad_norm_minimax_last'])}) in {st['d_iters']:,} iterations")
+    path = Path(out_dir) / "results.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def log_to_wandb(summary: dict[str, Any], figures: Sequence[Path], project: str, name: str, out_dir: Path,
+                 say: Callable[[str], None] = print) -> None:
+    """Log the figures, the curves as a table and the summary numbers to one W&B run (job_type probe)."""
+    import wandb
+
+    from gan_lightning.runs.loggers import wandb_mode
+
+    mode, why = wandb_mode()
+    if mode == "offline":
+        say(f"W&B: {why}; logging offline under {out_dir}/wandb")
+    run = wandb.init(project=project, name=name or None, dir=str(out_dir), mode=mode, job_type="probe",
+                     config=summary["settings"])
+    with open(out_dir / "curves.csv", newline="") as f:
+        header, *rows = list(csv.reader(f))
+    data = [[float(cell) if cell else None for cell in row] for row in rows]  # every column is a number
+    run.log({f"probe/{p.stem}": wandb.Image(str(p)) for p in figures}
+            | {"probe/curves": wandb.Table(columns=header, data=data)})
+    for entry in summary["checkpoints"]:
+        prefix = f"probe/g{entry['g_epochs']}_noise{entry['noise_std']:g}"
+        for key in SUMMARY_KEYS:
+            if entry[key] is not None:
+                run.summary[f"{prefix}/{key}"] = entry[key]
+    run.finish()

@@ -1,0 +1,136 @@
+"""The probe study of scripts/probe_discriminator.py: the generators to probe (trained here, or
+loaded from checkpoints) and :func:`gan_lightning.diagnostics.probe.probe` run on each of them at
+every noise std.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from torch import Tensor, nn
+
+from gan_lightning.diagnostics.probe import CKPT_KEYS, G_KEYS, probe, summarize
+from gan_lightning.errors import UsageError
+
+
+# -- the generators to probe ------------------------------------------------------------------
+@dataclass
+class Snapshot:
+    """A generator to probe: trained for ``g_epochs`` epochs (``g_steps`` updates), from ``source``."""
+
+    g_epochs: int
+    g_steps: int
+    generator: nn.Module
+    source: str
+
+
+def train_generators(cfg: Any, epochs: Sequence[int], progress: bool = True) -> list[Snapshot]:
+    """Train one GAN for ``max(epochs)`` epochs and copy its generator after each of ``epochs``.
+
+    Args:
+        cfg: the TrainConfig of the run; ``max_epochs``, ``max_steps`` and the output flags are
+            ignored. One device (``cfg.accelerator``), no logger, no checkpoints.
+        epochs: epoch counts to snapshot at, each >= 1.
+        progress: show Lightning's progress bar.
+
+    Returns:
+        One snapshot per epoch count, in increasing order, generators on the CPU.
+    """
+    import lightning as L
+
+    from gan_lightning.build import build_datamodule, build_module
+
+    wanted = sorted(set(epochs))
+    snaps: list[Snapshot] = []
+
+    class _Snapshots(L.Callback):
+        def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+            done = trainer.current_epoch + 1
+            if done in wanted:
+                g = copy.deepcopy(pl_module.generator).cpu()
+                snaps.append(Snapshot(done, int(pl_module.g_steps), g, "trained"))
+
+    dm = build_datamodule(cfg)
+    dm.check()
+    L.seed_everything(cfg.seed, verbose=False)
+    module = build_module(cfg, dm.data_shape)
+    trainer = L.Trainer(
+        accelerator=cfg.accelerator, devices=1, precision=cfg.precision, max_epochs=wanted[-1],
+        logger=False, enable_checkpointing=False, callbacks=[_Snapshots()],
+        enable_progress_bar=progress, enable_model_summary=False,
+    )
+    trainer.fit(module, datamodule=dm)
+    return snaps
+
+
+def load_generator(path: str | Path) -> tuple[Snapshot, dict[str, Any]]:
+    """The generator of a gan_lightning checkpoint and the config stored with it.
+
+    ``g_epochs`` is the number of epochs the run had finished when the file was written.
+
+    Raises:
+        UsageError: a missing, unreadable or foreign file, or weights that do not fit its config.
+    """
+    from gan_lightning.build import build_datamodule, build_module
+    from gan_lightning.runs.checkpoints import CHECKPOINT_KEY, load_weights, read_checkpoint
+    from gan_lightning.config import config_from_dict, validate
+
+    ckpt = read_checkpoint(path)
+    stored = dict(ckpt[CHECKPOINT_KEY]["config"])
+    # The files the run was started from (--resume, --config) may be gone since; G does not need them.
+    cfg = config_from_dict({**stored, "resume": "", "config": ""})
+    validate(cfg)
+    module = build_module(cfg, build_datamodule(cfg).data_shape)
+    load_weights(module, ckpt["state_dict"], path)
+    epochs = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {}).get("processed")
+    epochs = int(epochs) if epochs is not None else int(ckpt.get("epoch", 0))
+    return Snapshot(epochs, int(module.g_steps), module.generator, str(path)), stored
+
+
+def load_generators(paths: Sequence[str], cfg: Any, given: set[str]) -> tuple[list[Snapshot], Any]:
+    """Generators from checkpoints, and the config to probe them with.
+
+    The networks and the data (``CKPT_KEYS``) come from the first checkpoint's config, unless
+    the user gave them (``given``); the flags that fix G (``G_KEYS``) must then not differ from
+    it. Everything else (batch size, seed, logger, ...) comes from ``cfg``, not the checkpoint.
+
+    Raises:
+        UsageError: a bad file, checkpoints trained on different data, or a flag that contradicts them.
+    """
+    from gan_lightning.config import config_from_dict, validate
+
+    loaded = [load_generator(p.strip()) for p in paths]
+    stored = loaded[0][1]
+    for snap, other in loaded[1:]:
+        if any(other.get(k) != stored.get(k) for k in ("dataset", "image_size")):
+            raise UsageError(f"{snap.source} was trained on other data than {loaded[0][0].source}")
+    clash = [k for k in G_KEYS if k in given and k in stored and getattr(cfg, k) != stored[k]]
+    if clash:
+        raise UsageError(f"--{clash[0]}={getattr(cfg, clash[0])} differs from the checkpoint's "
+                         f"{stored[clash[0]]!r}; omit it with --g_ckpt")
+    taken = {k: stored[k] for k in CKPT_KEYS if k in stored and k not in given}
+    cfg = config_from_dict({**cfg.to_dict(), **taken})
+    validate(cfg)
+    return [snap for snap, _ in loaded], cfg
+
+
+# -- a whole study and its files --------------------------------------------------------------
+def run_study(
+    snapshots: Sequence[Snapshot], real_data: Tensor, make_discriminator: Callable[[], nn.Module],
+    noise_stds: Sequence[float], **probe_kwargs: Any,
+) -> list[dict[str, Any]]:
+    """``probe`` every snapshot at every noise std, all with the same seed (same D init, batches).
+
+    Returns:
+        One dict per pair: ``g_epochs``, ``noise_std``, ``rows`` (probe's output), ``summary``.
+    """
+    results = []
+    for snap in snapshots:
+        for std in noise_stds:
+            rows = probe(snap.generator, real_data, make_discriminator, noise_std=std,
+                         desc=f"D vs G@{snap.g_epochs} ep, noise {std:g}", **probe_kwargs)
+            results.append({"g_epochs": snap.g_epochs, "noise_std": std, "rows": rows, "summary": summarize(rows)})
+    return results

@@ -1,0 +1,130 @@
+"""The names and defaults of every metric a run logs: one owner for the metrics callback, the sweep
+validation, the run comparison and the paper reproductions.
+
+- :func:`metric_key` builds one logged name: the metric, the extractor (marked when its weights
+  are not the reference ones) and the number of generated samples (``fid/lenet_5k``,
+  ``kid_mean/inception_50k``, ``fid/lenet-1a2b3c4d_5k``, ``modes_covered/2.5k``).
+- :func:`metric_keys` is the set of names a MetricsCallback with given settings logs.
+- the defaults: generated samples per evaluation, the reference split.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from gan_lightning.errors import UsageError
+
+METRICS = ("fid", "kid", "is", "pr")  # what a user can ask for
+VALUE_NAMES = {"fid": ("fid",), "kid": ("kid_mean", "kid_std"), "is": ("is_mean", "is_std"),
+               "pr": ("precision", "recall")}  # the values each metric gives
+PRIMARY = "fid"  # the metric runs are compared on by default (scripts/compare_runs.py)
+
+
+# -- names ------------------------------------------------------------------------------------
+def count_label(n: int) -> str:
+    """A sample count as it appears in metric names: 500 -> "500", 2500 -> "2.5k", 50000 -> "50k"."""
+    if n < 1000:
+        return str(n)
+    return f"{n / 1000:.3f}".rstrip("0").rstrip(".") + "k"
+
+
+WEIGHTS_MARK = 8  # hex digits of a non-reference weights file's sha256 in metric names
+
+
+def metric_key(value: str, num_samples: int, extractor: str = "", weights_sha256: str = "") -> str:
+    """The logged name of a metric: what it is, in which feature space, from how many samples.
+
+    Names are ``<value>/<extractor>_<count>``: ``fid/lenet_5k``, ``kid_mean/inception_50k``. The
+    plain extractor name means its reference weights (``ExtractorSpec.sha256``): the shipped
+    ``lenet_mnist.pt`` for ``lenet``, torch-fidelity's official file for ``inception``. Features
+    from any other weights file (a retrained LeNet, random Inception weights for offline tests)
+    give numbers that are not comparable with those, so the name carries the first 8 hex digits
+    of that file's sha256: ``<value>/<extractor>-<sha256[:8]>_<count>``, e.g. ``fid/lenet-1a2b3c4d_5k``.
+    2-D point metrics have no extractor: ``modes_covered/2.5k``.
+
+    Args:
+        value: ``fid``, ``kid_mean``, ``modes_covered``, ...
+        num_samples: generated samples it was measured on.
+        extractor: the extractor's short name (``lenet``, ``inception``); "" for 2-D point metrics.
+        weights_sha256: sha256 of the extractor's weights file; "" for its reference weights (to
+            name what a run with the default weights will log). Code that logs measured values
+            passes the hash of the file it used.
+
+    Example:
+        >>> metric_key("fid", 5000, "lenet"), metric_key("modes_covered", 2500)
+        ('fid/lenet_5k', 'modes_covered/2.5k')
+        >>> metric_key("fid", 5000, "lenet", "1a2b3c4d" + "0" * 56)
+        'fid/lenet-1a2b3c4d_5k'
+    """
+    if not extractor:
+        return f"{value}/{count_label(num_samples)}"
+    from gan_lightning.metrics.extractors import EXTRACTORS
+
+    reference = next((spec.sha256 for spec in EXTRACTORS.values() if spec.short == extractor), "")
+    weights = weights_sha256.lower()
+    space = extractor if weights in ("", reference) else f"{extractor}-{weights[:WEIGHTS_MARK]}"
+    return f"{value}/{space}_{count_label(num_samples)}"
+
+
+def parse_metrics(text: str | Iterable[str]) -> tuple[str, ...]:
+    """``"fid,kid"`` (or a sequence) -> ("fid", "kid"); ``"none"`` or "" -> (). Raises UsageError on unknown names."""
+    names = [t.strip() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
+    if names in (["none"], []):
+        return ()
+    bad = [n for n in names if n not in METRICS]
+    if bad:
+        raise UsageError(f"unknown metric {bad[0]!r}; valid metrics are: {', '.join(METRICS)} (or none)")
+    return tuple(dict.fromkeys(names))
+
+
+def default_split(dataset: str) -> str:
+    """``test`` (held out), except for ``folder``, which is one set of images with no test split."""
+    return "train" if dataset == "folder" else "test"
+
+
+
+DEFAULT_NUM_SAMPLES = {"images": 5000, "points": 2500}  # points: PacGAN's 2,500
+
+
+def default_num_samples(kind: str) -> int:
+    """Generated samples per evaluation when none are given: 5,000 images, or 2,500 points (PacGAN)."""
+    return DEFAULT_NUM_SAMPLES[kind]
+
+
+def metric_keys(dataset: str, num_samples: int = 0, extractor: str = "auto", metrics: str | Iterable[str] = METRICS,
+                kid_subset_size: int = 1000, weights_path: str = "") -> set[str]:
+    """The keys MetricsCallback logs for these arguments (the one owner of metric names) (a sweep's metric must be one of them).
+
+    KID is left out when ``num_samples`` is below ``kid_subset_size`` (it is skipped then); a
+    reference split smaller than the subset size is only found when the data is loaded. With a
+    ``weights_path`` the keys carry that file's hash unless it is the reference weights
+    (:func:`~gan_lightning.metrics.keys.metric_key`); a missing file logs nothing (metrics are off).
+    """
+    from gan_lightning.data.datasets import DATASETS
+    from gan_lightning.metrics.extractors import check_name, default_extractor, file_sha256
+    from gan_lightning.metrics.mode_coverage import LOGGED, MIXTURES
+
+    kind = DATASETS[dataset].kind
+    n = num_samples or default_num_samples(kind)
+    if kind == "points":
+        return {metric_key(k, n) for k in LOGGED} if dataset in MIXTURES else set()
+    short = check_name(default_extractor(dataset) if extractor == "auto" else extractor).short
+    if weights_path and not Path(weights_path).expanduser().is_file():
+        return set()
+    sha256 = file_sha256(Path(weights_path).expanduser()) if weights_path else ""
+    chosen = [m for m in parse_metrics(metrics) if m != "kid" or n >= kid_subset_size]
+    return {metric_key(v, n, short, sha256) for m in chosen for v in VALUE_NAMES[m]}
+
+
+def run_metric_keys(cfg) -> set[str]:
+    """The metric keys a training run of ``cfg`` (a TrainConfig, resolved or not) logs; empty when metrics are off.
+
+    Reads ``metric_every_n_epochs`` (0: off), ``dataset``, ``metrics``, ``metric_num_samples``,
+    ``metric_extractor``, ``metric_kid_subset_size`` and ``metric_weights``.
+    """
+    if cfg.metric_every_n_epochs <= 0:
+        return set()
+    extractor = "auto" if cfg.metric_extractor == "none" else cfg.metric_extractor
+    return metric_keys(cfg.dataset, cfg.metric_num_samples, extractor, cfg.metrics, cfg.metric_kid_subset_size,
+                       weights_path=cfg.metric_weights)

@@ -1,0 +1,162 @@
+"""Checkpoint files: atomic writes, safe reads with one-line errors, and finding the last one."""
+
+from __future__ import annotations
+
+import os
+import re
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from gan_lightning.errors import UsageError
+
+CHECKPOINT_KEY = "gan_lightning"  # what on_save_checkpoint adds: {"version", "config"}
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write each checkpoint to a temporary file, then rename it over the target.
+
+    A process killed mid-write leaves the previous ``last.ckpt`` intact: rename is atomic on
+    POSIX file systems.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        try:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def load_checkpoint(self, path: str | Path, map_location: Any = lambda storage, loc: storage,
+                        weights_only: bool | None = None) -> dict[str, Any]:
+        """Read with ``weights_only=True`` unless the caller says otherwise: a resume never runs pickled code.
+
+        Our checkpoints hold tensors, numbers, strings and containers only (RNG states included, see
+        :func:`gan_lightning.torch_utils.rng_state`), so nothing needs full unpickling; Lightning leaves the choice to torch's
+        default, which an environment variable (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``) can turn off.
+        """
+        return super().load_checkpoint(path, map_location=map_location,
+                                       weights_only=True if weights_only is None else weights_only)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a gan_lightning checkpoint on the CPU without executing code (``weights_only``).
+
+    Raises:
+        UsageError: if the file is missing, unreadable, asks to run code, or is not a checkpoint of
+            this project (no stored training config).
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"no checkpoint file at {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure to unpickle means the same to the user
+        raise UsageError(f"{path} is not a readable checkpoint ({_unreadable(path, e)})") from None
+    stored = ckpt.get(CHECKPOINT_KEY) if isinstance(ckpt, dict) else None
+    if not isinstance(stored, dict) or not isinstance(stored.get("config"), dict) \
+            or not isinstance(ckpt.get("state_dict"), Mapping):
+        raise UsageError(f"{path} is not a gan_lightning checkpoint (no '{CHECKPOINT_KEY}' entry with the "
+                         f"training config, or no state_dict); give a last.ckpt that scripts/train.py wrote")
+    return ckpt
+
+
+def _unreadable(path: Path, error: Exception) -> str:
+    """Why ``torch.load(path, weights_only=True)`` failed, in a few words (torch's own text is a page long)."""
+    text = str(error)
+    code = re.search(r"GLOBAL ([\w.]+)", text)
+    if code:  # a pickle that imports and calls something: exactly what weights_only loading refuses
+        return f"it would run {code.group(1)} when unpickled; checkpoints are read without running code"
+    if not zipfile.is_zipfile(path):
+        return "not a complete torch zip file: truncated, or not written by torch.save"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return (lines[0] if lines else type(error).__name__)[:200]
+
+
+def load_weights(module: Any, state_dict: Mapping[str, Any], path: str | Path) -> None:
+    """``module.load_state_dict(state_dict)`` (strict), or one line naming the first entry that does not fit.
+
+    Args:
+        module: the networks built from the checkpoint's (or the command line's) config.
+        state_dict: the checkpoint's ``state_dict``.
+        path: the checkpoint, for the message.
+
+    Raises:
+        UsageError: missing or unexpected entries, or tensors of another shape: a checkpoint of
+            another architecture, or a flag that changes the networks.
+    """
+    import torch
+
+    own = module.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    resized = [k for k in own if k in state_dict and isinstance(own[k], torch.Tensor)
+               and isinstance(state_dict[k], torch.Tensor) and own[k].shape != state_dict[k].shape]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing, e.g. {missing[0]}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]}")
+    if resized:
+        k = resized[0]
+        problems.append(f"{len(resized)} of another shape, e.g. {k} {tuple(state_dict[k].shape)} in the file "
+                        f"vs {tuple(own[k].shape)}")
+    if not problems:
+        try:
+            module.load_state_dict(state_dict)
+            return
+        except (RuntimeError, KeyError, TypeError, ValueError) as e:
+            problems.append(" ".join(str(e).split())[:200])
+    raise UsageError(f"{path}: its weights do not fit the networks of the config ({'; '.join(problems)}): "
+                     f"a checkpoint of another architecture, or a flag that changes the networks")
+
+
+def find_last(out_dir: str | Path, run_name: str = "") -> Path:
+    """``<out_dir>/<run_name>/checkpoints/last.ckpt``, or the newest such file when run_name is empty.
+
+    Raises:
+        UsageError: if there is none.
+    """
+    out = Path(out_dir)
+    if run_name:
+        path = out / run_name / "checkpoints" / "last.ckpt"
+        if not path.is_file():
+            raise UsageError(f"--resume last: no {path}; check --run_name and --out_dir")
+        return path
+    found = sorted(out.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise UsageError(f"--resume last: no run under {out} has checkpoints/last.ckpt")
+    return found[-1]
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporary files of :class:`AtomicCheckpointIO` whose writer is gone; return them.
+
+    A process killed during a checkpoint write (SIGKILL, out of memory) leaves
+    ``.<name>.tmp<pid>`` behind; the file of a writer still running on this machine is kept.
+    """
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp*"):
+        pid = tmp.name.rpartition(".tmp")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,228 @@
+"""What scripts/train.py does: choose the run folder, resolve the config once, build, fit."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from gan_lightning.build import build_trainer
+from gan_lightning.config import TrainConfig, config_from_dict, parse_args, resolve, validate
+from gan_lightning.errors import UsageError
+from gan_lightning.runs.outputs import say
+
+RUN_DIR_ENV = "GAN_LIGHTNING_RUN_DIR"  # set by rank 0 so processes started by DDP use the same folder
+# Flags that change the networks' shapes: a resumed run must keep them.
+ARCH_KEYS = ("task", "dataset", "image_size", "arch", "z_dim", "g_width", "d_width", "g_norm", "d_norm")
+
+
+@dataclass
+class Run:
+    cfg: TrainConfig
+    run_dir: Path
+    ckpt_path: Path | None
+    branched_from: Path | None = None  # a checkpoint of another run folder this run starts from
+    preempted: bool = False  # stopped by SIGTERM (last.ckpt saved), not finished
+
+
+def default_run_name(cfg: TrainConfig) -> str:
+    """``<dataset>-<arch>-<loss or ssl>-<time or SLURM job id>`` of a resolved config."""
+    stamp = os.environ.get("SLURM_JOB_ID") or time.strftime("%Y%m%d-%H%M%S")
+    what = "ssl" if cfg.task == "semi_supervised" else cfg.loss
+    return f"{cfg.dataset}-{cfg.arch}-{what}-{stamp}"
+
+
+def resolve_run(cfg: TrainConfig, given: set[str]) -> Run:
+    """Pick the run folder and, for --resume, merge the checkpoint's config under the given flags;
+    the returned run holds the resolved config (:func:`gan_lightning.config.resolve`), the one the
+    run uses from here on.
+
+    A resumed run goes where --out_dir and --run_name say, and they default to the checkpoint's
+    own run folder: ``--resume runs/A/checkpoints/last.ckpt`` continues A, adding ``--run_name B``
+    starts run B from A's checkpoint (B records where it came from, A is left untouched).
+
+    Raises:
+        UsageError: a missing or foreign checkpoint, changed architecture flags, an output folder
+            that cannot be written, or a run folder that already holds checkpoints (never
+            overwritten; resume it instead).
+    """
+    from gan_lightning.runs.checkpoints import CHECKPOINT_KEY, find_last, read_checkpoint
+    from gan_lightning.runs.outputs import check_out_dir
+
+    inherited = os.environ.get(RUN_DIR_ENV)
+    if inherited:  # a process started by DDP: rank 0 resolved the run already
+        run_dir = Path(inherited)
+    if cfg.resume:
+        ckpt_path = find_last(cfg.out_dir, cfg.run_name) if cfg.resume == "last" else Path(cfg.resume)
+        stored = read_checkpoint(ckpt_path)[CHECKPOINT_KEY].get("config", {})
+        merged = {**stored, **{k: getattr(cfg, k) for k in given}}
+        cfg = resolve(config_from_dict(merged))
+        # Compare resolved values: "--arch auto" resumes a checkpoint that stored what auto meant.
+        was = resolve(config_from_dict(stored)) if stored else None
+        for key in ARCH_KEYS:
+            if key in given and key in stored and getattr(cfg, key) != getattr(was, key):
+                raise UsageError(
+                    f"--{key}={getattr(cfg, key)} differs from the checkpoint's {stored[key]!r}; "
+                    f"omit --{key} to resume {ckpt_path}"
+                )
+        validate(cfg)
+        own = ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else None
+        out_dir = Path(cfg.out_dir) if "out_dir" in given or own is None else own.parent
+        name = cfg.run_name if "run_name" in given else own.name if own else ""
+        if not inherited:
+            run_dir = out_dir / (name or default_run_name(cfg))
+        cfg.out_dir, cfg.run_name = str(run_dir.parent), run_dir.name
+        branch = own is None or run_dir.resolve() != own.resolve()
+        if branch and not inherited:
+            check_out_dir(run_dir, "--run_name")  # the whole path: a file in the way, an over-long name
+            if any((run_dir / "checkpoints").glob("*.ckpt")):
+                raise UsageError(
+                    f"--resume {ckpt_path} into {run_dir}: that run folder already holds checkpoints; "
+                    f"choose another --run_name (or resume {run_dir} itself with --resume last "
+                    f"--run_name {run_dir.name})"
+                )
+        return Run(cfg, run_dir, ckpt_path, branched_from=ckpt_path if branch else None)
+
+    cfg = resolve(cfg)
+    if inherited:
+        cfg.run_name = run_dir.name
+        return Run(cfg, run_dir, None)
+    check_out_dir(cfg.out_dir)
+    if cfg.run_name:
+        run_dir = Path(cfg.out_dir) / cfg.run_name
+        if any((run_dir / "checkpoints").glob("*.ckpt")):
+            raise UsageError(
+                f"run folder {run_dir} already holds checkpoints; pass --resume last to continue it "
+                f"or choose another --run_name"
+            )
+    else:
+        name = default_run_name(cfg)
+        run_dir, n = Path(cfg.out_dir) / name, 1
+        while run_dir.exists():
+            n += 1
+            run_dir = Path(cfg.out_dir) / f"{name}-{n}"
+        cfg.run_name = run_dir.name
+    check_out_dir(run_dir, "--run_name")
+    return Run(cfg, run_dir, None)
+
+
+def quiet_lightning() -> None:
+    """Drop Lightning's console lines that say nothing about this run (an advert, a misleading stop reason).
+
+    ``Trainer.fit stopped: max_epochs=... reached`` is printed also when ``--max_steps`` stopped the
+    run; ``train`` says itself why it stopped.
+    """
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # torch/lightning version chatter
+    # Few batches per epoch (small data sets) is normal here; metrics are still logged every epoch end.
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(getattr(f, "gan_lightning", False) for f in rank_zero.filters):
+        def drop(record: logging.LogRecord) -> bool:
+            text = record.getMessage()
+            return "litlogger" not in text and "`Trainer.fit` stopped" not in text
+        drop.gan_lightning = True  # type: ignore[attr-defined]
+        rank_zero.addFilter(drop)
+
+
+def finished(cfg: TrainConfig, ckpt: dict[str, Any]) -> str:
+    """Why a checkpoint's run has nothing left to train under ``cfg`` ("" if it has)."""
+    # "processed" counts epochs whose batches all ran; "completed" lags by one in an epoch-end checkpoint.
+    progress = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+    epochs = progress.get("processed", 0)
+    g_steps = int(ckpt["state_dict"].get("g_steps", 0))
+    if cfg.max_steps > 0 and g_steps >= cfg.max_steps:
+        return f"it made {g_steps} G steps, --max_steps is {cfg.max_steps}"
+    if cfg.max_epochs != -1 and epochs >= cfg.max_epochs:
+        return f"it trained {epochs} epochs, --max_epochs is {cfg.max_epochs}"
+    return ""
+
+
+def train(cfg: TrainConfig, given: set[str] | None = None) -> Run:
+    """Train one run end to end; returns where it wrote its outputs.
+
+    Raises:
+        UsageError: bad flags, data, checkpoint or output folder, all found before anything is written.
+        KeyboardInterrupt: Ctrl-C, with how to resume as its message.
+    """
+    import shutil
+
+    import lightning as L
+    import yaml
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from gan_lightning.build import build_datamodule, build_module
+    from gan_lightning.runs.checkpoints import load_weights, read_checkpoint, remove_stale_temporaries
+
+    quiet_lightning()
+    run = resolve_run(cfg, set(given or ()))
+    cfg = run.cfg
+    dm = build_datamodule(cfg)
+    dm.check()
+    if run.ckpt_path:  # refuse weights that do not fit before the Trainer prints or anything is written
+        ckpt = read_checkpoint(run.ckpt_path)
+        load_weights(build_module(cfg, dm.data_shape), ckpt["state_dict"], run.ckpt_path)
+        done = finished(cfg, ckpt)
+        origin = {"resumed_from": str(run.ckpt_path.resolve()), "g_steps": int(ckpt["state_dict"].get("g_steps", 0))}
+        del ckpt
+        if done:
+            say(f"nothing to train: {run.ckpt_path} is finished ({done}); raise --max_epochs or --max_steps "
+                f"to train on")
+            return run
+    created = not run.run_dir.exists()  # before the loggers, which may make it
+    trainer = build_trainer(cfg, run.run_dir)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    module = build_module(cfg, dm.data_shape)
+    inherited = RUN_DIR_ENV in os.environ
+    if trainer.global_rank == 0 and not inherited:
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        for stale in remove_stale_temporaries(run.run_dir / "checkpoints"):
+            say(f"removed {stale}, left by a process killed while writing a checkpoint")
+        (run.run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        if run.branched_from:
+            (run.run_dir / "origin.yaml").write_text(yaml.safe_dump(origin, sort_keys=False))
+        say(f"run folder: {run.run_dir}" + (f" (resuming {run.ckpt_path})" if run.ckpt_path else ""))
+    # Processes that DDP starts during fit inherit the environment: they join this run folder.
+    os.environ[RUN_DIR_ENV] = str(run.run_dir)
+    last = run.run_dir / "checkpoints" / "last.ckpt"
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=str(run.ckpt_path) if run.ckpt_path else None)
+    except SIGTERMException:
+        run.preempted = True  # LastCheckpoint saved last.ckpt and said so; a clean exit lets the job be requeued
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        # Lightning turns Ctrl-C into exit(1) after its own shutdown (and ignores SIGINT from then on:
+        # give it back to Python); exit 130 with how to go on.
+        import signal
+
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        hint = (f"continue from the last checkpoint with --resume last --run_name {run.run_dir.name} "
+                f"--out_dir {run.run_dir.parent}" if last.is_file() else "no checkpoint was written yet")
+        raise KeyboardInterrupt(hint) from None
+    except UsageError:
+        if created and trainer.global_rank == 0 and not last.exists():
+            shutil.rmtree(run.run_dir, ignore_errors=True)  # a folder holding only config.yaml helps nobody
+        raise
+    finally:
+        if not inherited:
+            del os.environ[RUN_DIR_ENV]
+    if cfg.max_steps > 0 and int(module.g_steps) >= cfg.max_steps and not run.preempted:
+        say(f"stopped at G step {int(module.g_steps)} (--max_steps)")
+    return run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``scripts/train.py``: parse flags, print the resolved config for --dry_run, else train."""
+    cfg, given = parse_args(argv)
+    if cfg.dry_run:
+        import yaml
+
+        print(yaml.safe_dump(resolve(cfg).to_dict(), sort_keys=False), end="")
+        return 0
+    train(cfg, given)
+    return 0
