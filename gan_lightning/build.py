@@ -27,7 +27,8 @@ def _resolved(cfg: TrainConfig) -> TrainConfig:
 
 
 def build_datamodule(cfg: TrainConfig):
-    """The LightningDataModule of ``cfg.dataset``: labeled + unlabeled batches for the semi-supervised task."""
+    """The LightningDataModule of ``cfg.dataset``: labeled + unlabeled batches for the semi-supervised task;
+    image batches in channels-last format with ``--channels_last``."""
     from gan_lightning.data.datasets import DATASETS, GANDataModule
 
     cfg = _resolved(cfg)
@@ -36,11 +37,17 @@ def build_datamodule(cfg: TrainConfig):
     if cfg.task == "semi_supervised":
         from gan_lightning.data.semi_supervised import SemiSupervisedDataModule
 
-        return SemiSupervisedDataModule(
+        dm = SemiSupervisedDataModule(
             DATASETS[cfg.dataset], cfg.labels_per_class, seed=cfg.label_seed, shuffle_seed=cfg.seed,
             unlabeled=cfg.unlabeled, **common
         )
-    return GANDataModule(DATASETS[cfg.dataset], seed=cfg.seed, **common)
+    else:
+        dm = GANDataModule(DATASETS[cfg.dataset], seed=cfg.seed, **common)
+    if cfg.channels_last:
+        import torch
+
+        dm.memory_format = torch.channels_last
+    return dm
 
 
 def build_networks(cfg: TrainConfig, data_shape: tuple[int, ...]):
@@ -123,9 +130,28 @@ def build_semi_supervised(cfg: TrainConfig, data_shape: tuple[int, ...]):
 
 
 def build_module(cfg: TrainConfig, data_shape: tuple[int, ...]):
-    """The LightningModule of ``cfg.task`` (see TASKS)."""
+    """The LightningModule of ``cfg.task`` (see TASKS), in ``--channels_last`` format and ``--compile``d."""
     cfg = _resolved(cfg)
-    return TASKS[cfg.task](cfg, data_shape)
+    module = TASKS[cfg.task](cfg, data_shape)
+    if cfg.channels_last:
+        import torch
+
+        module.to(memory_format=torch.channels_last)  # 4-D (convolution) weights; the batches: build_datamodule
+    if cfg.compile:
+        compile_networks(module.generator, module.discriminator)
+    return module
+
+
+def compile_networks(*networks: Any) -> None:
+    """``torch.compile`` each network's direct submodules in place (``nn.Module.compile``).
+
+    Submodules rather than the networks: D is called through ``features`` and ``head`` (the one call
+    site ``discriminate``), not its ``forward``. Compiling in place keeps parameter names, so
+    checkpoints of compiled and eager runs are the same files.
+    """
+    for net in networks:
+        for child in net.children():
+            child.compile()
 
 
 # What --task names: the training loop (LightningModule) it builds.
@@ -179,6 +205,17 @@ def resolve_strategy(cfg: TrainConfig) -> str:
         parts = [p for p in cfg.devices.split(",") if p.strip()]
         count = len(parts) if len(parts) > 1 else int(parts[0])
     return "ddp_find_unused_parameters_true" if count * cfg.num_nodes > 1 else "auto"
+
+
+def uses_cuda(cfg: TrainConfig) -> bool:
+    """Whether the run trains on CUDA GPUs: ``--accelerator gpu/cuda``, or auto with a GPU present."""
+    if cfg.accelerator in ("gpu", "cuda"):
+        return True
+    if cfg.accelerator != "auto":
+        return False
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def build_diagnostics(cfg: TrainConfig) -> list[Any]:
@@ -241,13 +278,14 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, extra_callbacks: Sequence[Any
         LastCheckpoint(run_dir / "checkpoints" / "last.ckpt"),  # last: saves what the others did
     ]
     devices: Any = cfg.devices
+    benchmark = True if uses_cuda(cfg) else None  # cuDNN picks the fastest kernels for the fixed image size
     if devices != "auto":
         parts = [int(p) for p in devices.split(",") if p.strip()]
         devices = parts if len(parts) > 1 else parts[0]
     try:
         return L.Trainer(
             accelerator=cfg.accelerator, devices=devices, num_nodes=cfg.num_nodes,
-            strategy=resolve_strategy(cfg), precision=cfg.precision,
+            strategy=resolve_strategy(cfg), precision=cfg.precision, benchmark=benchmark,
             max_epochs=cfg.max_epochs,
             logger=build_loggers(cfg, run_dir, say) or False, callbacks=callbacks,
             log_every_n_steps=cfg.log_every_n_steps, default_root_dir=str(run_dir),

@@ -92,6 +92,10 @@ class TrainConfig:
     num_nodes: int = _f(1, "number of nodes")
     strategy: str = _f("auto", "Lightning strategy; auto picks ddp_find_unused_parameters_true for several devices")
     precision: str = _f("32-true", "32-true, 16-mixed, bf16-mixed, ...")
+    compile: bool = _f(False, "torch.compile the networks (each network's submodules, compiled in place: "
+                       "checkpoints are unchanged; the first steps wait for the compiler)")
+    channels_last: bool = _f(False, "image batches and convolution weights in channels-last memory format "
+                             "(faster convolutions on GPUs with tensor cores; images only)")
     # logging and outputs
     logger: str = _f("csv", "csv (metrics.csv only), wandb or tensorboard (each also writes metrics.csv), none")
     project: str = _f("gan_lightning", "W&B project")

@@ -117,6 +117,8 @@ def validate(cfg: TrainConfig) -> None:
     check_name("g_norm", cfg.g_norm, arch.g_norms)
     check_name("d_norm", given.d_norm, [AUTO, *arch.d_norms])
     _validate_task(cfg)
+    if cfg.channels_last and spec.kind != "images":
+        raise UsageError(f"--channels_last is a memory format of images; dataset {cfg.dataset!r} is 2-D points")
     if cfg.logger == "tensorboard":
         import importlib.util
 

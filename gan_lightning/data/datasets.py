@@ -313,6 +313,9 @@ class GANDataModule(L.LightningDataModule):
         data_root: torchvision's root for non-built-in sets (``folder``: the ImageFolder itself).
         download: let torchvision fetch missing files.
 
+    ``memory_format`` (default ``torch.contiguous_format``) is the layout image batches (4-D tensors)
+    get once on the device; ``torch.channels_last`` with ``--channels_last``.
+
     Raises:
         UsageError: a size or count out of range.
         DataError: from ``check()``/``setup()`` when the data cannot be found or read.
@@ -369,6 +372,16 @@ class GANDataModule(L.LightningDataModule):
         if split not in self._datasets:
             self._datasets[split] = self.spec.load(split, self.image_size, self.data_root, self.download)
         return self._datasets[split]
+
+    memory_format: torch.memory_format = torch.contiguous_format
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.memory_format is torch.contiguous_format:
+            return batch
+        from lightning.fabric.utilities.apply_func import apply_to_collection
+
+        return apply_to_collection(batch, Tensor, lambda t: t.contiguous(memory_format=self.memory_format)
+                                   if t.dim() == 4 else t)
 
     def train_dataloader(self) -> DataLoader:
         data = self.dataset("train")
