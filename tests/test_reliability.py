@@ -282,6 +282,22 @@ def test_stopped_and_resumed_run_equals_one_run(tmp_path, monkeypatch, straight_
     assert got == expected  # no row twice (Ctrl-C logged steps 39-49 before its checkpoint's step)
 
 
+@pytest.mark.parametrize("stop", ["max_steps", "epoch_end"])
+def test_resume_with_data_workers_equals_one_run_without(tmp_path, straight_ring_run, stop):
+    """--num_workers 2, stopped mid-epoch or at an epoch end and resumed: the batches, weights and Adam
+    moments of one run in the main process (the order depends only on seed and epoch; the loader skips
+    what it served, in worker processes too)."""
+    flags, _, resume = STOPS[stop]
+    out = ["--out_dir", str(tmp_path), "--run_name", "r"]
+    workers = ["--num_workers", "2"]
+    assert run_cli(main, [*RING, *workers, *out, "--max_epochs", "-1", *flags]) == 0
+    assert run_cli(main, [*out, *workers, "--resume", "last", *resume]) == 0
+    a, b = state(straight_ring_run), state(tmp_path / "r")
+    assert int(b["state_dict"]["g_steps"]) == 100
+    assert_same_training(a, b)
+    assert rows(tmp_path / "r") == rows(straight_ring_run)
+
+
 def test_a_stop_that_last_checkpoint_cannot_see_is_saved_with_a_warning(tmp_path, monkeypatch):
     """A stop asked for after LastCheckpoint's batch end (here the module's hook) cannot be resumed mid-epoch."""
     original = GAN.on_train_batch_end
