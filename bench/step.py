@@ -13,6 +13,9 @@ step, divided by the torch.mm float32 peak measured in this run.
 
     python bench/step.py              # table
     python bench/step.py --json       # one JSON object
+    python bench/step.py --accelerator gpu --json   # the same on a CUDA GPU (bench/gpu_check.py runs it)
+
+Both loops take each batch from host memory to the device, as a DataLoader-fed run does.
 """
 
 from __future__ import annotations
@@ -82,16 +85,30 @@ def gan_step(g: nn.Module, d: nn.Module, d_opt: torch.optim.Optimizer, g_opt: to
     g_opt.step()
 
 
+def device_of(args) -> torch.device:
+    return torch.device("cuda" if args.accelerator == "gpu" else "cpu")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def run_raw(args, steps: int) -> float:
     """Seconds for `steps` steps of a minimal loop (after one warm-up step)."""
-    module = make_module(args)
+    device = device_of(args)
+    module = make_module(args).to(device)
     g, d = module.generator, module.discriminator
     d_opt, g_opt = module.configure_optimizers()
     data = fake_data(args, steps + 1).split(args.batch_size)
-    gan_step(g, d, d_opt, g_opt, data[0], torch.randn(len(data[0]), module.z_dim))
+    first = data[0].to(device)
+    gan_step(g, d, d_opt, g_opt, first, torch.randn(len(first), module.z_dim, device=device))
+    _sync(device)
     start = time.perf_counter()
     for real in data[1:]:
-        gan_step(g, d, d_opt, g_opt, real, torch.randn(len(real), module.z_dim))
+        real = real.to(device, non_blocking=True)
+        gan_step(g, d, d_opt, g_opt, real, torch.randn(len(real), module.z_dim, device=device))
+    _sync(device)
     return time.perf_counter() - start
 
 
@@ -140,7 +157,7 @@ def run_lightning(args, steps: int, variant: str) -> float:
         callbacks += [DiscriminatorAccuracy(every_n_steps=1), GradientNorms(every_n_steps=1, per_layer=True,
                                                                            shadow_every_n_steps=1)]
     trainer = L.Trainer(
-        accelerator="cpu", devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
+        accelerator=args.accelerator, devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks, log_every_n_steps=10,
     )
     trainer.fit(module, train_dataloaders=loader)
@@ -195,8 +212,12 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=30, help="timed steps per variant and round")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians are reported)")
     p.add_argument("--batch_size", type=int, default=64)
+    p.add_argument("--accelerator", default="cpu", choices=("cpu", "gpu"), help="where both loops train")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
+    if args.accelerator == "gpu" and not torch.cuda.is_available():
+        print("error: --accelerator gpu: no CUDA GPU here", file=sys.stderr)
+        return 2
     warnings.filterwarnings("ignore")
     import logging
 
@@ -205,7 +226,7 @@ def main(argv=None) -> int:
     times: dict[str, list[float]] = {v: [] for v in VARIANTS}
     peaks = []
     for r in range(args.rounds):
-        peaks.append(mm_peak())
+        peaks.append(mm_peak(8192 if args.accelerator == "gpu" else 4096, device=device_of(args)))
         for v in VARIANTS if r % 2 == 0 else reversed(VARIANTS):  # alternate order against drift
             seconds = run_raw(args, args.steps) if v == "raw" else run_lightning(args, args.steps, v)
             times[v].append(args.steps / seconds)
@@ -227,6 +248,7 @@ def main(argv=None) -> int:
         "steps": args.steps,
         "rounds": args.rounds,
         "batch_size": args.batch_size,
+        "accelerator": args.accelerator,
     }
     if args.json:
         print(json.dumps(result))
