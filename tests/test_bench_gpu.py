@@ -50,3 +50,30 @@ def test_an_unknown_variant_is_one_line_and_exit_2():
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("error: --variants: 'fp16' is not a + of fp32, bf16, channels_last, compile "
                                    "(fp32 and bf16 exclude each other)")
+
+
+def gpu_check(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT)}
+    env.pop("OUT", None)
+    return subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--out", str(tmp_path), *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_gpu_check_records_each_stage_and_names_the_failed_ones(tmp_path):
+    """A passing stage and a failing one (evaluate without the fp32 run's checkpoint): exit 1, both recorded."""
+    proc = gpu_check(tmp_path, "--allow_cpu", "--quick", "--only", "packages,evaluate")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert report["packages"]["status"] == "ok" and report["packages"]["torch_fidelity"]
+    assert report["evaluate"]["status"] == "FAILED" and "no checkpoint of train_fp32" in report["evaluate"]["error"]
+    table = (tmp_path / "gpu_check.md").read_text()
+    assert "| packages | ok |" in table and "| evaluate | FAILED |" in table
+    assert "failed: evaluate: no checkpoint of train_fp32" in proc.stderr
+
+
+def test_gpu_check_without_a_gpu_or_with_an_unknown_stage_says_so(tmp_path):
+    proc = gpu_check(tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "error: no CUDA GPU here (--allow_cpu runs the stages on the CPU as a smoke test)"]
+    proc = gpu_check(tmp_path, "--allow_cpu", "--only", "packages,warp")
+    assert proc.returncode == 2 and "unknown stage 'warp'" in proc.stderr
