@@ -110,7 +110,7 @@ class LastCheckpoint(L.Callback):
         # (a diverged run) leave the last good checkpoint alone.
         if isinstance(exception, SIGTERMException):
             self._save(trainer)
-            rank_zero_say(f"SIGTERM: saved {self.path} at G step {int(pl_module.g_steps)}; continue with --resume last")
+            rank_zero_say(f"SIGTERM: saved {self.path} at G step {_g_steps(pl_module)}; continue with --resume last")
 
 class StopAtGSteps(L.Callback):
     """Stop training once the module has made ``max_g_steps`` generator updates.
@@ -136,10 +136,16 @@ class StopAtGSteps(L.Callback):
     @override
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
-        if int(pl_module.g_steps) >= self.max_g_steps:
+        if _g_steps(pl_module) >= self.max_g_steps:
             trainer.should_stop = True
 
     @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if int(pl_module.g_steps) >= self.max_g_steps:  # a resumed run that is already there
+        if _g_steps(pl_module) >= self.max_g_steps:  # a resumed run that is already there
             trainer.should_stop = True
+
+
+def _g_steps(pl_module: L.LightningModule) -> int:
+    """G steps taken, without a device read when the module keeps them as a Python int."""
+    count = getattr(pl_module, "g_step_count", None)
+    return int(pl_module.g_steps) if count is None else count

@@ -196,6 +196,21 @@ class Adaptive(Schedule):
         sigma = sigma + (self.adjust if real_acc > self.target_acc else -self.adjust)
         return min(max(sigma, 0.0), self.max_std)
 
+    def on_device(self, sigma: Tensor, real_logits: Tensor) -> Tensor:
+        """The same rule with sigma and D's accuracy kept on the logits' device (no host read).
+
+        The accuracy is pooled over all DDP ranks (correct and count all-reduced, so uneven batches
+        weigh right); with no real sample on any rank sigma stays.
+        """
+        logits = real_logits.detach().flatten().float()  # (B,)
+        stats = torch.stack([says_real(logits).sum().float(), logits.new_tensor(float(logits.numel()))])  # (2,)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(stats)
+        correct, count = stats.unbind()
+        acc = correct / count.clamp_min(1.0)
+        moved = (sigma + torch.where(acc > self.target_acc, self.adjust, -self.adjust)).clamp(0.0, self.max_std)
+        return torch.where(count > 0, moved, sigma)
+
 
 def make_schedule(name: str, std: float, final_std: float, anneal_steps: int, target_acc: float) -> Schedule:
     """Build a schedule from flat config values; each schedule takes only the values it uses
@@ -239,7 +254,17 @@ class InstanceNoise(nn.Module):
         super().__init__()
         self.schedule = schedule
         self.step: int = 0
-        self.sigma: float = float(schedule.std) if schedule is not None else 0.0
+        # A float, or for a schedule that reads D's accuracy a 0-dim tensor on D's device (see advance).
+        self._sigma: float | Tensor = float(schedule.std) if schedule is not None else 0.0
+
+    @property
+    def sigma(self) -> float:
+        """The current std (reading it from the device when an accuracy-driven schedule keeps it there)."""
+        return float(self._sigma)
+
+    @sigma.setter
+    def sigma(self, value: float) -> None:
+        self._sigma = float(value)
 
     @classmethod
     def off(cls) -> "InstanceNoise":
@@ -252,9 +277,11 @@ class InstanceNoise(nn.Module):
         return self.schedule is not None
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.sigma == 0:
+        if isinstance(self._sigma, Tensor):  # accuracy-driven: no host read, noise even at sigma 0
+            return x + self._sigma.to(x.dtype) * torch.randn_like(x)
+        if self._sigma == 0:
             return x
-        return x + self.sigma * torch.randn_like(x)  # same shape as x, e.g. (B, C, H, W)
+        return x + self._sigma * torch.randn_like(x)  # same shape as x, e.g. (B, C, H, W)
 
     def update(self, step: int, real_logits: Tensor | None = None) -> float:
         """Move to generator step ``step`` and return the new sigma.
@@ -267,14 +294,22 @@ class InstanceNoise(nn.Module):
         Returns:
             The new sigma.
         """
+        return float(self.advance(step, real_logits))
+
+    def advance(self, step: int, real_logits: Tensor | None = None) -> float | Tensor:
+        """:meth:`update` without a host read: the new sigma, a 0-dim tensor on the logits' device for
+        a schedule that reads D's accuracy (``Adaptive``), else a float. What the training step calls."""
         self.step = int(step)
         if self.schedule is None:
-            return self.sigma
-        real_acc = None
-        if self.schedule.needs_acc and real_logits is not None:
-            real_acc = _real_accuracy(real_logits)
-        self.sigma = float(self.schedule(self.step, self.sigma, real_acc))
-        return self.sigma
+            return self._sigma
+        if self.schedule.needs_acc:
+            if real_logits is not None:
+                sigma = self._sigma if isinstance(self._sigma, Tensor) else \
+                    torch.tensor(self._sigma, device=real_logits.device)
+                self._sigma = self.schedule.on_device(sigma, real_logits)
+            return self._sigma
+        self._sigma = float(self.schedule(self.step, self._sigma, None))
+        return self._sigma
 
     def get_extra_state(self) -> dict:
         return {"step": self.step, "sigma": self.sigma}  # plain python: loads with weights_only=True
@@ -285,18 +320,6 @@ class InstanceNoise(nn.Module):
 
     def extra_repr(self) -> str:
         return f"sigma={self.sigma:.4g}, step={self.step}, schedule={self.schedule!r}"
-
-
-def _real_accuracy(real_logits: Tensor) -> float | None:
-    """Fraction of real samples with logit > 0 over all DDP ranks; None if no rank saw a sample."""
-    logits = real_logits.detach().flatten()  # (B,)
-    correct = says_real(logits).sum().float()
-    count = torch.tensor(float(logits.numel()), device=logits.device)
-    stats = torch.stack([correct, count])  # (2,)
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(stats)  # [correct, count] summed over ranks, so uneven batches weigh right
-    correct, count = stats.tolist()
-    return correct / count if count > 0 else None
 
 
 SCHEDULES: dict[str, type] = {

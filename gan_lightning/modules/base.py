@@ -49,6 +49,22 @@ class GeneratorSystem:
         self.register_buffer("fixed_z", fixed)  # (num_fixed, z_dim)
         for name in counters:
             self.register_buffer(name, torch.zeros((), dtype=torch.long))
+        self._g_count = (0, self.g_steps._version)  # (G steps, the version of g_steps it matches): see g_step_count
+
+    @property
+    def g_step_count(self) -> int:
+        """G steps taken so far, as a Python int: what schedules and stopping read, with no device read.
+
+        It counts G updates tried (``g_steps``, the buffer saved in checkpoints, counts those applied;
+        they differ only after a skipped non-finite update). When ``g_steps`` was changed from outside
+        (weights loaded, a move to another device, a test), which its tensor version counter shows
+        without a device read, it is read once from ``g_steps``.
+        """
+        count, version = self._g_count
+        if version != self.g_steps._version:
+            count = int(self.g_steps)
+            self._g_count = (count, self.g_steps._version)
+        return count
 
     shadow_due: bool = False
     shadow_norms: dict[str, Tensor] | None = None
@@ -109,17 +125,35 @@ class GeneratorSystem:
             penalties = getattr(self, "g_penalties", None)  # GAN: historical averaging on G
             if penalties:
                 loss = loss + sum(p(self, real, fake) for p in penalties)
-            if not self._finite(loss, "G"):
-                return loss.detach()
+            bad = self._guard(loss, "G")
             g_opt.zero_grad(set_to_none=True)
             self.g_backward(loss, fake_logits)
-        g_opt.step()
-        self.g_steps += 1
+        self._step(g_opt, bad)
+        count = self.g_step_count + 1
+        self.g_steps += 1 if bad is None else (bad == 0).long()
+        self._g_count = (count, self.g_steps._version)
         return loss.detach()
 
-    def _finite(self, loss: Tensor, network: str) -> bool:
-        """Whether the update with ``loss`` goes ahead (a module that guards against divergence overrides it)."""
-        return True
+    def _guard(self, loss: Tensor, network: str) -> Tensor | None:
+        """The device flag (1.0: skip) of the update with ``loss``; None: always applied (no guard)."""
+        return None
+
+    @staticmethod
+    def _step(opt: Any, bad: Tensor | None) -> None:
+        """``opt.step()``, skipped on the device where ``bad`` is 1: fused Adam reads ``found_inf`` and then
+        leaves the weights, its moments and its step count as they were, with no read of the flag.
+
+        Under 16-mixed precision the GradScaler sets (and removes) ``found_inf`` itself from the
+        gradients, which a non-finite loss makes non-finite too.
+        """
+        inner = getattr(opt, "optimizer", opt)  # the torch optimizer inside Lightning's wrapper
+        if bad is not None:
+            inner.found_inf = bad
+        try:
+            opt.step()
+        finally:
+            if bad is not None and hasattr(inner, "found_inf"):
+                del inner.found_inf
 
     def _count_images(self, real: Tensor) -> None:
         """Add a batch of real images, over all processes, to ``images_seen``."""
@@ -180,6 +214,9 @@ class GeneratorSystem:
     @override
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """[d_opt, g_opt]: Adam for each player, in that order."""
-        d_opt = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr_d, betas=self.betas, eps=self.adam_eps)
-        g_opt = torch.optim.Adam(self.generator.parameters(), lr=self.lr_g, betas=self.betas, eps=self.adam_eps)
+        # fused: one kernel per step, and a step skipped on the device (found_inf, see _step)
+        d_opt = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr_d, betas=self.betas, eps=self.adam_eps,
+                                 fused=True)
+        g_opt = torch.optim.Adam(self.generator.parameters(), lr=self.lr_g, betas=self.betas, eps=self.adam_eps,
+                                 fused=True)
         return [d_opt, g_opt]

@@ -106,7 +106,9 @@ class GAN(GeneratorSystem, L.LightningModule):
         self.d_input = d_input if d_input is not None else InstanceNoise.off()
         self.config = dict(config or {})
         self._init_buffers(num_fixed, ("images_seen", "d_steps", "g_steps", "skipped_steps"))
-
+        # The first non-finite loss, kept on the device until a log step reads it: G step (-1: none),
+        # network (0: D, 1: G) and value. Not saved: a run stops or skips at the step it happens.
+        self._bad = torch.full((3,), -1.0)
     # -- the one call site of D -------------------------------------------------------------
     def discriminate(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Call D on ``x`` after the input transform.
@@ -132,7 +134,7 @@ class GAN(GeneratorSystem, L.LightningModule):
             d_loss, real_logits, fake_logits = self._d_step(d_opt, real, fake)
         g_loss = self._g_step(g_opt, real, fake)
         self._count_images(real)
-        sigma = self.d_input.update(int(self.g_steps), real_logits)
+        sigma = self.d_input.advance(self.g_step_count, real_logits)
         self.log_dict({"loss/d": d_loss, "loss/g": g_loss}, prog_bar=True)
         self.log("noise/sigma", sigma, prog_bar=self.d_input.enabled)
         return {"real_logits": real_logits, "fake_logits": fake_logits, "d_loss": d_loss, "g_loss": g_loss}
@@ -143,41 +145,64 @@ class GAN(GeneratorSystem, L.LightningModule):
         fake_logits, _ = self.discriminate(fake)
         loss = self.d_loss(real_logits, fake_logits)
         loss = loss + sum(p(self, real, fake) for p in self.d_penalties)
-        if not self._finite(loss, "D"):
-            return loss.detach(), real_logits.detach(), fake_logits.detach()
+        bad = self._guard(loss, "D")
         d_opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
-        d_opt.step()
+        self._step(d_opt, bad)
         for constraint in self.d_constraints:
             constraint(self.discriminator)
-        self.d_steps += 1
+        self.d_steps += (bad == 0).long()
         return loss.detach(), real_logits.detach(), fake_logits.detach()
 
     # -- divergence -------------------------------------------------------------------------
     @override
-    def _finite(self, loss: Tensor, network: str) -> bool:
-        """False if the update must be skipped; raises DivergenceError under on_nonfinite="stop"."""
-        ok = torch.isfinite(loss.detach()).to(torch.float32)
+    def _guard(self, loss: Tensor, network: str) -> Tensor:
+        """1.0 where ``loss`` is not finite (on any rank), else 0.0, on the device: the update is then
+        skipped by the optimizer (``_step``), counted in ``skipped_steps``, and under
+        on_nonfinite="stop" the first one is reported at the next log step (:meth:`check_finite`)."""
+        bad = (~torch.isfinite(loss.detach())).to(torch.float32)
         if self._trainer is not None and self.trainer.world_size > 1:
-            torch.distributed.all_reduce(ok, op=torch.distributed.ReduceOp.MIN)  # all ranks skip or none
-        if bool(ok):
-            return True
-        if self.on_nonfinite == "stop":
+            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)  # all ranks skip or none
+        if self._bad.device != bad.device:
+            self._bad = self._bad.to(bad.device)
+        this = torch.stack([self.g_steps.to(torch.float32), bad.new_tensor(float(network == "G")),
+                            loss.detach().to(torch.float32)])
+        first = (bad > 0) & (self._bad[0] < 0)
+        self._bad = torch.where(first, this, self._bad)
+        self.skipped_steps += bad.long()
+        return bad
+
+    def check_finite(self) -> None:
+        """Raise DivergenceError if a loss was not finite since the run started (on_nonfinite="stop").
+
+        One read of the device; called at log steps and before a checkpoint is written, so the weights
+        that are saved never saw the bad update (it was skipped on the device)."""
+        if self.on_nonfinite != "stop":
+            return
+        step, network, value = self._bad.tolist()
+        if step >= 0:
             raise DivergenceError(
-                f"non-finite {network} loss ({loss.item()}) at G step {int(self.g_steps)}; stopped without "
+                f"non-finite {'G' if network else 'D'} loss ({value}) at G step {int(step)}; stopped without "
                 "saving, the last good checkpoint is kept (--on_nonfinite skip skips such steps instead)"
             )
-        self.skipped_steps += 1
-        return False
+
+    @override
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.check_finite()
+        super().on_save_checkpoint(checkpoint)
 
     @override
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.weight_check_every and (batch_idx + 1) % self.weight_check_every == 0:
+        # At Lightning's log steps (counted over epochs, as Trainer(log_every_n_steps)): the only
+        # device reads of a training step happen there.
+        done = self.trainer.fit_loop.epoch_loop.total_batch_idx + 1 if self._trainer is not None else batch_idx + 1
+        if self.weight_check_every and done % self.weight_check_every == 0:
+            self.check_finite()
             for name, net in (("D", self.discriminator), ("G", self.generator)):
                 norms = torch._foreach_norm([p.detach() for p in net.parameters()])
                 if not bool(torch.isfinite(torch.stack(norms)).all()):
                     raise DivergenceError(
-                        f"non-finite weights in {name} after G step {int(self.g_steps)}; stopped without "
+                        f"non-finite weights in {name} after G step {self.g_step_count}; stopped without "
                         "saving, the last good checkpoint is kept"
                     )
 

@@ -125,9 +125,19 @@ class WeightEMA(nn.Module):
         self.decay = decay
         self.net = copy.deepcopy(net).requires_grad_(False)
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        # ``updates`` as a Python int and the tensor version it was read at: read again (once) only
+        # when the buffer was changed from outside (a load, a move, a test), so updates need no device read.
+        self._count = (0, self.updates._version)
+
+    def _updates(self) -> int:
+        count, version = self._count
+        if version != self.updates._version:
+            count = int(self.updates)
+            self._count = (count, self.updates._version)
+        return count
 
     def current_decay(self) -> float:
-        n = int(self.updates) + 1
+        n = self._updates() + 1
         return min(self.decay, (1.0 + n) / (10.0 + n))
 
     @torch.no_grad()
@@ -140,7 +150,9 @@ class WeightEMA(nn.Module):
         torch._foreach_lerp_(ema_params, live_params, 1.0 - d)
         for ema_b, b in zip(self.net.buffers(), net.buffers()):
             ema_b.copy_(b)
+        count = self._updates() + 1
         self.updates += 1
+        self._count = (count, self.updates._version)
 
     def extra_repr(self) -> str:
         return f"decay={self.decay}"
@@ -306,7 +318,7 @@ class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
         x_lab, y_lab = batch["labeled"]  # (B_l, *data_shape), (B_l,)
         real = batch["unlabeled"]  # (B, *data_shape)
         d_opt, g_opt = self.optimizers()
-        scale = linear_lr_scale(int(self.d_steps), self.lr_decay_steps)
+        scale = linear_lr_scale(self.g_step_count, self.lr_decay_steps)  # one D step per G step
         for opt, lr in ((d_opt, self.lr_d), (g_opt, self.lr_g)):
             for group in opt.param_groups:
                 group["lr"] = lr * scale
