@@ -109,6 +109,7 @@ class GAN(GeneratorSystem, L.LightningModule):
         # The first non-finite loss, kept on the device until a log step reads it: G step (-1: none),
         # network (0: D, 1: G) and value. Not saved: a run stops or skips at the step it happens.
         self._bad = torch.full((3,), -1.0)
+
     # -- the one call site of D -------------------------------------------------------------
     def discriminate(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Call D on ``x`` after the input transform.
