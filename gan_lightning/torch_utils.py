@@ -84,3 +84,16 @@ def set_rng_state(state: dict[str, Any]) -> None:
     cuda = state.get("cuda")
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
+
+
+def host_value(buffer: torch.Tensor, cached: tuple[int, int]) -> tuple[int, int]:
+    """``(value, version)`` of a 0-dim integer buffer kept as a Python int: ``cached`` while the
+    buffer's tensor version counter still matches it (no device read), else one read of the buffer.
+
+    The owner stores ``(value + n, buffer._version)`` after adding n to the buffer itself; a change
+    from outside (weights loaded, a move to another device, a test) bumps the version instead.
+    """
+    value, version = cached
+    if version != buffer._version:
+        return int(buffer), buffer._version
+    return cached

@@ -10,7 +10,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
-from gan_lightning.torch_utils import eval_mode, frozen
+from gan_lightning.torch_utils import eval_mode, frozen, host_value
 
 FIXED_Z_SEED = 1234  # the latents of the sample grids: drawn from their own RNG, the global stream is untouched
 
@@ -60,11 +60,8 @@ class GeneratorSystem:
         (weights loaded, a move to another device, a test), which its tensor version counter shows
         without a device read, it is read once from ``g_steps``.
         """
-        count, version = self._g_count
-        if version != self.g_steps._version:
-            count = int(self.g_steps)
-            self._g_count = (count, self.g_steps._version)
-        return count
+        self._g_count = host_value(self.g_steps, self._g_count)
+        return self._g_count[0]
 
     shadow_due: bool = False
     shadow_norms: dict[str, Tensor] | None = None

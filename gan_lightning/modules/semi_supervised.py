@@ -31,7 +31,7 @@ from typing_extensions import override
 from gan_lightning.layers import init_weight_norm_from_data
 from gan_lightning.modules.base import GeneratorSystem
 from gan_lightning.core.objectives import FeatureMatching
-from gan_lightning.torch_utils import eval_mode
+from gan_lightning.torch_utils import eval_mode, host_value
 
 # -- pure functions of logits ----------------------------------------------------------------
 
@@ -130,11 +130,8 @@ class WeightEMA(nn.Module):
         self._count = (0, self.updates._version)
 
     def _updates(self) -> int:
-        count, version = self._count
-        if version != self.updates._version:
-            count = int(self.updates)
-            self._count = (count, self.updates._version)
-        return count
+        self._count = host_value(self.updates, self._count)
+        return self._count[0]
 
     def current_decay(self) -> float:
         n = self._updates() + 1
