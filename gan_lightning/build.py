@@ -187,7 +187,8 @@ def probe_discriminator(cfg: Any, data_shape: tuple[int, ...], norm: str = PROBE
     """
     from dataclasses import replace
 
-    plain = replace(_resolved(cfg), task="gan", d_norm=probe_norm(cfg, norm), minibatch_discrimination=False)
+    cfg = _resolved(cfg)
+    plain = replace(cfg, task="gan", d_norm=probe_norm(cfg, norm), minibatch_discrimination=False)
     return build_networks(plain, data_shape)[1]
 
 
@@ -199,7 +200,7 @@ def resolve_strategy(cfg: TrainConfig) -> str:
     if cfg.devices == "auto":
         import torch
 
-        gpu = cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+        gpu = uses_cuda(cfg) and torch.cuda.is_available()
         count = torch.cuda.device_count() if gpu else 1
     else:
         parts = [p for p in cfg.devices.split(",") if p.strip()]

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from gan_lightning.config.flags import TrainConfig
-from gan_lightning.config.flags import check_name
-from gan_lightning.errors import UsageError
+from gan_lightning.config.flags import TrainConfig, check_name
 
 AUTO = "auto"
 NO_EXTRACTOR = "none"  # --metric_extractor of 2-D point data: mode coverage needs no feature extractor
@@ -76,11 +74,3 @@ def unresolved(cfg: TrainConfig) -> list[str]:
     blank = {"arch": AUTO, "d_norm": AUTO, "g_objective": AUTO, "label_seed": -1, "metric_extractor": AUTO,
              "metric_split": "", "metric_num_samples": 0}
     return [k for k in RESOLVED if getattr(cfg, k) == blank[k]]
-
-
-def must_be_resolved(cfg: TrainConfig) -> None:
-    """Raise if a builder is handed a config that :func:`resolve` has not seen (a programming error)."""
-    left = unresolved(cfg)
-    if left:
-        raise UsageError(f"internal: the config was not resolved ({', '.join(left)}); call "
-                         f"gan_lightning.config.resolve first")

@@ -107,8 +107,9 @@ class GAN(GeneratorSystem, L.LightningModule):
         self.config = dict(config or {})
         self._init_buffers(num_fixed, ("images_seen", "d_steps", "g_steps", "skipped_steps"))
         # The first non-finite loss, kept on the device until a log step reads it: G step (-1: none),
-        # network (0: D, 1: G) and value. Not saved: a run stops or skips at the step it happens.
-        self._bad = torch.full((3,), -1.0)
+        # network (0: D, 1: G) and value. A buffer that moves with the module but is not saved: a run
+        # stops or skips at the step it happens.
+        self.register_buffer("_bad", torch.full((3,), -1.0), persistent=False)
 
     # -- the one call site of D -------------------------------------------------------------
     def discriminate(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -164,8 +165,6 @@ class GAN(GeneratorSystem, L.LightningModule):
         bad = (~torch.isfinite(loss.detach())).to(torch.float32)
         if self._trainer is not None and self.trainer.world_size > 1:
             torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)  # all ranks skip or none
-        if self._bad.device != bad.device:
-            self._bad = self._bad.to(bad.device)
         this = torch.stack([self.g_steps.to(torch.float32), bad.new_tensor(float(network == "G")),
                             loss.detach().to(torch.float32)])
         first = (bad > 0) & (self._bad[0] < 0)
