@@ -10,7 +10,10 @@ one thread each, under
   (b) per_network:  plain DDP (``find_unused_parameters=False``) around G and around D separately
                     (the strategy below): D's backward reduces only D's gradients, G's only G's; G's
                     update calls D under ``no_sync`` (D is frozen then, it gets no gradients);
-  (c) single:       1 process, no DDP (reference for the per-process step time).
+  (c) ddp_gan:      the project's strategy (gan_lightning/runs/ddp.py): no DDP wrapper; each optimizer's
+                    gradients are averaged in one coalesced all-reduce just before its step, buffers
+                    are broadcast from rank 0 at the start of each step;
+  (d) single:       1 process, no DDP (reference for the per-process step time).
 Each (variant, round) is a fresh ``python bench/ddp.py --worker`` (Lightning starts rank 1 by
 running the same command). Variants run interleaved over rounds, order alternating; medians of
 steps/s over rounds are reported, with ratios to (a). A step is one batch per process (one D and
@@ -35,7 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
-VARIANTS = ("find_unused", "per_network", "single")
+VARIANTS = ("find_unused", "per_network", "ddp_gan", "single")
 MODEL_FLAGS = ["--dataset=mnist5k", "--image_size=32", "--g_width=32", "--d_width=32", "--batch_size=32",
                "--diagnostics=false"]
 
@@ -109,6 +112,10 @@ def worker(variant: str, steps: int, warmup: int, model_flags: list[str], result
         strategy_cls, module_cls, _ = per_network_parts()
         module.__class__ = module_cls  # the same GAN, with discriminate() going through D's DDP
         strategy = strategy_cls(process_group_backend="gloo")
+    elif variant == "ddp_gan":
+        from gan_lightning.runs.ddp import GradientAveragingDDP
+
+        strategy = GradientAveragingDDP(process_group_backend="gloo")
     times: dict[str, float] = {}
 
     class Timer(L.Callback):
@@ -185,9 +192,12 @@ def main(argv=None) -> int:
         "per_network_over_find_unused": med["per_network"] / med["find_unused"],
         "find_unused_over_single": med["find_unused"] / med["single"],
         "per_network_over_single": med["per_network"] / med["single"],
+        "ddp_gan_over_find_unused": med["ddp_gan"] / med["find_unused"],
+        "ddp_gan_over_single": med["ddp_gan"] / med["single"],
         "all_rounds": rates,
         # Same seed, data and latents: (a) and (b) make the same updates, up to float rounding.
         "final_weights_rel_diff": abs(weights["per_network"] - weights["find_unused"]) / abs(weights["find_unused"]),
+        "ddp_gan_weights_rel_diff": abs(weights["ddp_gan"] - weights["find_unused"]) / abs(weights["find_unused"]),
         "params": params, "batch_size": batch,
         "processes": 2, "threads_per_process": 1, "backend": "gloo", "steps": args.steps,
         "warmup": args.warmup, "rounds": args.rounds, "model_flags": model_flags,
@@ -200,7 +210,8 @@ def main(argv=None) -> int:
         print(f"{v:<12} {med[v]:8.2f} {result['images_per_s'][v]:9.1f} {med[v] / med['find_unused']:15.2f}")
     print(f"model: {' '.join(model_flags)} (G {params['g']:,} and D {params['d']:,} parameters); "
           f"2 processes x 1 thread (gloo); medians of {args.rounds} rounds")
-    print(f"final weights, per_network vs find_unused: relative difference {result['final_weights_rel_diff']:.1e}")
+    print(f"final weights vs find_unused, relative difference: per_network {result['final_weights_rel_diff']:.1e}, "
+          f"ddp_gan {result['ddp_gan_weights_rel_diff']:.1e}")
     return 0
 
 

@@ -194,7 +194,10 @@ def probe_discriminator(cfg: Any, data_shape: tuple[int, ...], norm: str = PROBE
 
 # -- callbacks, loggers, Trainer ----------------------------------------------------------------
 def resolve_strategy(cfg: TrainConfig) -> str:
-    """Several processes need DDP that tolerates unused parameters: D's loss never touches G."""
+    """The strategy's name: ``--strategy``, or for ``auto`` with several processes ``ddp_gan``
+    (gradients averaged per optimizer, see runs/ddp.py), else Lightning's ``auto``."""
+    from gan_lightning.runs.ddp import NAME
+
     if cfg.strategy != "auto":
         return cfg.strategy
     if cfg.devices == "auto":
@@ -205,7 +208,15 @@ def resolve_strategy(cfg: TrainConfig) -> str:
     else:
         parts = [p for p in cfg.devices.split(",") if p.strip()]
         count = len(parts) if len(parts) > 1 else int(parts[0])
-    return "ddp_find_unused_parameters_true" if count * cfg.num_nodes > 1 else "auto"
+    return NAME if count * cfg.num_nodes > 1 else "auto"
+
+
+def build_strategy(cfg: TrainConfig) -> Any:
+    """What ``Trainer(strategy=...)`` takes: the project's ``ddp_gan`` as an object, other names as they are."""
+    from gan_lightning.runs.ddp import NAME, GradientAveragingDDP
+
+    name = resolve_strategy(cfg)
+    return GradientAveragingDDP() if name == NAME else name
 
 
 def uses_cuda(cfg: TrainConfig) -> bool:
@@ -286,7 +297,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, extra_callbacks: Sequence[Any
     try:
         return L.Trainer(
             accelerator=cfg.accelerator, devices=devices, num_nodes=cfg.num_nodes,
-            strategy=resolve_strategy(cfg), precision=cfg.precision, benchmark=benchmark,
+            strategy=build_strategy(cfg), precision=cfg.precision, benchmark=benchmark,
             max_epochs=cfg.max_epochs,
             logger=build_loggers(cfg, run_dir, say) or False, callbacks=callbacks,
             log_every_n_steps=cfg.log_every_n_steps, default_root_dir=str(run_dir),

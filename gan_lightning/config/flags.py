@@ -90,7 +90,8 @@ class TrainConfig:
     accelerator: str = _f("auto", "cpu, gpu, auto, ...")
     devices: str = _f("auto", "devices per node: a number, a list like 0,1, or auto")
     num_nodes: int = _f(1, "number of nodes")
-    strategy: str = _f("auto", "Lightning strategy; auto picks ddp_find_unused_parameters_true for several devices")
+    strategy: str = _f("auto", "Lightning strategy, or ddp_gan (each optimizer's gradients averaged over the "
+                       "processes at its step); auto: ddp_gan for several devices, else one process")
     precision: str = _f("32-true", "32-true, 16-mixed, bf16-mixed, ...")
     compile: bool = _f(False, "torch.compile the networks (each network's submodules, compiled in place: "
                        "checkpoints are unchanged; the first steps wait for the compiler)")
