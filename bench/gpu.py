@@ -205,7 +205,7 @@ def worker(args) -> None:
     from torch.utils.data import DataLoader, Dataset
 
     import step
-    from gan_lightning.build import resolve_strategy
+    from gan_lightning.build import build_strategy, resolve_strategy
 
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
@@ -230,7 +230,7 @@ def worker(args) -> None:
 
     module = step.build(cfg, shape)
     timer = step._Timer(warmup=args.warmup)
-    trainer = L.Trainer(accelerator=args.accelerator, devices=args.devices, strategy=resolve_strategy(cfg),
+    trainer = L.Trainer(accelerator=args.accelerator, devices=args.devices, strategy=build_strategy(cfg),
                         precision=args.precision, max_epochs=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, callbacks=[timer.callback],
                         use_distributed_sampler=False,  # every rank steps through its own `batches` batches

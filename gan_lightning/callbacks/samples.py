@@ -63,9 +63,12 @@ class SampleGrid(L.Callback):
         else:
             save_image_grid(pl_module.generate(), path)  # (num_fixed, C, H, W)
         self.last_written, self._written_at = path, int(pl_module.g_steps)
+        from lightning.pytorch.loggers import WandbLogger
+
+        step = trainer.fit_loop.epoch_loop._batches_that_stepped  # Lightning's logging step, as every other row
         for logger in trainer.loggers:
-            if type(logger).__name__ == "WandbLogger":
-                logger.log_image(key="samples", images=[str(path)], step=trainer.global_step)
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key="samples", images=[str(path)], step=step)
         return path
 
     @staticmethod

@@ -15,6 +15,7 @@ LOSS_ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
 }
 TASKS = ("gan", "semi_supervised")  # what --task names; gan_lightning.build.TASKS builds each
 LOGGERS = ("csv", "wandb", "tensorboard", "none")
+X_AXES = ("g_steps", "images_seen")  # the step axis of W&B charts: progress/<x_axis>
 PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 
@@ -100,6 +101,8 @@ class TrainConfig:
     # logging and outputs
     logger: str = _f("csv", "csv (metrics.csv only), wandb or tensorboard (each also writes metrics.csv), none")
     project: str = _f("gan_lightning", "W&B project")
+    x_axis: str = _f("g_steps", "x-axis of every W&B chart, sample grids included: g_steps or images_seen (both "
+                     "are logged with every row as progress/g_steps and progress/images_seen)")
     run_name: str = _f("", "run folder name under --out_dir (default: <dataset>-<arch>-<loss>-<time>)")
     out_dir: str = _f("runs", "folder holding one sub-folder per run")
     log_every_n_steps: int = _f(10, "log metrics every N training batches")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gan_lightning.config.flags import ACCELERATORS, LOGGERS, LOSS_ALIASES, PRECISIONS, TrainConfig, check_name
+from gan_lightning.config.flags import (ACCELERATORS, LOGGERS, LOSS_ALIASES, PRECISIONS, X_AXES, TrainConfig,
+                                        check_name)
 from gan_lightning.errors import UsageError
 
 # Sizes above these are typing mistakes that would exhaust memory or processes before any message.
@@ -35,6 +36,7 @@ def validate(cfg: TrainConfig) -> None:
     check_name("arch", cfg.arch, list(NETWORKS))
     check_name("loss", cfg.loss, [*LOSSES, *LOSS_ALIASES])
     check_name("logger", cfg.logger, LOGGERS)
+    check_name("x_axis", cfg.x_axis, X_AXES)
     check_name("precision", cfg.precision, PRECISIONS)
     check_name("accelerator", cfg.accelerator, ACCELERATORS)
     for key in ("batch_size", "image_size", "z_dim", "g_width", "d_width", "n_critic", "num_nodes", "labels_per_class",

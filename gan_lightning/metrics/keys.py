@@ -19,6 +19,9 @@ METRICS = ("fid", "kid", "is", "pr")  # what a user can ask for
 VALUE_NAMES = {"fid": ("fid",), "kid": ("kid_mean", "kid_std"), "is": ("is_mean", "is_std"),
                "pr": ("precision", "recall")}  # the values each metric gives
 PRIMARY = "fid"  # the metric runs are compared on by default (scripts/compare_runs.py)
+# Which way each logged value improves: a run's summary keeps its best and its last value.
+BEST = {"fid": "min", "kid_mean": "min", "ssl/test_error": "min", "ssl/test_error_live": "min",
+        "is_mean": "max", "precision": "max", "recall": "max", "modes_covered": "max", "high_quality": "max"}
 
 
 # -- names ------------------------------------------------------------------------------------
@@ -65,6 +68,16 @@ def metric_key(value: str, num_samples: int, extractor: str = "", weights_sha256
     weights = weights_sha256.lower()
     space = extractor if weights in ("", reference) else f"{extractor}-{weights[:WEIGHTS_MARK]}"
     return f"{value}/{space}_{count_label(num_samples)}"
+
+
+def best_of(key: str) -> str | None:
+    """"min" or "max": which way the logged value ``key`` improves; None for values without a best.
+
+    Example:
+        >>> best_of("fid/lenet_5k"), best_of("recall/inception_50k"), best_of("ssl/test_error"), best_of("loss/d")
+        ('min', 'max', 'min', None)
+    """
+    return BEST.get(key, BEST.get(key.split("/")[0]) if key.count("/") == 1 else None)
 
 
 def parse_metrics(text: str | Iterable[str]) -> tuple[str, ...]:

@@ -1,4 +1,9 @@
-"""Loggers of a run: metrics.csv always, W&B (online, or offline with one line saying why) or TensorBoard."""
+"""Loggers of a run: metrics.csv always, W&B (online, or offline with one line saying why) or TensorBoard.
+
+One x-axis: every row a run logs (losses, diagnostics, metrics, sample grids) carries
+``progress/g_steps`` and ``progress/images_seen`` (:class:`ProgressColumns`, fed by
+:class:`ProgressAxis`), and W&B plots everything against one of them (``--x_axis``).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,44 @@ import csv
 import os
 import socket
 from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
-from lightning.pytorch.loggers import CSVLogger
+import lightning as L
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities import rank_zero_only
+from typing_extensions import override
 
 from gan_lightning.config import TrainConfig, noise_enabled
+
+G_STEPS, IMAGES_SEEN = "progress/g_steps", "progress/images_seen"
+
+
+class ProgressColumns:
+    """Mixed into a Lightning logger: each row it logs also carries the run's progress (G steps and
+    real images seen so far, from :class:`ProgressAxis`), whoever logged the row."""
+
+    progress: Callable[[], dict[str, float]] | None = None
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        if self.progress is not None:
+            metrics = {**metrics, **self.progress()}
+        super().log_metrics(metrics, step)  # type: ignore[misc]
+
+
+class ProgressAxis(L.Callback):
+    """Hands every :class:`ProgressColumns` logger the module's progress: ``g_step_count`` and
+    ``images_seen`` (read from the device when a row is written, i.e. at log steps only)."""
+
+    @override
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        def progress() -> dict[str, float]:
+            return {G_STEPS: pl_module.g_step_count, IMAGES_SEEN: int(pl_module.images_seen)}
+
+        for logger in trainer.loggers:
+            if isinstance(logger, ProgressColumns):
+                logger.progress = progress
 
 
 class _AppendingWriter(ExperimentWriter):
@@ -40,7 +77,7 @@ class _AppendingWriter(ExperimentWriter):
         return len(rows) - len(kept)
 
 
-class AppendingCSVLogger(CSVLogger):
+class AppendingCSVLogger(ProgressColumns, CSVLogger):
     """CSVLogger writing ``<save_dir>/metrics.csv`` that keeps the rows of earlier sessions of the run.
 
     A resumed run calls :meth:`drop_rows_from` with the step of its first batch (``LastCheckpoint``
@@ -66,6 +103,50 @@ class AppendingCSVLogger(CSVLogger):
             step: the logging step of the first batch after the checkpoint a run resumed from.
         """
         self.experiment.drop_rows_from(step)
+
+
+class RunWandbLogger(ProgressColumns, WandbLogger):
+    """Lightning's WandbLogger with one x-axis for every chart (``progress/<x_axis>``, not the trainer's
+    step) and run summaries that keep the best and the last value of each quality metric.
+
+    Args:
+        x_axis: ``g_steps`` or ``images_seen``.
+        **kwargs: WandbLogger's arguments.
+    """
+
+    def __init__(self, x_axis: str = "g_steps", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.x_axis, self._axes_defined = x_axis, False
+
+    @property
+    @override
+    def experiment(self) -> Any:
+        run = super().experiment
+        if not self._axes_defined and callable(getattr(run, "define_metric", None)):
+            define_axes(run, f"progress/{self.x_axis}")
+            self._axes_defined = True
+        return run
+
+
+def define_axes(run: Any, x: str) -> None:
+    """W&B metric definitions of a run: every key plotted against ``x``; fid, kid, IS, precision,
+    recall, modes and test error summarized by their best (min or max) and last value."""
+    from gan_lightning.metrics.keys import BEST
+
+    for key in (G_STEPS, IMAGES_SEEN):
+        run.define_metric(key)
+    run.define_metric("*", step_metric=x, step_sync=True)
+    for name, best in BEST.items():
+        run.define_metric(name if "/" in name else f"{name}/*", step_metric=x, step_sync=True, summary=f"{best},last")
+
+
+def finish_wandb(loggers: Sequence[Any], exit_code: int = 0) -> None:
+    """End the W&B run of a finished training run (Lightning leaves it open), so that the next
+    training run in this process (a test, a local sweep) starts a W&B run of its own."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            logger._experiment.finish(exit_code=exit_code)
+            logger._experiment = None  # finished once
 
 
 def wandb_mode() -> tuple[str, str]:

@@ -157,6 +157,7 @@ def train(cfg: TrainConfig, given: set[str] | None = None) -> Run:
 
     from gan_lightning.build import build_datamodule, build_module
     from gan_lightning.runs.checkpoints import load_weights, read_checkpoint, remove_stale_temporaries
+    from gan_lightning.runs.loggers import finish_wandb
 
     quiet_lightning()
     run = resolve_run(cfg, set(given or ()))
@@ -189,9 +190,12 @@ def train(cfg: TrainConfig, given: set[str] | None = None) -> Run:
     # Processes that DDP starts during fit inherit the environment: they join this run folder.
     os.environ[RUN_DIR_ENV] = str(run.run_dir)
     last = run.run_dir / "checkpoints" / "last.ckpt"
+    failed = True  # until fit returns: the W&B run is closed as failed
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=str(run.ckpt_path) if run.ckpt_path else None)
+        failed = False
     except SIGTERMException:
+        failed = False
         run.preempted = True  # LastCheckpoint saved last.ckpt and said so; a clean exit lets the job be requeued
     except SystemExit:
         if not trainer.interrupted:
@@ -205,12 +209,14 @@ def train(cfg: TrainConfig, given: set[str] | None = None) -> Run:
                 f"--out_dir {run.run_dir.parent}" if last.is_file() else "no checkpoint was written yet")
         raise KeyboardInterrupt(hint) from None
     except UsageError:
+        finish_wandb(trainer.loggers, exit_code=1)  # before its folder may go
         if created and trainer.global_rank == 0 and not last.exists():
             shutil.rmtree(run.run_dir, ignore_errors=True)  # a folder holding only config.yaml helps nobody
         raise
     finally:
         if not inherited:
             del os.environ[RUN_DIR_ENV]
+        finish_wandb(trainer.loggers, exit_code=int(failed))
     if cfg.max_steps > 0 and int(module.g_steps) >= cfg.max_steps and not run.preempted:
         say(f"stopped at G step {int(module.g_steps)} (--max_steps)")
     return run
