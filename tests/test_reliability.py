@@ -103,7 +103,8 @@ def test_exact_resume_of_the_semi_supervised_task_with_its_ema(tmp_path, first, 
     # Same rows, plus, for a stop mid-epoch, the test error Lightning measures when a session stops.
     extra = assert_rows_of_one_run(tmp_path / "straight", tmp_path / "split", stopped_at="29")
     assert [sorted(k for k, v in r.items() if v) for r in extra] == (
-        [["epoch", "ssl/test_error", "ssl/test_error_live", "step"]] if "--max_steps" in first else [])
+        [["epoch", "progress/g_steps", "progress/images_seen", "ssl/test_error", "ssl/test_error_live", "step"]]
+        if "--max_steps" in first else [])
 
 
 def test_atomic_checkpoint_survives_a_crash_mid_write(tmp_path, monkeypatch):

@@ -18,6 +18,7 @@ import csv
 import math
 import re
 import statistics
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -38,6 +39,7 @@ class Curve:
     seed: int | None
     steps: list[float] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
+    verdict: str = ""  # the run's stability verdict (runs/diagnosis.py): "healthy" or verdict names
 
     @property
     def final(self) -> float:
@@ -131,7 +133,21 @@ def local_curves(runs_dir: str | Path, metric: str = "", group_by: Sequence[str]
         raise UsageError(f"no fid/* key in the runs under {runs_dir}; pass --metric (e.g. modes_covered/2.5k)")
     curves = [curve_from_rows(str(folder.relative_to(root)), config, rows, metric, group_by)
               for folder, config, rows in runs]
+    for curve, (_, config, rows) in zip(curves, runs):
+        curve.verdict = run_verdict(config, rows)
     return _logged(curves, metric, runs_dir), metric
+
+
+def run_verdict(config: dict[str, Any], rows: Sequence[dict[str, str]]) -> str:
+    """The stability verdict of a run's rows ("healthy", or verdict names joined by "+"); "" when
+    the rows hold nothing to diagnose."""
+    from gan_lightning.diagnostics.diagnosis import has_diagnostics
+    from gan_lightning.diagnostics.verdicts import diagnose
+    from gan_lightning.runs.diagnosis import num_modes
+
+    if not has_diagnostics(rows):
+        return ""
+    return "+".join(v.name for v in diagnose(rows, num_modes=num_modes(config)))
 
 
 def wandb_curves(project: str, metric: str = "", filters: dict[str, Any] | None = None,
@@ -155,6 +171,7 @@ def wandb_curves(project: str, metric: str = "", filters: dict[str, Any] | None 
         rows = [{"step": str(h.get("trainer/global_step", h.get("_step"))), metric: str(h.get(metric))}
                 for h in run.scan_history(keys=[metric, "trainer/global_step"])]
         curve = curve_from_rows(run.name, dict(run.config), rows, metric, group_by)
+        curve.verdict = str(run.summary.get("diagnosis/verdict", "")).replace(", ", "+")  # written at the run's end
         if not group_by:
             curve.group = run.group or curve.group
         curves.append(curve)
@@ -178,6 +195,7 @@ class GroupStats:
     final_std: float | None  # None for a single run
     best_mean: float
     best_std: float | None
+    verdicts: str = ""  # how many runs got each verdict, e.g. "healthy x2, mode_collapse x1"
 
 
 def group_stats(curves: Sequence[Curve], goal: str = "minimize") -> list[GroupStats]:
@@ -188,21 +206,23 @@ def group_stats(curves: Sequence[Curve], goal: str = "minimize") -> list[GroupSt
         finals = [c.final for c in members]
         bests = [c.best(goal) for c in members]
         std = (lambda xs: statistics.stdev(xs) if len(xs) > 1 else None)
+        counts = Counter(c.verdict or "?" for c in members)
         out.append(GroupStats(group, len(members), sorted(c.seed for c in members if c.seed is not None),
-                              statistics.fmean(finals), std(finals), statistics.fmean(bests), std(bests)))
+                              statistics.fmean(finals), std(finals), statistics.fmean(bests), std(bests),
+                              ", ".join(f"{v} x{n}" for v, n in sorted(counts.items()))))
     return out
 
 
 def markdown_table(stats: Sequence[GroupStats], metric: str, goal: str = "minimize") -> str:
-    """Markdown table: group, runs, seeds, final and best (mean ± std over runs)."""
+    """Markdown table: group, runs, seeds, final and best (mean ± std over runs), the runs' verdicts."""
     def cell(mean: float, std: float | None) -> str:
         return f"{mean:.4g} ± {std:.2g}" if std is not None else f"{mean:.4g}"
 
     best = "min" if goal == "minimize" else "max"
-    lines = [f"| group | runs | seeds | final {metric} | best ({best}) {metric} |", "|---|---|---|---|---|"]
+    lines = [f"| group | runs | seeds | final {metric} | best ({best}) {metric} | verdicts |", "|---|---|---|---|---|---|"]
     for s in stats:
         lines.append(f"| {s.group} | {s.runs} | {', '.join(map(str, s.seeds))} | {cell(s.final_mean, s.final_std)} "
-                     f"| {cell(s.best_mean, s.best_std)} |")
+                     f"| {cell(s.best_mean, s.best_std)} | {s.verdicts} |")
     return "\n".join(lines)
 
 

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from gan_lightning.build import build_trainer
 from gan_lightning.config import TrainConfig, config_from_dict, parse_args, resolve, validate
-from gan_lightning.errors import UsageError
+from gan_lightning.errors import DivergenceError, UsageError
 from gan_lightning.runs.outputs import say
 
 RUN_DIR_ENV = "GAN_LIGHTNING_RUN_DIR"  # set by rank 0 so processes started by DDP use the same folder
@@ -190,7 +190,7 @@ def train(cfg: TrainConfig, given: set[str] | None = None) -> Run:
     # Processes that DDP starts during fit inherit the environment: they join this run folder.
     os.environ[RUN_DIR_ENV] = str(run.run_dir)
     last = run.run_dir / "checkpoints" / "last.ckpt"
-    failed = True  # until fit returns: the W&B run is closed as failed
+    failed, stopped = True, ""  # until fit returns: the W&B run is closed as failed
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=str(run.ckpt_path) if run.ckpt_path else None)
         failed = False
@@ -208,6 +208,9 @@ def train(cfg: TrainConfig, given: set[str] | None = None) -> Run:
         hint = (f"continue from the last checkpoint with --resume last --run_name {run.run_dir.name} "
                 f"--out_dir {run.run_dir.parent}" if last.is_file() else "no checkpoint was written yet")
         raise KeyboardInterrupt(hint) from None
+    except DivergenceError as e:
+        stopped = str(e)  # diagnosed below: the run's rows up to the last log step
+        raise
     except UsageError:
         finish_wandb(trainer.loggers, exit_code=1)  # before its folder may go
         if created and trainer.global_rank == 0 and not last.exists():
@@ -216,10 +219,23 @@ def train(cfg: TrainConfig, given: set[str] | None = None) -> Run:
     finally:
         if not inherited:
             del os.environ[RUN_DIR_ENV]
+        if trainer.global_rank == 0 and (not failed or stopped):
+            diagnose(run.run_dir, trainer.loggers, stopped)
         finish_wandb(trainer.loggers, exit_code=int(failed))
     if cfg.max_steps > 0 and int(module.g_steps) >= cfg.max_steps and not run.preempted:
         say(f"stopped at G step {int(module.g_steps)} (--max_steps)")
     return run
+
+
+def diagnose(run_dir: Path, loggers: Sequence[Any], stopped: str = "") -> None:
+    """The stability verdict at the end of a run (runs/diagnosis.py); a failure to write it is one
+    line, never the end of a run that trained."""
+    from gan_lightning.runs.diagnosis import after_training
+
+    try:
+        after_training(run_dir, loggers, stopped, say=say)
+    except Exception as e:  # e.g. a full disk: the checkpoint and metrics are what matter
+        say(f"diagnosis not written: {' '.join(str(e).split())[:200]}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,67 @@
+"""A run's stability verdict (:mod:`gan_lightning.diagnostics.verdicts`) from its run folder:
+``diagnosis.md`` and ``diagnosis.png`` written there at the end of every training run
+(:func:`after_training`) and by ``scripts/diagnose.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from gan_lightning.diagnostics.diagnosis import has_diagnostics, read_rows, write_diagnosis
+from gan_lightning.diagnostics.verdicts import Verdict
+from gan_lightning.errors import UsageError
+
+
+def num_modes(config: Mapping[str, Any]) -> int | None:
+    """Modes of the run's data set when it is a 2-D mixture (ring: 8, grid: 25), else None."""
+    from gan_lightning.metrics.mode_coverage import MIXTURES
+
+    mixture = MIXTURES.get(str(config.get("dataset", "")))
+    return len(mixture[0]()) if mixture else None
+
+
+def local_run(run_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """(config, logged rows) of a run folder.
+
+    Raises:
+        UsageError: no such folder, no metrics.csv, or nothing a verdict reads in it.
+    """
+    import yaml
+
+    folder = Path(run_dir)
+    if not folder.is_dir():
+        raise UsageError(f"no such run folder: {run_dir}")
+    if not (folder / "metrics.csv").is_file():
+        raise UsageError(f"{run_dir}: no metrics.csv (a run folder of scripts/train.py has one)")
+    rows = read_rows(folder)
+    if not has_diagnostics(rows):
+        raise UsageError(f"{run_dir}: metrics.csv holds no losses, D accuracy or gradient norms to diagnose")
+    config_file = folder / "config.yaml"
+    config = (yaml.safe_load(config_file.read_text()) or {}) if config_file.is_file() else {}
+    return config, rows
+
+
+def diagnose_run(rows: Sequence[Mapping[str, Any]], config: Mapping[str, Any], out_dir: str | Path, source: str,
+                 stopped: str = "") -> list[Verdict]:
+    """Write diagnosis.md and diagnosis.png of ``rows`` into ``out_dir``; returns the verdicts."""
+    return write_diagnosis(rows, out_dir, source, num_modes=num_modes(config), stopped=stopped)
+
+
+def after_training(run_dir: Path, loggers: Sequence[Any], stopped: str = "", say=print) -> list[Verdict]:
+    """The verdicts at the end of a training run (rank 0): the files in the run folder, one console
+    line, ``diagnosis/*`` keys in the W&B run summary. A run with nothing to diagnose gets nothing."""
+    from gan_lightning.diagnostics.diagnosis import MD, summary_line, summary_values
+
+    try:
+        config, rows = local_run(run_dir)
+    except UsageError:
+        return []
+    found = diagnose_run(rows, config, run_dir, run_dir.name, stopped)
+    say(f"diagnosis: {summary_line(found)} (see {run_dir / MD})")
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            logger._experiment.summary.update(summary_values(found))
+    return found
