@@ -28,9 +28,14 @@ def read_rows(run_dir: str | Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+DIAGNOSTIC_KEYS = ("d/acc", "d/jsd_estimate", "grad_norm/d", "grad_norm/g", "grad_norm/g_minimax",
+                   "grad_norm/g_nonsaturating")  # what --diagnostics logs
+
+
 def has_diagnostics(rows: Sequence[Mapping[str, Any]]) -> bool:
-    """Whether the rows hold anything a verdict reads (losses, D accuracy, gradient norms)."""
-    return any(series(rows, key) for key in ("loss/d", "d/acc", "grad_norm/g_minimax", "grad_norm/g_nonsaturating"))
+    """Whether the rows hold what ``--diagnostics`` logs (D accuracy, gradient norms): without it
+    (``--diagnostics false``) there is no verdict to give."""
+    return any(series(rows, key) for key in DIAGNOSTIC_KEYS)
 
 
 def summary_line(found: Sequence[Verdict]) -> str:

@@ -12,8 +12,9 @@ The verdicts (thresholds and windows are the named constants below):
   VANISH_DROP times below its earlier peak at VANISH_ROWS consecutive measurements (Thm 2.4),
   whether or not the minimax cost is the one trained (the norm is measured as a shadow).
 - ``unstable_gradient``: G's gradient norm under the ``-log D`` cost growing (median of the last
-  third of the measurements >= UNSTABLE_GROWTH times that of the first third) while its spread
-  (standard deviation of log10 of the norm) grows too (Thm 2.6).
+  third of the measurements >= UNSTABLE_GROWTH times that of the first third) while its scatter
+  grows too: the standard deviation of log10 of the ratio between consecutive measurements (the
+  batch-to-batch spread, blind to a smooth trend) larger in the last third (Thm 2.6).
 - ``mode_collapse``: modes covered falling by COLLAPSE_MODES_DROP of the modes from their best, or
   ending at or below COLLAPSE_MODES_FRACTION of the modes while at least COLLAPSE_QUALITY of the
   samples are near a mode (G has learned the modes it covers: a G that has not learned yet covers
@@ -188,19 +189,23 @@ def _thirds(points: list[tuple[float, float]]) -> tuple[list[tuple[float, float]
     return points[:n], points[-n:]
 
 
+def _scatter(points: list[tuple[float, float]]) -> float:
+    """Standard deviation of log10(v[i+1] / v[i]): how much consecutive measurements jump."""
+    return statistics.pstdev([math.log10(b / a) for (_, a), (_, b) in zip(points, points[1:])])
+
+
 def unstable_gradient(rows: list[Mapping[str, Any]]) -> Verdict | None:
     points = [(x, v) for x, v in series(rows, "grad_norm/g_nonsaturating") if v > 0 and math.isfinite(v)]
     if len(points) < UNSTABLE_MIN_POINTS:
         return None
     first, last = _thirds(points)
     m0, m1 = statistics.median(v for _, v in first), statistics.median(v for _, v in last)
-    s0 = statistics.pstdev([math.log10(v) for _, v in first])
-    s1 = statistics.pstdev([math.log10(v) for _, v in last])
+    s0, s1 = _scatter(first), _scatter(last)
     if m1 < UNSTABLE_GROWTH * m0 or s1 <= s0:
         return None
     return _verdict("unstable_gradient", f"G's -log D gradient norm grew from a median of {_fmt(m0)} "
                     f"({_step(first[0][0])}-{int(first[-1][0])}) to {_fmt(m1)} ({_step(last[0][0])}-{int(last[-1][0])}): "
-                    f"{m1 / m0:.0f}x, its spread (std of log10) {s0:.2f} -> {s1:.2f}",
+                    f"{m1 / m0:.0f}x, its scatter (std of log10 of consecutive ratios) {s0:.2f} -> {s1:.2f}",
                     [(last[0][0], last[-1][0])])
 
 

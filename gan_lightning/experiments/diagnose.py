@@ -39,5 +39,5 @@ def wandb_run(path: str) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
         if row.get(X) is None and row.get("trainer/global_step") is not None:
             row["step"] = row["trainer/global_step"]
     if not has_diagnostics(rows):
-        raise UsageError(f"--wandb {path}: the run logged no losses, D accuracy or gradient norms to diagnose")
+        raise UsageError(f"--wandb {path}: the run logged no D accuracy or gradient norms to diagnose")
     return dict(run.config), rows, run.name

@@ -36,7 +36,8 @@ def local_run(run_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, str]]
         raise UsageError(f"{run_dir}: no metrics.csv (a run folder of scripts/train.py has one)")
     rows = read_rows(folder)
     if not has_diagnostics(rows):
-        raise UsageError(f"{run_dir}: metrics.csv holds no losses, D accuracy or gradient norms to diagnose")
+        raise UsageError(f"{run_dir}: metrics.csv holds no D accuracy or gradient norms to diagnose (a run with "
+                         "--diagnostics false)")
     config_file = folder / "config.yaml"
     config = (yaml.safe_load(config_file.read_text()) or {}) if config_file.is_file() else {}
     return config, rows
