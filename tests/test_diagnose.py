@@ -174,6 +174,24 @@ def test_wandb_run_is_read_from_its_history(runs, monkeypatch, tmp_path):
     assert config == {"dataset": "ring"} and name == "saturated"
 
 
+def test_unknown_wandb_run_is_one_line(monkeypatch, tmp_path, capsys):
+    import wandb
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import diagnose as script
+    from gan_lightning.runs import loggers
+
+    def no_run(self, path):
+        raise ValueError(f"Could not find run <Run {path} (not found)>")
+
+    monkeypatch.setattr(loggers, "wandb_mode", lambda: ("online", ""))
+    monkeypatch.setattr(wandb, "Api", lambda: type("Api", (), {"run": no_run})())
+    assert run_cli(script.main, ["--wandb", "me/proj/nope", "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert "me/proj/nope" in err and "Could not find run" in err and err.count("\n") == 1
+    assert not (tmp_path / "d").exists()
+
+
 @pytest.mark.parametrize("case", ["missing", "no_metrics", "no_diagnostics", "both", "bad_wandb", "offline"])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, monkeypatch, capsys, case):
     sys.path.insert(0, str(ROOT / "scripts"))
