@@ -51,7 +51,8 @@ def build_datamodule(cfg: TrainConfig):
 
 
 def build_networks(cfg: TrainConfig, data_shape: tuple[int, ...]):
-    """(generator, discriminator) for ``cfg.arch``, the data's shape and the task's number of D outputs."""
+    """(generator, discriminator) for ``cfg.arch``, the data's shape and the task's number of D outputs;
+    D with minibatch discrimination and spectral norm when their flags say so."""
     from gan_lightning.networks import NETWORKS
 
     cfg = _resolved(cfg)
@@ -64,6 +65,13 @@ def build_networks(cfg: TrainConfig, data_shape: tuple[int, ...]):
         from gan_lightning.layers import add_minibatch_discrimination
 
         add_minibatch_discrimination(d, cfg.mbd_kernels, cfg.mbd_dim, num_outputs=k)
+    if cfg.d_spectral_norm:  # last: the head minibatch discrimination puts in is wrapped too
+        from gan_lightning.layers import apply_spectral_norm
+
+        try:
+            apply_spectral_norm(d)
+        except ValueError as e:
+            raise UsageError(f"--d_spectral_norm: {e}") from None
     return g, d
 
 
@@ -76,6 +84,19 @@ def build_noise(cfg: TrainConfig):
     return InstanceNoise(make_schedule(
         cfg.noise_schedule, cfg.noise_std, cfg.noise_final_std, cfg.noise_anneal_steps, cfg.noise_target_acc
     ))
+
+
+def build_gradient_regularizers(cfg: TrainConfig) -> list[Any]:
+    """D's penalties on its input gradient: R1, R2 (lazy every --reg_every D steps) and Roth et al.'s;
+    each only when its weight is > 0."""
+    from gan_lightning.core.penalties import RothRegularizer, ZeroCenteredGradientPenalty
+
+    found: list[Any] = [ZeroCenteredGradientPenalty(weight, samples, cfg.reg_every)
+                        for weight, samples in ((cfg.r1_weight, "real"), (cfg.r2_weight, "fake")) if weight > 0]
+    if cfg.roth_gamma > 0:
+        found.append(RothRegularizer.annealed(cfg.roth_schedule, cfg.roth_gamma, cfg.roth_final_gamma,
+                                              cfg.roth_anneal_steps))
+    return found
 
 
 def build_g_objective(cfg: TrainConfig, discriminator: Any):
@@ -101,6 +122,7 @@ def build_gan(cfg: TrainConfig, data_shape: tuple[int, ...]):
     pair = LOSSES[cfg.loss]
     d_loss = pair.d if cfg.label_smoothing == 1.0 else functools.partial(pair.d, real_target=cfg.label_smoothing)
     d_penalties: list = [GradientPenalty(cfg.gp_weight)] if cfg.gp_weight > 0 else []
+    d_penalties += build_gradient_regularizers(cfg)
     g_penalties: list = []
     if cfg.historical_averaging > 0:
         d_penalties.append(HistoricalAveraging(cfg.historical_averaging, d, "d"))
@@ -111,7 +133,7 @@ def build_gan(cfg: TrainConfig, data_shape: tuple[int, ...]):
         lr_g=cfg.lr_g, lr_d=cfg.lr_d, beta1=cfg.beta1, beta2=cfg.beta2, adam_eps=cfg.adam_eps, n_critic=cfg.n_critic,
         d_penalties=d_penalties, d_constraints=constraints, g_objective=build_g_objective(cfg, d),
         g_penalties=g_penalties, d_input=build_noise(cfg), on_nonfinite=cfg.on_nonfinite,
-        weight_check_every=cfg.log_every_n_steps, config=cfg.to_dict(),
+        weight_check_every=cfg.log_every_n_steps, g_ema=cfg.g_ema, config=cfg.to_dict(),
     )
 
 
@@ -125,6 +147,7 @@ def build_semi_supervised(cfg: TrainConfig, data_shape: tuple[int, ...]):
         lr_g=cfg.lr_g, lr_d=cfg.lr_d, beta1=cfg.beta1, beta2=cfg.beta2, adam_eps=cfg.adam_eps,
         unsup_weight=cfg.unsup_weight,
         ema_decay=cfg.ema_decay, lr_decay_steps=cfg.lr_decay_steps, g_objective=build_g_objective(cfg, d),
+        g_ema=cfg.g_ema,
         config=cfg.to_dict(),
     )
 
@@ -164,14 +187,22 @@ TASKS: dict[str, Callable[[TrainConfig, tuple[int, ...]], Any]] = {
 # -- the probe's D ----------------------------------------------------------------------------
 def probe_norm(cfg: Any, norm: str = PROBE_NORM) -> str:
     """The normalization the probe's D gets: ``norm``, or the only one ``cfg``'s architecture has
-    (``improved_mnist``: weight norm, "none").
+    (``improved_mnist``: weight norm, "none"). With ``--d_spectral_norm`` the probe's D is spectrally
+    normalized like the run's and gets "none": the recipe's layer norm would cancel spectral norm.
 
     Raises:
-        UsageError: ``norm`` is not one the architecture's D accepts.
+        UsageError: ``norm`` is not one the architecture's D accepts (with spectral norm: not the
+            recipe's default or "none").
     """
     from gan_lightning.networks import NETWORKS
 
-    arch = _resolved(cfg).arch
+    cfg = _resolved(cfg)
+    arch = cfg.arch
+    if cfg.d_spectral_norm:
+        if norm not in (PROBE_NORM, "none"):
+            raise UsageError(f"--probe_norm {norm}: with --d_spectral_norm the probe's D has no norm layer "
+                             f"(it would cancel spectral norm); use --probe_norm none")
+        return "none"
     accepted = NETWORKS[arch].d_norms
     if len(accepted) == 1:
         return accepted[0]
@@ -183,7 +214,8 @@ def probe_norm(cfg: Any, norm: str = PROBE_NORM) -> str:
 def probe_discriminator(cfg: Any, data_shape: tuple[int, ...], norm: str = PROBE_NORM) -> Any:
     """A fresh probe D: the plain one-logit D of ``cfg``'s architecture and width, with :func:`probe_norm`.
 
-    No minibatch discrimination and one output (also for a semi-supervised run's G).
+    No minibatch discrimination and one output (also for a semi-supervised run's G); spectral norm when
+    the run's D has it (``--d_spectral_norm``).
     """
     from dataclasses import replace
 
@@ -231,8 +263,9 @@ def uses_cuda(cfg: TrainConfig) -> bool:
 
 
 def build_diagnostics(cfg: TrainConfig) -> list[Any]:
-    """D accuracy and gradient norms at the loggers' cadence (off with --diagnostics false), and the probe."""
-    from gan_lightning.callbacks import DiscriminatorAccuracy, GradientNorms, ProbeCallback
+    """D accuracy, gradient norms and (with --d_spectral_norm) the largest singular values of D's weights
+    at the loggers' cadence (off with --diagnostics false), and the probe."""
+    from gan_lightning.callbacks import DiscriminatorAccuracy, GradientNorms, ProbeCallback, SpectralNorms
 
     cfg = _resolved(cfg)
     callbacks: list[Any] = []
@@ -242,6 +275,8 @@ def build_diagnostics(cfg: TrainConfig) -> list[Any]:
             GradientNorms(every_n_steps=cfg.log_every_n_steps, per_layer=cfg.grad_norm_per_layer,
                           shadow_every_n_steps=cfg.shadow_every_n_steps),
         ]
+        if cfg.d_spectral_norm:
+            callbacks.append(SpectralNorms(every_n_steps=cfg.log_every_n_steps))
     if cfg.probe_every_n_epochs:
         callbacks.append(ProbeCallback(every_n_epochs=cfg.probe_every_n_epochs, d_iters=cfg.probe_d_iters,
                                        batch_size=cfg.batch_size, seed=cfg.seed,
@@ -263,6 +298,7 @@ def build_metrics(cfg: TrainConfig) -> list[Any]:
         metrics=cfg.metrics, weights_path=cfg.metric_weights, download=cfg.metric_download, dataset=cfg.dataset,
         image_size=cfg.image_size, data_root=cfg.data_root, split=cfg.metric_split or None,
         kid_subset_size=cfg.metric_kid_subset_size, cache_dir=cfg.metric_cache_dir or None,
+        live_g=cfg.metric_live_g,
         progress=sys.stderr.isatty(), flags={"num_samples": "--metric_num_samples", "kid_subset_size": "--metric_kid_subset_size",
                "metrics": "--metrics"},
     )]

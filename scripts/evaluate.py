@@ -10,7 +10,9 @@ Real features are cached per key (data set, split, image size, number of real im
 and the sha256 of its weights) under --cache_dir, so a second evaluation only generates and
 extracts the generated half. Names in the table (and under ``names`` in --json) are the ones
 training logs: ``fid/lenet_5k``, or ``fid/lenet-<sha256[:8]>_5k`` with --metric_weights other than
-the extractor's reference weights (see ``gan_lightning.metrics.keys.metric_key``).
+the extractor's reference weights (see ``gan_lightning.metrics.keys.metric_key``). A checkpoint of a
+``--g_ema`` run is scored on G's EMA by default, under names ending in ``_ema`` (``fid/lenet_5k_ema``);
+``--g live`` scores its live G under the plain names.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -44,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
                         "scripts/train_feature_extractor.py); names then carry its hash unless it is the reference")
     p.add_argument("--metric_download", action="store_true",
                    help="download the Inception weights if they are not in the torch hub cache (needs internet)")
-    p.add_argument("--metrics", default="fid,kid,is,pr", help="comma-separated: fid, kid, is, pr")
+    p.add_argument("--metrics", default="fid,kid,is,pr,dc", help="comma-separated: fid, kid, is, pr, dc")
     p.add_argument("--split", default="", help="reference split: train or test (default test; folder: train)")
     p.add_argument("--num_real", type=int, default=0, help="real images in the reference (0: the whole split)")
     p.add_argument("--kid_subset_size", type=int, default=1000, help="samples per KID subset")
@@ -54,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the generated samples' latents")
     p.add_argument("--cache_dir", default="", help="cache of real features (default $GAN_LIGHTNING_CACHE "
                                                    "or ~/.cache/gan_lightning)")
+    p.add_argument("--g", default=None, choices=["live", "ema"],
+                   help="which G to score: ema (the EMA of its weights, the default when the checkpoint has one) "
+                        "or live")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     return p
 
@@ -101,7 +107,8 @@ def evaluate_points(module, dataset: str, args, device) -> dict[str, Any]:
 
     if dataset not in MIXTURES:
         raise UsageError(f"mode coverage is defined for {', '.join(MIXTURES)} only, not {dataset!r}")
-    points = torch.cat(list(generate_samples(module.generate, module.z_dim, 0, args.num_samples, args.seed,
+    generate = partial(module.generate, ema=args.g == "ema")
+    points = torch.cat(list(generate_samples(generate, module.z_dim, 0, args.num_samples, args.seed,
                                              args.batch_size, device)))  # (N, 2)
     coverage = dataset_mode_coverage(points.cpu(), dataset)
     return {"modes_covered": int(coverage["modes_covered"]), "num_modes": int(coverage["num_modes"]),
@@ -124,11 +131,12 @@ def evaluate_images(module, cfg, args, device) -> tuple[dict[str, Any], dict[str
     caveat = data_warning(name, cfg.dataset)
     if caveat:
         print(f"warning: {caveat}", file=sys.stderr)
-    result = fm.evaluate(module.generate, args.num_samples, z_dim=module.z_dim, seed=args.seed)
+    result = fm.evaluate(partial(module.generate, ema=args.g == "ema"), args.num_samples, z_dim=module.z_dim,
+                         seed=args.seed)
     report = {**result.values, "extractor": result.extractor, "extractor_sha256": result.extractor_sha256,
               "real_stats_cached": result.real_stats_cached, "dataset": reference.dataset, "split": reference.split,
               "num_real": len(fm.real_data())}
-    return report, dict(zip(result.values, result.logged()))  # raw name -> logged name
+    return report, dict(zip(result.values, result.logged(ema=args.g == "ema")))  # raw name -> logged name
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -159,17 +167,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     module, cfg = load_generator(args.ckpt)
     module.to(device)
+    if args.g == "ema" and module.g_ema is None:
+        raise UsageError(f"{args.ckpt} keeps no EMA of G (trained without --g_ema); use --g live")
+    args.g = args.g or ("ema" if module.g_ema is not None else "live")
     kind = DATASETS[cfg.dataset].kind
     args.num_samples = args.num_samples or default_num_samples(kind)
     if kind == "points":
         if args.extractor != "auto" or args.metric_weights:
             raise UsageError(f"{cfg.dataset} is 2-D points: it gets mode coverage, not --extractor metrics")
         report = evaluate_points(module, cfg.dataset, args, device)
-        names = {k: metric_key(k, args.num_samples) for k in ("modes_covered", "high_quality")}
+        names = {k: metric_key(k, args.num_samples, ema=args.g == "ema") for k in ("modes_covered", "high_quality")}
         report["dataset"] = cfg.dataset
     else:
         report, names = evaluate_images(module, cfg, args, device)
-    report.update(num_samples=args.num_samples, seed=args.seed, seconds=round(time.perf_counter() - start, 3))
+    report.update(generator=args.g, num_samples=args.num_samples, seed=args.seed, seconds=round(time.perf_counter() - start, 3))
     if args.json:
         print(json.dumps({**report, "names": names}))
         return 0

@@ -23,7 +23,7 @@ from gan_lightning.images import to_uint8
 from gan_lightning.metrics.fidelity import CACHE_ENV, FidelityMetrics, Reference, cache_dir, latents, real_stats_key, shard
 from gan_lightning.metrics.keys import count_label, metric_key, parse_metrics
 
-LENET_KEYS = ("fid", "kid_mean", "kid_std", "is_mean", "is_std", "precision", "recall")
+LENET_KEYS = ("fid", "kid_mean", "kid_std", "is_mean", "is_std", "precision", "recall", "density", "coverage")
 
 
 def digits(split: str, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:

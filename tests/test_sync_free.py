@@ -26,9 +26,13 @@ CASES = {
     "noise_adaptive": dict(noise_std=0.1, noise_schedule="adaptive"),
     "feature_matching": dict(g_objective="feature_matching"),
     "minibatch_discrimination": dict(minibatch_discrimination=True, mbd_kernels=8, mbd_dim=3),
+    "d_spectral_norm": dict(d_spectral_norm=True),  # the power iterations and the sn/* SVDs
     "historical_averaging": dict(historical_averaging=0.1),
+    "r1_lazy_r2": dict(r1_weight=10.0, r2_weight=1.0, reg_every=3),
+    "roth_exponential": dict(roth_gamma=2.0, roth_anneal_steps=6),
     "virtual_batch_norm": dict(g_norm="vbn", vbn_ref_size=16),
     "label_smoothing_on_nonfinite_skip": dict(label_smoothing=0.9, on_nonfinite="skip"),
+    "g_ema_on_nonfinite_skip": dict(g_ema=0.99, on_nonfinite="skip"),  # the EMA's lerp weight stays on the device
     "semi_supervised_ema": dict(task="semi_supervised", arch="improved_mnist", labels_per_class=5, lr_g=3e-3,
                                 lr_d=3e-3, d_width=64),
 }

@@ -71,7 +71,8 @@ def test_dry_run_spec_of_a_sweep(x_axis, capsys, watched):
     lines = of_type(spec, "Run History Line Plot")
     assert {p["xAxis"] for p in lines} == {f"progress/{x_axis}"}
     # The metrics the sweep's runs log (mnist5k, 5,000 samples, LeNet), FID first.
-    metrics = [metric_key(v, 5000, "lenet") for v in ("fid", "kid_mean", "is_mean", "precision", "recall")]
+    metrics = [metric_key(v, 5000, "lenet") for v in ("fid", "kid_mean", "is_mean", "precision", "recall", "density",
+                                                      "coverage")]
     assert [p["metrics"] for p in lines[:len(metrics)]] == [[m] for m in metrics]
     # Diagnostics: keys a default run logs; only the two shadow gradient norms on a log scale.
     logged = run_keys(parse_run({}))

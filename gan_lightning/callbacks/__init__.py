@@ -14,8 +14,11 @@ They work with any LightningModule that follows this protocol (the package's ``G
   fills ``shadow_norms`` measures them inside G's own update instead, see
   ``gan_lightning.modules.base.GeneratorSystem``). An optional ``d_input`` module (instance noise)
   is applied by ``discriminate`` and its state is kept.
+- ``discriminator`` alone: :class:`SpectralNorms` (the largest singular values of D's weights).
 - ``generate(z) -> samples`` (eval mode, no grad) and ``z_dim``: :class:`MetricsCallback`; pass
   ``dataset=...`` (and ``image_size``) to it unless the module has a ``config`` dict holding them.
+  A module with an EMA of G (``g_ema`` not None) also has ``generate(z, ema=...)`` and
+  ``sampling_generator(ema)``: the metrics score the EMA (names ending in ``_ema``).
 
 The run-control callbacks (:class:`SampleGrid`, :class:`ProbeCallback`, :class:`LastCheckpoint`,
 :class:`StopAtGSteps`) also read a ``g_steps`` counter, and SampleGrid a ``fixed_z`` buffer and
@@ -30,6 +33,7 @@ from gan_lightning.callbacks.metrics import MetricsCallback
 from gan_lightning.callbacks.probe import ProbeCallback
 from gan_lightning.callbacks.run_control import LastCheckpoint, StopAtGSteps
 from gan_lightning.callbacks.samples import SampleGrid
+from gan_lightning.callbacks.spectral_norm import SpectralNorms
 
 __all__ = ["DiscriminatorAccuracy", "GradientNorms", "LastCheckpoint", "MetricsCallback", "ProbeCallback", "SampleGrid",
-           "StopAtGSteps", "discriminator_stats"]
+           "SpectralNorms", "StopAtGSteps", "discriminator_stats"]

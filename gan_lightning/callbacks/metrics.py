@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Iterable, Mapping
 
 import lightning as L
@@ -63,6 +64,10 @@ class MetricsCallback(L.Callback):
 
     Reads ``pl_module.generate(z)`` (eval mode, the mode G was in restored), ``pl_module.z_dim``
     and, for arguments left as None, ``pl_module.config`` (``dataset``, ``image_size``, ``data_root``).
+    A module with an EMA of G's weights (``pl_module.g_ema`` not None, see
+    :class:`~gan_lightning.modules.base.GeneratorSystem`) is scored on that EMA, under names ending in
+    ``_ema`` (``fid/lenet_5k_ema``), through ``generate(z, ema=True)`` and ``sampling_generator(ema)``;
+    with ``live_g`` its live G too (``generate(z, ema=False)``), under the plain names.
 
     A problem a user can cause at run time (missing weights, no network for Inception, too few
     samples for KID's subsets, unreadable reference data) prints one warning line; that metric (or
@@ -92,6 +97,7 @@ class MetricsCallback(L.Callback):
         flags: how warnings spell the settings a user can change, e.g. ``{"num_samples":
             "--metric_num_samples"}`` (see :class:`~gan_lightning.metrics.fidelity.FidelityMetrics`); default
             the argument names.
+        live_g: with an EMA of G, also score the live G (plain names); no effect without one.
 
     Raises:
         UsageError: a negative count, an unknown metric or extractor name.
@@ -105,7 +111,7 @@ class MetricsCallback(L.Callback):
                  dataset: str | None = None, image_size: int | None = None, data_root: str | None = None,
                  split: str | None = None, num_real: int = 0, kid_subset_size: int = 1000, batch_size: int = 250,
                  cache_dir: str | None = None, seed: int = 0, progress: bool = True,
-                 flags: Mapping[str, str] | None = None) -> None:
+                 flags: Mapping[str, str] | None = None, live_g: bool = False) -> None:
         from gan_lightning.metrics.extractors import check_name
 
         for name, value in (("num_samples", num_samples), ("num_real", num_real)):
@@ -124,6 +130,7 @@ class MetricsCallback(L.Callback):
         self.num_real, self.kid_subset_size, self.batch_size = num_real, kid_subset_size, batch_size
         self.cache_dir, self.seed, self.progress = cache_dir, seed, progress
         self.flags = dict(flags or {})
+        self.live_g = live_g
         self.fidelity: FidelityMetrics | None = None
         self.points = False  # 2-D mixture: mode coverage instead
         self.off = ""  # why nothing is measured ("" while on)
@@ -210,12 +217,37 @@ class MetricsCallback(L.Callback):
 
     # -- what --------------------------------------------------------------------------------
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
-        """Generate this rank's share, gather on rank 0, score there, log everywhere. Returns the logged values."""
+        """Score each generator due (:meth:`generators`), log everywhere. Returns the logged values."""
+        logged: dict[str, float] = {}
+        for ema in self.generators(pl_module):
+            values = self._evaluate_one(trainer, pl_module, ema)
+            if values is None:
+                return {}
+            logged.update(values)
+        for key, value in logged.items():
+            pl_module.log(key, value, on_step=False, on_epoch=True, sync_dist=trainer.world_size > 1)
+        self.last_metrics, self._scored_at = logged, trainer.global_step
+        return logged
+
+    def generators(self, pl_module: L.LightningModule) -> list[bool | None]:
+        """Which of the module's generators are scored: [None] (its ``generate``) without an EMA of G, else
+        [True] (the EMA) and, with ``live_g``, False (the live G)."""
+        if getattr(pl_module, "g_ema", None) is None:
+            return [None]
+        return [True, False] if self.live_g else [True]
+
+    def _evaluate_one(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                      ema: bool | None) -> dict[str, float] | None:
+        """Generate this rank's share, gather on rank 0, score there; None when metrics turned off."""
         world, rank = trainer.world_size, trainer.global_rank
         counts = [b - a for a, b in (shard(self.num_samples, world, r) for r in range(world))]
         start, end = shard(self.num_samples, world, rank)
-        sync_buffers(trainer, getattr(pl_module, "generator", pl_module))
-        batches = generate_samples(pl_module.generate, pl_module.z_dim, start, end, self.seed, self.batch_size,
+        if ema is None:
+            generate, generator = pl_module.generate, getattr(pl_module, "generator", pl_module)
+        else:
+            generate, generator = partial(pl_module.generate, ema=ema), pl_module.sampling_generator(ema)
+        sync_buffers(trainer, generator)
+        batches = generate_samples(generate, pl_module.z_dim, start, end, self.seed, self.batch_size,
                                    pl_module.device, self.progress and trainer.is_global_zero, desc="metrics")
         if self.points:
             local = {"points": torch.cat(list(batches)).float()}  # (count, 2)
@@ -227,25 +259,23 @@ class MetricsCallback(L.Callback):
         values: dict[str, float] | str = {}
         if trainer.is_global_zero:
             try:
-                values = self._score(rows)
+                values = self._score(rows, ema=bool(ema))
             except UsageError as e:  # e.g. reference data gone since set-up
                 values = f"metrics off: {e}"
         values = trainer.strategy.broadcast(values, src=0)
         if isinstance(values, str):
             self.off = values
             rank_zero_warning(values)
-            return {}
-        for key, value in values.items():
-            pl_module.log(key, value, on_step=False, on_epoch=True, sync_dist=world > 1)
-        self.last_metrics, self._scored_at = values, trainer.global_step
+            return None
         return values
 
-    def _score(self, rows: dict[str, Tensor]) -> dict[str, float]:
+    def _score(self, rows: dict[str, Tensor], ema: bool = False) -> dict[str, float]:
         if self.points:
             from gan_lightning.metrics.mode_coverage import LOGGED, dataset_mode_coverage
 
             coverage = dataset_mode_coverage(rows["points"], self.dataset)
-            return {metric_key(k, self.num_samples): coverage[k] for k in LOGGED}
+            return {metric_key(k, self.num_samples, ema=ema): coverage[k] for k in LOGGED}
         scored = self.fidelity.score(rows, skip=self.skip)
         extractor = self.fidelity.extractor
-        return {metric_key(k, self.num_samples, extractor.spec.short, extractor.sha256): v for k, v in scored.items()}
+        return {metric_key(k, self.num_samples, extractor.spec.short, extractor.sha256, ema): v
+                for k, v in scored.items()}

@@ -17,7 +17,8 @@ class SampleGrid(L.Callback):
 
     Images become a grid (``samples/epoch_0003.png``); 2-D points a scatter plot over the real
     data. The PNG is also logged to W&B when a WandbLogger is attached. Reads the module's
-    ``generate`` (eval mode, mode restored) and ``fixed_z`` buffer.
+    ``generate`` (eval mode, mode restored; the EMA of G when the module keeps one, ``--g_ema``) and
+    ``fixed_z`` buffer.
 
     Args:
         out_dir: folder for the PNG files.

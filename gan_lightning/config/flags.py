@@ -43,13 +43,29 @@ class TrainConfig:
     d_width: int = _f(64, "D width (base channels for dcgan, hidden units for mlp)")
     g_norm: str = _f("batch", "normalization in G: batch, vbn (virtual batch norm) or none")
     vbn_ref_size: int = _f(64, "size of the fixed reference batch of --g_norm vbn")
-    d_norm: str = _f("auto", "normalization in D: auto (batch for dcgan, none for mlp), batch, layer, none")
+    d_norm: str = _f("auto", "normalization in D: auto (batch for dcgan, none for mlp and with --d_spectral_norm), "
+                     "batch, layer, none")
+    d_spectral_norm: bool = _f(False, "spectral normalization of D's Linear and conv weights, the head included "
+                               "(Miyato et al. 2018; one power iteration per forward; needs --d_norm none; logs "
+                               "sn/<layer>)")
     # objective
     loss: str = _f("nonsaturating", "GAN objective: minimax, nonsaturating, wasserstein, hinge, least_squares, "
                    "or wasserstein_gp (= wasserstein --gp_weight 10 --n_critic 5)")
     n_critic: int = _f(1, "D updates per G update (5 is usual for wasserstein)")
     gp_weight: float = _f(0.0, "weight of the WGAN-GP gradient penalty on D (0: off; 10 is usual)")
     weight_clip: float = _f(0.0, "clip D's weights to [-c, c] after each step (0: off; WGAN uses 0.01)")
+    # D's gradient regularizers that followed Arjovsky & Bottou 2017 (core/penalties.py)
+    r1_weight: float = _f(0.0, "gamma of R1 = gamma/2 E_real[squared norm of grad_x D's logit] (Mescheder et al. "
+                          "2018; 0: off; 10 is usual)")
+    r2_weight: float = _f(0.0, "gamma of R2, the same penalty on generated samples (Mescheder et al. 2018; 0: off)")
+    reg_every: int = _f(1, "lazy R1/R2: add them every N-th D step with their weight times N (StyleGAN2: 16)")
+    roth_gamma: float = _f(0.0, "gamma_0 of Roth et al. 2017's regularizer, (gamma/2) Omega on D's loss; BCE losses "
+                           "only (0: off; the paper: 2.0)")
+    roth_schedule: str = _f("exponential", "how Roth's gamma is annealed over G steps: constant, linear, exponential "
+                            "(the paper's gamma_0 * 0.01^(t/T)), cosine, step")
+    roth_final_gamma: float = _f(-1.0, "Roth's gamma from --roth_anneal_steps on (-1: 0.01 * --roth_gamma, as "
+                                 "the paper)")
+    roth_anneal_steps: int = _f(10000, "G steps over which Roth's gamma is annealed (the paper: the whole run)")
     # instance noise on D's inputs (Arjovsky & Bottou 2017, sec. 3)
     noise_std: float = _f(0.0, "std of Gaussian noise added to every D input, real and fake (0: off)")
     noise_schedule: str = _f("constant", "how sigma moves: none (no noise), constant, linear, exponential, cosine, "
@@ -87,6 +103,8 @@ class TrainConfig:
     max_steps: int = _f(-1, "generator steps to train (-1: no limit); stops before --max_epochs if reached")
     seed: int = _f(0, "random seed of the run")
     on_nonfinite: str = _f("stop", "a non-finite loss: stop (exit 3, last good checkpoint kept) or skip the update")
+    g_ema: float = _f(0.0, "decay of an exponential moving average of G's weights, updated after each G step "
+                      "(0: off; 0.999 is usual); sample grids and metrics then use it, under keys ending in _ema")
     # hardware
     accelerator: str = _f("auto", "cpu, gpu, auto, ...")
     devices: str = _f("auto", "devices per node: a number, a list like 0,1, or auto")
@@ -121,10 +139,13 @@ class TrainConfig:
                              "weights-inception-2015-12-05-6726825d.pth); metric names then carry the file's "
                              "hash unless it is the extractor's reference weights")
     metric_download: bool = _f(False, "download the Inception weights if they are not in the torch hub cache")
-    metrics: str = _f("fid,kid,is,pr", "image metrics: any of fid, kid, is, pr, or none")
+    metrics: str = _f("fid,kid,is,pr,dc", "image metrics: any of fid, kid, is, pr (precision, recall), dc (density, "
+                      "coverage), or none")
     metric_split: str = _f("", "reference split: train or test (default: test; folder: train)")
     metric_kid_subset_size: int = _f(1000, "samples per KID subset; KID is skipped when there are fewer samples")
     metric_cache_dir: str = _f("", "cache of real features (default: $GAN_LIGHTNING_CACHE or ~/.cache/gan_lightning)")
+    metric_live_g: bool = _f(False, "with --g_ema, also score the live G under the plain metric keys (no effect "
+                             "without --g_ema)")
     sample_every_n_epochs: int = _f(1, "write a sample grid every N epochs (0: only at the end)")
     resume: str = _f("", "checkpoint to resume from: a path, or 'last' (last.ckpt of --run_name, else the newest run)")
     config: str = _f("", "YAML file of these same keys; flags given on the command line override it")

@@ -79,6 +79,8 @@ def validate(cfg: TrainConfig) -> None:
 
     check_name("g_objective", given.g_objective, [AUTO, "adversarial", "feature_matching"])
     check_name("on_nonfinite", cfg.on_nonfinite, ["stop", "skip"])
+    if not 0 <= cfg.g_ema < 1:  # NaN fails too
+        raise UsageError(f"--g_ema: must be in [0, 1) (0: off; 0.999 is usual), got {cfg.g_ema}")
     from gan_lightning.metrics.extractors import EXTRACTORS
     from gan_lightning.metrics.keys import parse_metrics
 
@@ -107,6 +109,7 @@ def validate(cfg: TrainConfig) -> None:
                           cfg.noise_target_acc)
     except ValueError as e:
         raise UsageError(f"instance noise: {e}") from None
+    _validate_regularizers(given, cfg)
 
     spec = DATASETS[cfg.dataset]
     arch_name = cfg.arch
@@ -118,6 +121,13 @@ def validate(cfg: TrainConfig) -> None:
         raise UsageError(f"--image_size {cfg.image_size} is not supported by --arch {arch_name}; use one of {sizes}")
     check_name("g_norm", cfg.g_norm, arch.g_norms)
     check_name("d_norm", given.d_norm, [AUTO, *arch.d_norms])
+    if cfg.d_spectral_norm and not arch.d_spectral_norm:
+        raise UsageError(f"--d_spectral_norm: the {arch_name} discriminator's weights are weight-normalized "
+                         f"already; use --arch dcgan or mlp")
+    if cfg.d_spectral_norm and cfg.d_norm != "none":
+        # layers/spectral_norm.py: a batch or layer norm gives the same output for W x and W x / sigma.
+        raise UsageError(f"--d_spectral_norm with --d_norm {cfg.d_norm}: that norm layer would cancel the spectral "
+                         f"norm of the layer before it; use --d_norm none (auto is none with --d_spectral_norm)")
     _validate_task(cfg)
     if cfg.channels_last and spec.kind != "images":
         raise UsageError(f"--channels_last is a memory format of images; dataset {cfg.dataset!r} is 2-D points")
@@ -132,9 +142,38 @@ def validate(cfg: TrainConfig) -> None:
         raise UsageError(f"--config: no such file {cfg.config}")
 
 
+def _validate_regularizers(given: TrainConfig, cfg: TrainConfig) -> None:
+    """R1, R2 (and their --reg_every) and Roth et al.'s regularizer with its annealing."""
+    import math
+
+    from gan_lightning.core.losses import LOSSES, d_bce_loss
+    from gan_lightning.core.penalties import GAMMA_SCHEDULES, RothRegularizer
+
+    for key in ("r1_weight", "r2_weight", "roth_gamma"):
+        if not (math.isfinite(getattr(cfg, key)) and getattr(cfg, key) >= 0):
+            raise UsageError(f"--{key}: must be a finite number >= 0 (0: off), got {getattr(cfg, key)}")
+    if cfg.reg_every < 1:
+        raise UsageError(f"--reg_every: must be >= 1 (1: every D step), got {cfg.reg_every}")
+    check_name("roth_schedule", cfg.roth_schedule, GAMMA_SCHEDULES)
+    if not (math.isfinite(cfg.roth_final_gamma) and cfg.roth_final_gamma >= 0):
+        raise UsageError(f"--roth_final_gamma: must be a finite number >= 0, or -1 for 0.01 * --roth_gamma, "
+                         f"got {given.roth_final_gamma}")
+    if cfg.roth_anneal_steps < 1:
+        raise UsageError(f"--roth_anneal_steps: must be >= 1, got {cfg.roth_anneal_steps}")
+    if cfg.roth_gamma > 0 and LOSSES[cfg.loss].d is not d_bce_loss:
+        raise UsageError(f"--roth_gamma needs a BCE loss (minimax or nonsaturating), not --loss {cfg.loss}; "
+                         "--r1_weight works with any loss")
+    try:
+        if cfg.roth_gamma > 0:
+            RothRegularizer.annealed(cfg.roth_schedule, cfg.roth_gamma, cfg.roth_final_gamma, cfg.roth_anneal_steps)
+    except ValueError as e:
+        raise UsageError(f"--roth_schedule {cfg.roth_schedule}: {e}") from None
+
+
 # Options of the GAN loop that the semi-supervised loop does not have: their "off" values.
 SSL_UNUSED: dict[str, Any] = {"n_critic": 1, "gp_weight": 0.0, "weight_clip": 0.0, "label_smoothing": 1.0,
-                              "historical_averaging": 0.0, "probe_every_n_epochs": 0}
+                              "historical_averaging": 0.0, "probe_every_n_epochs": 0, "r1_weight": 0.0,
+                              "r2_weight": 0.0, "reg_every": 1, "roth_gamma": 0.0}
 
 
 def _validate_task(cfg: TrainConfig) -> None:

@@ -11,8 +11,8 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
+from gan_lightning.modules.ema import WeightEMA
 from gan_lightning.modules.semi_supervised import (
-    WeightEMA,
     classification_errors,
     init_discriminator_from_data,
     init_examples,

@@ -26,7 +26,8 @@ from gan_lightning.metrics.keys import PRIMARY, best_of
 
 X_AXES = {"g_steps": "progress/g_steps", "images_seen": "progress/images_seen"}  # --x_axis -> logged key
 DEFAULT_GROUP_BY = ("loss", "noise_schedule")
-METRIC_PREFIXES = (PRIMARY, "kid_mean", "is_mean", "precision", "recall", "modes_covered", "high_quality")
+METRIC_PREFIXES = (PRIMARY, "kid_mean", "is_mean", "precision", "recall", "density", "coverage", "modes_covered",
+                   "high_quality")
 SSL_METRIC = "ssl/test_error"  # modules/semi_supervised.py
 TITLE_FIXED = ("dataset", "arch", "loss", "noise_schedule", "task")  # fixed settings worth a place in the title
 TITLE_MAX = 128  # wandb_workspaces' Report.title limit

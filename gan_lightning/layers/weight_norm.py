@@ -33,9 +33,11 @@ def wn_linear(in_features: int, out_features: int, bias: bool = True, scale: flo
 
 
 def is_weight_normalized(layer: nn.Module) -> bool:
-    """True for a Linear made by :func:`wn_linear` (a weight-norm parametrization with g and v)."""
+    """True for a Linear made by :func:`wn_linear` (a weight-norm parametrization with g and v); False for
+    other parametrizations of the weight, such as spectral norm (one ``original``)."""
     parametrizations = getattr(layer, "parametrizations", None)
-    return isinstance(layer, nn.Linear) and parametrizations is not None and "weight" in parametrizations
+    return (isinstance(layer, nn.Linear) and parametrizations is not None and "weight" in parametrizations
+            and hasattr(parametrizations.weight, "original1"))
 
 
 @torch.no_grad()

@@ -15,8 +15,9 @@ adds what a training run needs around them:
 - :func:`latents`: sample i's latent depends on (seed, i) only, not on the batch size or the
   number of processes, so a DDP evaluation scores exactly the samples a single process would.
 
-Precision/recall (Kynkäänniemi et al. 2019, k = 3) is computed in the chosen extractor's feature
-space, not in VGG16's as in the paper; like every number here it is only comparable under the
+Precision/recall (Kynkäänniemi et al. 2019, k = 3) and density/coverage (Naeem et al. 2020, k = 5,
+:mod:`gan_lightning.metrics.density_coverage`) are computed in the chosen extractor's feature
+space, not in VGG16's as in the papers; like every number here they are only comparable under the
 same key.
 """
 
@@ -33,6 +34,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from gan_lightning.errors import UsageError
+from gan_lightning.metrics.density_coverage import NEIGHBORHOOD as DC_NEIGHBORHOOD
+from gan_lightning.metrics.density_coverage import density_coverage
 from gan_lightning.metrics.extractors import Extractor
 from gan_lightning.metrics.keys import METRICS, metric_key, parse_metrics
 from gan_lightning.images import to_uint8
@@ -156,9 +159,10 @@ class Evaluation:
     real_stats_cached: bool
     seconds: float = 0.0
 
-    def logged(self) -> dict[str, float]:
-        """The values under their logged names (:func:`metric_key`, marked when the weights are not the reference)."""
-        return {metric_key(k, self.num_samples, self.extractor_short, self.extractor_sha256): v
+    def logged(self, ema: bool = False) -> dict[str, float]:
+        """The values under their logged names (:func:`metric_key`, marked when the weights are not the reference;
+        ``ema``: the samples came from the EMA of G's weights)."""
+        return {metric_key(k, self.num_samples, self.extractor_short, self.extractor_sha256, ema): v
                 for k, v in self.values.items()}
 
 
@@ -229,7 +233,7 @@ class FidelityMetrics:
         ref = self.reference
         n_real = len(self.real_data())
         by_num_real = 0 < ref.num_real == n_real  # else the split itself is the limit
-        need = {"fid": 2, "kid": self.kid_subset_size, "pr": self.prc_neighborhood + 1}
+        need = {"fid": 2, "kid": self.kid_subset_size, "pr": self.prc_neighborhood + 1, "dc": DC_NEIGHBORHOOD + 1}
         out = {}
         for m in self.metrics:
             if m == "is":  # IS only looks at generated samples
@@ -313,8 +317,8 @@ class FidelityMetrics:
             skip: metrics not to compute (e.g. those :meth:`problems` named).
 
         Returns:
-            ``fid``, ``kid_mean``, ``kid_std``, ``is_mean``, ``is_std``, ``precision``, ``recall``
-            (those of the chosen metrics).
+            ``fid``, ``kid_mean``, ``kid_std``, ``is_mean``, ``is_std``, ``precision``, ``recall``,
+            ``density``, ``coverage`` (those of the chosen metrics).
         """
         from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
         from torch_fidelity.metric_isc import isc_features_to_metric
@@ -341,6 +345,8 @@ class FidelityMetrics:
             prc = prc_features_to_metric(f_fake, real["features"], prc_neighborhood=self.prc_neighborhood,
                                          save_cpu_ram=True, verbose=False)
             out["precision"], out["recall"] = prc["precision"], prc["recall"]
+        if "dc" in todo:
+            out.update(density_coverage(real["features"].to(f_fake.device), f_fake, DC_NEIGHBORHOOD))
         return {k: float(v) for k, v in out.items()}
 
     def evaluate(self, samples: Tensor | Callable[[Tensor], Tensor], num_samples: int | None = None, *,

@@ -3,7 +3,8 @@ validation, the run comparison and the paper reproductions.
 
 - :func:`metric_key` builds one logged name: the metric, the extractor (marked when its weights
   are not the reference ones) and the number of generated samples (``fid/lenet_5k``,
-  ``kid_mean/inception_50k``, ``fid/lenet-1a2b3c4d_5k``, ``modes_covered/2.5k``).
+  ``kid_mean/inception_50k``, ``fid/lenet-1a2b3c4d_5k``, ``modes_covered/2.5k``), ending in ``_ema``
+  when the samples came from the EMA of G's weights (``fid/lenet_5k_ema``, ``--g_ema``).
 - :func:`metric_keys` is the set of names a MetricsCallback with given settings logs.
 - the defaults: generated samples per evaluation, the reference split.
 """
@@ -15,13 +16,14 @@ from typing import Iterable
 
 from gan_lightning.errors import UsageError
 
-METRICS = ("fid", "kid", "is", "pr")  # what a user can ask for
+METRICS = ("fid", "kid", "is", "pr", "dc")  # what a user can ask for
 VALUE_NAMES = {"fid": ("fid",), "kid": ("kid_mean", "kid_std"), "is": ("is_mean", "is_std"),
-               "pr": ("precision", "recall")}  # the values each metric gives
+               "pr": ("precision", "recall"), "dc": ("density", "coverage")}  # the values each metric gives
 PRIMARY = "fid"  # the metric runs are compared on by default (scripts/compare_runs.py)
 # Which way each logged value improves: a run's summary keeps its best and its last value.
 BEST = {"fid": "min", "kid_mean": "min", "ssl/test_error": "min", "ssl/test_error_live": "min",
-        "is_mean": "max", "precision": "max", "recall": "max", "modes_covered": "max", "high_quality": "max"}
+        "is_mean": "max", "precision": "max", "recall": "max", "density": "max", "coverage": "max",
+        "modes_covered": "max", "high_quality": "max"}
 
 
 # -- names ------------------------------------------------------------------------------------
@@ -33,9 +35,10 @@ def count_label(n: int) -> str:
 
 
 WEIGHTS_MARK = 8  # hex digits of a non-reference weights file's sha256 in metric names
+EMA_MARK = "_ema"  # ends the names of values measured on the EMA of G's weights (--g_ema)
 
 
-def metric_key(value: str, num_samples: int, extractor: str = "", weights_sha256: str = "") -> str:
+def metric_key(value: str, num_samples: int, extractor: str = "", weights_sha256: str = "", ema: bool = False) -> str:
     """The logged name of a metric: what it is, in which feature space, from how many samples.
 
     Names are ``<value>/<extractor>_<count>``: ``fid/lenet_5k``, ``kid_mean/inception_50k``. The
@@ -44,7 +47,8 @@ def metric_key(value: str, num_samples: int, extractor: str = "", weights_sha256
     from any other weights file (a retrained LeNet, random Inception weights for offline tests)
     give numbers that are not comparable with those, so the name carries the first 8 hex digits
     of that file's sha256: ``<value>/<extractor>-<sha256[:8]>_<count>``, e.g. ``fid/lenet-1a2b3c4d_5k``.
-    2-D point metrics have no extractor: ``modes_covered/2.5k``.
+    2-D point metrics have no extractor: ``modes_covered/2.5k``. Samples of the EMA of G's weights
+    (``--g_ema``) add ``_ema`` at the end: ``fid/lenet_5k_ema``, ``modes_covered/2.5k_ema``.
 
     Args:
         value: ``fid``, ``kid_mean``, ``modes_covered``, ...
@@ -53,28 +57,32 @@ def metric_key(value: str, num_samples: int, extractor: str = "", weights_sha256
         weights_sha256: sha256 of the extractor's weights file; "" for its reference weights (to
             name what a run with the default weights will log). Code that logs measured values
             passes the hash of the file it used.
+        ema: the samples came from the EMA of G's weights, not the live G.
 
     Example:
         >>> metric_key("fid", 5000, "lenet"), metric_key("modes_covered", 2500)
         ('fid/lenet_5k', 'modes_covered/2.5k')
         >>> metric_key("fid", 5000, "lenet", "1a2b3c4d" + "0" * 56)
         'fid/lenet-1a2b3c4d_5k'
+        >>> metric_key("fid", 5000, "lenet", ema=True)
+        'fid/lenet_5k_ema'
     """
+    mark = EMA_MARK if ema else ""
     if not extractor:
-        return f"{value}/{count_label(num_samples)}"
+        return f"{value}/{count_label(num_samples)}{mark}"
     from gan_lightning.metrics.extractors import EXTRACTORS
 
     reference = next((spec.sha256 for spec in EXTRACTORS.values() if spec.short == extractor), "")
     weights = weights_sha256.lower()
     space = extractor if weights in ("", reference) else f"{extractor}-{weights[:WEIGHTS_MARK]}"
-    return f"{value}/{space}_{count_label(num_samples)}"
+    return f"{value}/{space}_{count_label(num_samples)}{mark}"
 
 
 def best_of(key: str) -> str | None:
     """"min" or "max": which way the logged value ``key`` improves; None for values without a best.
 
     Example:
-        >>> best_of("fid/lenet_5k"), best_of("recall/inception_50k"), best_of("ssl/test_error"), best_of("loss/d")
+        >>> best_of("fid/lenet_5k_ema"), best_of("recall/inception_50k"), best_of("ssl/test_error"), best_of("loss/d")
         ('min', 'max', 'min', None)
     """
     return BEST.get(key, BEST.get(key.split("/")[0]) if key.count("/") == 1 else None)
@@ -106,13 +114,14 @@ def default_num_samples(kind: str) -> int:
 
 
 def metric_keys(dataset: str, num_samples: int = 0, extractor: str = "auto", metrics: str | Iterable[str] = METRICS,
-                kid_subset_size: int = 1000, weights_path: str = "") -> set[str]:
+                kid_subset_size: int = 1000, weights_path: str = "", ema: bool = False) -> set[str]:
     """The keys MetricsCallback logs for these arguments (the one owner of metric names) (a sweep's metric must be one of them).
 
     KID is left out when ``num_samples`` is below ``kid_subset_size`` (it is skipped then); a
     reference split smaller than the subset size is only found when the data is loaded. With a
     ``weights_path`` the keys carry that file's hash unless it is the reference weights
     (:func:`~gan_lightning.metrics.keys.metric_key`); a missing file logs nothing (metrics are off).
+    ``ema``: the names of the scores of G's EMA (``_ema`` at the end).
     """
     from gan_lightning.data.datasets import DATASETS
     from gan_lightning.metrics.extractors import check_name, default_extractor, file_sha256
@@ -121,23 +130,27 @@ def metric_keys(dataset: str, num_samples: int = 0, extractor: str = "auto", met
     kind = DATASETS[dataset].kind
     n = num_samples or default_num_samples(kind)
     if kind == "points":
-        return {metric_key(k, n) for k in LOGGED} if dataset in MIXTURES else set()
+        return {metric_key(k, n, ema=ema) for k in LOGGED} if dataset in MIXTURES else set()
     short = check_name(default_extractor(dataset) if extractor == "auto" else extractor).short
     if weights_path and not Path(weights_path).expanduser().is_file():
         return set()
     sha256 = file_sha256(Path(weights_path).expanduser()) if weights_path else ""
     chosen = [m for m in parse_metrics(metrics) if m != "kid" or n >= kid_subset_size]
-    return {metric_key(v, n, short, sha256) for m in chosen for v in VALUE_NAMES[m]}
+    return {metric_key(v, n, short, sha256, ema) for m in chosen for v in VALUE_NAMES[m]}
 
 
 def run_metric_keys(cfg) -> set[str]:
     """The metric keys a training run of ``cfg`` (a TrainConfig, resolved or not) logs; empty when metrics are off.
 
     Reads ``metric_every_n_epochs`` (0: off), ``dataset``, ``metrics``, ``metric_num_samples``,
-    ``metric_extractor``, ``metric_kid_subset_size`` and ``metric_weights``.
+    ``metric_extractor``, ``metric_kid_subset_size``, ``metric_weights``, ``g_ema`` (> 0: the EMA's
+    keys, ``fid/lenet_5k_ema``) and ``metric_live_g`` (with ``g_ema``: the live G's plain keys too).
     """
     if cfg.metric_every_n_epochs <= 0:
         return set()
     extractor = "auto" if cfg.metric_extractor == "none" else cfg.metric_extractor
-    return metric_keys(cfg.dataset, cfg.metric_num_samples, extractor, cfg.metrics, cfg.metric_kid_subset_size,
-                       weights_path=cfg.metric_weights)
+    ema = cfg.g_ema > 0
+    scored = [ema, *([False] if ema and cfg.metric_live_g else [])]  # which G: its EMA, the live one
+    return {key for e in scored for key in metric_keys(cfg.dataset, cfg.metric_num_samples, extractor, cfg.metrics,
+                                                      cfg.metric_kid_subset_size, weights_path=cfg.metric_weights,
+                                                      ema=e)}

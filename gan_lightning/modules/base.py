@@ -1,5 +1,5 @@
 """What every GAN system shares: the two players and their Adam optimizers, latents, counters,
-G's update, sampling in eval mode, and the RNG state in checkpoints."""
+G's update (and the optional EMA of G's weights), sampling in eval mode, and the RNG state in checkpoints."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
+from gan_lightning.modules.ema import WeightEMA
 from gan_lightning.torch_utils import eval_mode, frozen, host_value
 
 FIXED_Z_SEED = 1234  # the latents of the sample grids: drawn from their own RNG, the global stream is untouched
@@ -24,6 +25,10 @@ class GeneratorSystem:
     of that batch (:meth:`g_backward`) also measures G's gradient norm under both costs of
     Arjovsky & Bottou 2017 on its own forward pass and leaves them in ``shadow_norms``
     (name -> 0-dim tensor); the callback reads them after the batch and resets both.
+
+    EMA of G (``g_ema``, a :class:`~gan_lightning.modules.ema.WeightEMA` or None): updated after each
+    G step, not moved by a skipped one; :meth:`generate` samples from it by default, and
+    :attr:`sampling_generator` is the one place that chooses between it and the live G.
     """
 
     # -- set-up -----------------------------------------------------------------------------
@@ -40,6 +45,17 @@ class GeneratorSystem:
         self.generator = generator
         self.discriminator = discriminator
         self.lr_g, self.lr_d, self.betas, self.adam_eps = lr_g, lr_d, (beta1, beta2), adam_eps
+        self.g_ema: WeightEMA | None = None  # see _init_g_ema (not a class attribute: it would hide the submodule)
+
+    def _init_g_ema(self, decay: float) -> None:
+        """``g_ema``: an EMA of G's weights with this decay (Karras et al. 2018), or None for 0 (off).
+
+        Raises:
+            ValueError: a decay outside [0, 1).
+        """
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"g_ema must be in [0, 1) (0: off), got {decay}")
+        self.g_ema = WeightEMA(self.generator, decay) if decay > 0 else None
 
     def _init_buffers(self, num_fixed: int, counters: Sequence[str]) -> None:
         """``fixed_z`` (num_fixed, z_dim) for sample grids and the step counters (0-dim long buffers,
@@ -126,6 +142,8 @@ class GeneratorSystem:
             g_opt.zero_grad(set_to_none=True)
             self.g_backward(loss, fake_logits)
         self._step(g_opt, bad)
+        if self.g_ema is not None:
+            self.g_ema.update(self.generator, skip=bad)  # a skipped step leaves the average, on the device
         count = self.g_step_count + 1
         self.g_steps += 1 if bad is None else (bad == 0).long()
         self._g_count = (count, self.g_steps._version)
@@ -191,18 +209,33 @@ class GeneratorSystem:
         """Draw n latent vectors z ~ N(0, I), shape (n, z_dim), on the module's device."""
         return torch.randn(n, self.z_dim, device=self.fixed_z.device)
 
+    def sampling_generator(self, ema: bool | None = None) -> nn.Module:
+        """The generator samples and metrics come from: G's EMA copy when there is one, else the live G.
+
+        Args:
+            ema: None: the EMA when there is one; True: the EMA; False: the live G.
+
+        Raises:
+            ValueError: ``ema=True`` without an EMA of G.
+        """
+        if ema and self.g_ema is None:
+            raise ValueError("this module keeps no EMA of G (trained without --g_ema); sample the live G")
+        return self.g_ema.net if self.g_ema is not None and ema is not False else self.generator
+
     @torch.no_grad()
-    def generate(self, z: Tensor | None = None, n: int | None = None) -> Tensor:
+    def generate(self, z: Tensor | None = None, n: int | None = None, *, ema: bool | None = None) -> Tensor:
         """Samples from G in eval mode (the mode G was in is restored).
 
         Args:
             z: (B, z_dim) latents; default the fixed latents, or ``n`` fresh ones.
             n: number of fresh samples when z is None.
+            ema: which G (:meth:`sampling_generator`): None, the EMA when there is one; False, the live G.
         """
         if z is None:
             z = self.fixed_z if n is None else self.sample_z(n)
-        with eval_mode(self.generator):
-            return self.generator(z.to(self.fixed_z))  # the module's device and dtype (64-true, bf16-true)
+        generator = self.sampling_generator(ema)
+        with eval_mode(generator):
+            return generator(z.to(self.fixed_z))  # the module's device and dtype (64-true, bf16-true)
 
     @override
     def forward(self, z: Tensor) -> Tensor:

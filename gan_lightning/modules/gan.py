@@ -61,6 +61,8 @@ class GAN(GeneratorSystem, L.LightningModule):
             checkpoint stays on disk), "skip" skips that update and counts it in ``skipped_steps``.
             All ranks agree before skipping. Weights are checked every ``weight_check_every``
             batches; non-finite weights always stop.
+        g_ema: decay of an EMA of G's weights updated after each G step (0: off; 0.999 is usual);
+            samples and metrics then come from it (see ``GeneratorSystem.generate``).
         config: the run's resolved config, stored in checkpoints so scripts can rebuild the run.
 
     Raises:
@@ -88,6 +90,7 @@ class GAN(GeneratorSystem, L.LightningModule):
         num_fixed: int = 64,
         on_nonfinite: str = "stop",
         weight_check_every: int = 10,
+        g_ema: float = 0.0,
         config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -96,6 +99,7 @@ class GAN(GeneratorSystem, L.LightningModule):
         if on_nonfinite not in ("stop", "skip"):
             raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
         self._init_players(generator, discriminator, lr_g=lr_g, lr_d=lr_d, beta1=beta1, beta2=beta2, adam_eps=adam_eps)
+        self._init_g_ema(g_ema)
         self.d_loss = d_loss
         self.g_objective = g_objective if g_objective is not None else AdversarialObjective(g_loss)
         self.n_critic = n_critic

@@ -19,7 +19,6 @@ G is trained by feature matching on D's penultimate features.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import lightning as L
@@ -30,8 +29,9 @@ from typing_extensions import override
 
 from gan_lightning.layers import init_weight_norm_from_data
 from gan_lightning.modules.base import GeneratorSystem
+from gan_lightning.modules.ema import WeightEMA
 from gan_lightning.core.objectives import FeatureMatching
-from gan_lightning.torch_utils import eval_mode, host_value
+from gan_lightning.torch_utils import eval_mode
 
 # -- pure functions of logits ----------------------------------------------------------------
 
@@ -103,58 +103,6 @@ def classification_errors(class_logits: Tensor, labels: Tensor) -> Tensor:
 # -- techniques ------------------------------------------------------------------------------
 
 
-class WeightEMA(nn.Module):
-    """An exponential moving average of a network's weights, kept in a frozen copy of it.
-
-    After each update ``ema = d * ema + (1 - d) * live`` for every parameter, with
-    ``d = min(decay, (1 + n) / (10 + n))`` at update n (the warm-up of TensorFlow's
-    ExponentialMovingAverage), so a short run is not dominated by the initial weights; buffers
-    (BatchNorm statistics) are copied. The copy is a submodule with ``requires_grad`` off: its
-    weights and the update count are in ``state_dict`` and move with the device, and no optimizer
-    sees them. Salimans et al.'s reference code evaluates its classifier with such an average.
-
-    Args:
-        net: the network to follow; copied now.
-        decay: in (0, 1); the average spans about 1 / (1 - decay) updates.
-    """
-
-    def __init__(self, net: nn.Module, decay: float) -> None:
-        super().__init__()
-        if not 0.0 < decay < 1.0:
-            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
-        self.decay = decay
-        self.net = copy.deepcopy(net).requires_grad_(False)
-        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
-        # ``updates`` as a Python int and the tensor version it was read at: read again (once) only
-        # when the buffer was changed from outside (a load, a move, a test), so updates need no device read.
-        self._count = (0, self.updates._version)
-
-    def _updates(self) -> int:
-        self._count = host_value(self.updates, self._count)
-        return self._count[0]
-
-    def current_decay(self) -> float:
-        n = self._updates() + 1
-        return min(self.decay, (1.0 + n) / (10.0 + n))
-
-    @torch.no_grad()
-    def update(self, net: nn.Module) -> None:
-        """Move the average toward ``net``'s current weights (same architecture as the copy)."""
-        d = self.current_decay()
-        ema_params, live_params = list(self.net.parameters()), [p.detach() for p in net.parameters()]
-        if len(ema_params) != len(live_params):
-            raise ValueError("WeightEMA.update got a network with different parameters than the one copied")
-        torch._foreach_lerp_(ema_params, live_params, 1.0 - d)
-        for ema_b, b in zip(self.net.buffers(), net.buffers()):
-            ema_b.copy_(b)
-        count = self._updates() + 1
-        self.updates += 1
-        self._count = (count, self.updates._version)
-
-    def extra_repr(self) -> str:
-        return f"decay={self.decay}"
-
-
 def init_examples(datamodule: Any, n: int, seed: int = 0) -> Tensor:
     """``n`` unlabeled training examples (B, *data_shape), the same on every rank (fixed seed)."""
     data = datamodule.unlabeled_dataset
@@ -222,6 +170,8 @@ class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
             layers from this many unlabeled training examples (``trainer.datamodule.unlabeled_dataset``)
             so each unit starts with zero mean and unit variance, as the reference code does on 500
             images; 0 turns it off. A D without weight normalization is left as it is.
+        g_ema: decay of an EMA of G's weights updated after each G step (0: off; 0.999 is usual);
+            samples and metrics then come from it (see ``GeneratorSystem.generate``).
         num_fixed: number of fixed latent vectors kept for sample grids.
         config: the run's resolved config, stored in checkpoints.
 
@@ -247,6 +197,7 @@ class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
         g_objective: nn.Module | None = None,
         data_init: int = 500,
         num_fixed: int = 64,
+        g_ema: float = 0.0,
         config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -262,6 +213,7 @@ class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
             raise ValueError(f"data_init must be 0 (off) or >= 2 examples, got {data_init}")
         self.data_init = data_init
         self._init_players(generator, discriminator, lr_g=lr_g, lr_d=lr_d, beta1=beta1, beta2=beta2, adam_eps=adam_eps)
+        self._init_g_ema(g_ema)
         self.num_classes = num_classes
         self.unsup_weight = unsup_weight
         self.lr_decay_steps = lr_decay_steps

@@ -51,6 +51,8 @@ class Arch:
         image_sizes: supported H (= W) for image data; None means any data shape.
         g_norms: accepted values of the generator's `norm`.
         d_norms: accepted values of the discriminator's `norm`.
+        d_spectral_norm: whether its discriminator takes spectral normalization (``--d_spectral_norm``,
+            ``layers.apply_spectral_norm``); False when its weights are weight-normalized already.
     """
 
     generator: Callable[..., nn.Module]
@@ -58,6 +60,7 @@ class Arch:
     image_sizes: tuple[int, ...] | None
     g_norms: tuple[str, ...]
     d_norms: tuple[str, ...]
+    d_spectral_norm: bool = True
 
 
 NETWORKS: dict[str, Arch] = {
@@ -65,6 +68,6 @@ NETWORKS: dict[str, Arch] = {
     "dcgan": Arch(DCGANGenerator, DCGANDiscriminator, dcgan.IMAGE_SIZES, dcgan.G_NORMS, dcgan.D_NORMS),
     "improved_mnist": Arch(
         ImprovedMNISTGenerator, ImprovedMNISTDiscriminator, improved_mnist.IMAGE_SIZES,
-        improved_mnist.G_NORMS, improved_mnist.D_NORMS,
+        improved_mnist.G_NORMS, improved_mnist.D_NORMS, d_spectral_norm=False,
     ),
 }

@@ -15,7 +15,8 @@ from gan_lightning.runs.outputs import say
 
 RUN_DIR_ENV = "GAN_LIGHTNING_RUN_DIR"  # set by rank 0 so processes started by DDP use the same folder
 # Flags that change the networks' shapes: a resumed run must keep them.
-ARCH_KEYS = ("task", "dataset", "image_size", "arch", "z_dim", "g_width", "d_width", "g_norm", "d_norm")
+ARCH_KEYS = ("task", "dataset", "image_size", "arch", "z_dim", "g_width", "d_width", "g_norm", "d_norm",
+             "d_spectral_norm")
 
 
 @dataclass
