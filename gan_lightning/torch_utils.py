@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -97,3 +97,43 @@ def host_value(buffer: torch.Tensor, cached: tuple[int, int]) -> tuple[int, int]
     if version != buffer._version:
         return int(buffer), buffer._version
     return cached
+
+
+# -- collectives over many tensors at once (DDP's buckets, in short) ----------------------------
+def _groups(tensors: Iterable[torch.Tensor]) -> list[list[torch.Tensor]]:
+    """``tensors`` grouped by (device, dtype), in order: each group is flattened into one buffer."""
+    groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
+    for t in tensors:
+        groups.setdefault((t.device, t.dtype), []).append(t)
+    return list(groups.values())
+
+
+def average_coalesced(tensors: list[torch.Tensor], world_size: int) -> None:
+    """Replace each tensor, in place, by its mean over the processes: one all-reduce per (device, dtype).
+
+    Every process must pass tensors of the same shapes in the same order (the same parameters).
+    The division comes first, as in DDP, so that the sum stays in range.
+    """
+    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+    if world_size < 2 or not tensors:
+        return
+    for group in _groups(tensors):
+        flat = _flatten_dense_tensors(group)
+        flat.div_(world_size)
+        torch.distributed.all_reduce(flat)
+        for t, reduced in zip(group, _unflatten_dense_tensors(flat, group)):
+            t.copy_(reduced)
+
+
+def broadcast_coalesced(tensors: list[torch.Tensor], src: int = 0) -> None:
+    """Copy rank ``src``'s values into ``tensors`` on every process: one broadcast per (device, dtype)."""
+    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+    if not tensors or torch.distributed.get_world_size() < 2:
+        return
+    for group in _groups(tensors):
+        flat = _flatten_dense_tensors(group)
+        torch.distributed.broadcast(flat, src)
+        for t, value in zip(group, _unflatten_dense_tensors(flat, group)):
+            t.copy_(value)

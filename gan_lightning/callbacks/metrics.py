@@ -14,6 +14,8 @@ from gan_lightning.callbacks.messages import rank_zero_warning
 from gan_lightning.errors import UsageError
 from gan_lightning.metrics.fidelity import FidelityMetrics, Reference, generate_samples, shard
 from gan_lightning.metrics.keys import METRICS, default_num_samples, default_split, metric_key, parse_metrics
+from gan_lightning.torch_utils import broadcast_coalesced
+
 
 def gather_rows(trainer: L.Trainer, rows: Tensor, counts: list[int]) -> Tensor:
     """Concatenate every rank's ``rows`` (counts[r], ...) in rank order; each row appears once.
@@ -36,8 +38,7 @@ def sync_buffers(trainer: L.Trainer, module: torch.nn.Module) -> None:
     sample from a slightly different generator.
     """
     if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
-        for buffer in module.buffers():
-            torch.distributed.broadcast(buffer.data, src=0)
+        broadcast_coalesced(list(module.buffers()))
 
 
 class MetricsCallback(L.Callback):
@@ -49,7 +50,7 @@ class MetricsCallback(L.Callback):
     (:mod:`gan_lightning.metrics.mode_coverage`). Values are logged with ``pl_module.log`` under names
     that say how they were measured (``fid/lenet_5k``, ``modes_covered/2.5k``; with weights other
     than the extractor's reference ones, ``fid/lenet-<sha256[:8]>_5k``), so every logger gets
-    them, and written to a W&B run's summary so a sweep can optimize them.
+    them; W&B run summaries keep their best and last value (runs/loggers.py) so a sweep can optimize them.
 
     The sample latents are fixed (``seed``): every evaluation scores G on the same z, so the
     curve over epochs is not noisy from resampling, and training's own RNG is left untouched.

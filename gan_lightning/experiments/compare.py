@@ -14,7 +14,6 @@ module makes one G update per batch, so G steps = step + 1.
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 import statistics
@@ -82,9 +81,9 @@ def read_run_folder(folder: Path) -> tuple[dict[str, Any], list[dict[str, str]]]
     """(config, rows of metrics.csv) of one run folder."""
     import yaml
 
-    config = yaml.safe_load((folder / "config.yaml").read_text()) or {}
-    with (folder / "metrics.csv").open(newline="") as f:
-        return config, list(csv.DictReader(f))
+    from gan_lightning.diagnostics.diagnosis import read_rows
+
+    return yaml.safe_load((folder / "config.yaml").read_text()) or {}, read_rows(folder)
 
 
 def find_metric(columns: Iterable[str], prefix: str = f"{PRIMARY}/") -> str | None:

@@ -9,10 +9,6 @@ from gan_lightning.diagnostics.diagnosis import has_diagnostics
 from gan_lightning.diagnostics.verdicts import X
 from gan_lightning.errors import UsageError
 
-HISTORY_KEYS = ("loss/d", "loss/g", "d/acc", "d/jsd_estimate", "grad_norm/d", "grad_norm/g", "grad_norm/g_minimax",
-                "grad_norm/g_nonsaturating", "noise/sigma")
-QUALITY_PREFIXES = ("fid/", "modes_covered/", "high_quality/", "precision/", "recall/")
-
 
 def wandb_run(path: str) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
     """(config, logged rows, run name) of a W&B run ``ENTITY/PROJECT/RUN_ID``, from its history.
@@ -31,8 +27,7 @@ def wandb_run(path: str) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
 
     try:
         run = wandb.Api().run(path)
-        keys = [k for k in run.summary.keys() if k in HISTORY_KEYS or k.startswith(QUALITY_PREFIXES)]
-        rows = [dict(h) for h in run.scan_history()] if keys else []
+        rows = [dict(h) for h in run.scan_history()]
     except Exception as e:  # no such run, no access: one line
         raise UsageError(f"--wandb {path}: cannot read the run ({' '.join(str(e).split())[:200]})") from None
     for row in rows:  # W&B leaves keys a row did not log out; metrics.csv has them empty

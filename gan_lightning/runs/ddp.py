@@ -19,13 +19,13 @@ update (``bench/ddp.py`` measures both).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
-import torch
 from lightning.pytorch.overrides.distributed import _sync_module_states
 from lightning.pytorch.strategies import DDPStrategy
-from torch import Tensor
 from typing_extensions import override
+
+from gan_lightning.torch_utils import average_coalesced, broadcast_coalesced
 
 NAME = "ddp_gan"
 
@@ -55,42 +55,3 @@ class GradientAveragingDDP(DDPStrategy):
         params = (p for group in optimizer.param_groups for p in group["params"])
         average_coalesced([p.grad for p in params if p.grad is not None], self.world_size)
         return super().optimizer_step(optimizer, closure, model, **kwargs)
-
-
-def _groups(tensors: Iterable[Tensor]) -> list[list[Tensor]]:
-    """``tensors`` grouped by (device, dtype), in order: each group is flattened into one buffer."""
-    groups: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
-    for t in tensors:
-        groups.setdefault((t.device, t.dtype), []).append(t)
-    return list(groups.values())
-
-
-def average_coalesced(tensors: list[Tensor], world_size: int) -> None:
-    """Replace each tensor, in place, by its mean over the processes: one all-reduce per (device, dtype).
-
-    Every process must pass tensors of the same shapes in the same order (the same parameters).
-    The division comes first, as in DDP, so that the sum stays in range.
-    """
-    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
-
-    if world_size < 2 or not tensors:
-        return
-    for group in _groups(tensors):
-        flat = _flatten_dense_tensors(group)
-        flat.div_(world_size)
-        torch.distributed.all_reduce(flat)
-        for t, reduced in zip(group, _unflatten_dense_tensors(flat, group)):
-            t.copy_(reduced)
-
-
-def broadcast_coalesced(tensors: list[Tensor], src: int = 0) -> None:
-    """Copy rank ``src``'s values into ``tensors`` on every process: one broadcast per (device, dtype)."""
-    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
-
-    if not tensors or torch.distributed.get_world_size() < 2:
-        return
-    for group in _groups(tensors):
-        flat = _flatten_dense_tensors(group)
-        torch.distributed.broadcast(flat, src)
-        for t, value in zip(group, _unflatten_dense_tensors(flat, group)):
-            t.copy_(value)
