@@ -87,12 +87,13 @@ def build_noise(cfg: TrainConfig):
 
 
 def build_gradient_regularizers(cfg: TrainConfig) -> list[Any]:
-    """D's penalties on its input gradient: R1, R2 (lazy every --reg_every D steps) and Roth et al.'s;
-    each only when its weight is > 0."""
-    from gan_lightning.core.penalties import RothRegularizer, ZeroCenteredGradientPenalty
+    """D's penalties on its input gradient: WGAN-GP's, R1, R2 (lazy every --reg_every D steps) and Roth
+    et al.'s; each only when its weight is > 0. Fresh objects: the run's D and the probe's D build their own."""
+    from gan_lightning.core.penalties import GradientPenalty, RothRegularizer, ZeroCenteredGradientPenalty
 
-    found: list[Any] = [ZeroCenteredGradientPenalty(weight, samples, cfg.reg_every)
-                        for weight, samples in ((cfg.r1_weight, "real"), (cfg.r2_weight, "fake")) if weight > 0]
+    found: list[Any] = [GradientPenalty(cfg.gp_weight)] if cfg.gp_weight > 0 else []
+    found += [ZeroCenteredGradientPenalty(weight, samples, cfg.reg_every)
+              for weight, samples in ((cfg.r1_weight, "real"), (cfg.r2_weight, "fake")) if weight > 0]
     if cfg.roth_gamma > 0:
         found.append(RothRegularizer.annealed(cfg.roth_schedule, cfg.roth_gamma, cfg.roth_final_gamma,
                                               cfg.roth_anneal_steps))
@@ -116,13 +117,12 @@ def build_gan(cfg: TrainConfig, data_shape: tuple[int, ...]):
     """The GAN LightningModule for ``cfg``: networks, losses and techniques resolved from names."""
     from gan_lightning.core.losses import LOSSES
     from gan_lightning.modules import GAN
-    from gan_lightning.core.penalties import GradientPenalty, HistoricalAveraging, WeightClip
+    from gan_lightning.core.penalties import HistoricalAveraging, WeightClip
 
     g, d = build_networks(cfg, data_shape)  # historical averaging needs D with its final head
     pair = LOSSES[cfg.loss]
     d_loss = pair.d if cfg.label_smoothing == 1.0 else functools.partial(pair.d, real_target=cfg.label_smoothing)
-    d_penalties: list = [GradientPenalty(cfg.gp_weight)] if cfg.gp_weight > 0 else []
-    d_penalties += build_gradient_regularizers(cfg)
+    d_penalties = build_gradient_regularizers(cfg)
     g_penalties: list = []
     if cfg.historical_averaging > 0:
         d_penalties.append(HistoricalAveraging(cfg.historical_averaging, d, "d"))
@@ -378,7 +378,8 @@ def build_loggers(cfg: TrainConfig, run_dir: Path, say=print) -> list[Any]:
         wandb_logger = RunWandbLogger(
             x_axis=cfg.x_axis, project=cfg.project, name=cfg.run_name, save_dir=str(run_dir), mode=mode,
             id=id_file.read_text().strip(), resume="allow",
-            group=run_group(cfg), tags=[cfg.loss, f"noise:{noise_label(cfg)}", cfg.dataset, cfg.arch],
+            group=run_group(cfg), tags=[cfg.loss, f"noise:{noise_label(cfg)}", f"remedy:{cfg.remedy}", cfg.dataset,
+                                           cfg.arch],
             config=cfg.to_dict(),
         )
         # Lightning passes anonymous=None, and W&B warns on every run that the setting has no effect.

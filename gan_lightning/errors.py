@@ -5,6 +5,11 @@ class UsageError(Exception):
     """A bad flag, an unknown name, a missing file: the message says what was wrong and what is right."""
 
 
+class NotApplicable(UsageError):
+    """A --remedy preset that does not apply to the --loss it is crossed with: a hole in a sweep's
+    grid (sweep_local.py skips it), still refused with exit 2 when typed."""
+
+
 class DataError(UsageError):
     """A data set that cannot be found or read."""
 

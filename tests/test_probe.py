@@ -204,12 +204,14 @@ def test_script_writes_curves_summary_and_figures(tmp_path, capsys):
         rows = list(csv.DictReader(f))
     assert tuple(rows[0]) == CURVE_COLUMNS
     assert len(rows) == 2 * 20
-    assert {(r["g_epochs"], r["noise_std"]) for r in rows} == {("1", "0.0"), ("1", "0.5")}
+    assert {(r["remedy"], r["g_epochs"], r["noise_std"]) for r in rows} == {("none", "1", "0.0"), ("none", "1", "0.5")}
     assert rows[0]["grad_norm_minimax"] != "" and rows[1]["grad_norm_minimax"] == ""
     summary = json.loads((out / "summary.json").read_text())
     assert [(c["g_epochs"], c["noise_std"]) for c in summary["checkpoints"]] == [(1, 0.0), (1, 0.5)]
     for entry in summary["checkpoints"]:
-        assert set(entry) == {"g_epochs", "noise_std", *SUMMARY_KEYS}
+        assert set(entry) == {"remedy", "g_epochs", "noise_std", *SUMMARY_KEYS}
+    assert list(summary["remedies"]) == ["none"] and len(summary["remedies"]["none"]) == 2
+    assert not (out / "fig_remedies.png").exists()  # one arm: nothing to overlay
     assert [t["g_epochs"] for t in summary["targets"]] == [1] and summary["targets"][0]["most_noise_std"] == 0.5
     assert summary["settings"]["d_iters"] == 20
     assert (summary["settings"]["probe_norm"], summary["settings"]["probe_schedule"]) == ("layer", "linear")
@@ -270,6 +272,12 @@ def _corrupt(tmp_path):
     (["--probe_lr", "0"], "--probe_lr"),
     (["--probe_schedule", "cosine"], "--probe_schedule"),
     (["--quick", "--full"], "--quick and --full exclude each other"),
+    (["--remedies", "r1,bogus"], "--remedies: unknown name 'bogus'; valid names are: noise, r1"),
+    (["--remedies", "none"], "--remedies: unknown name 'none'"),
+    (["--overlay_epochs", "1"], "--overlay_epochs picks the G snapshot of fig_remedies.png; it needs --remedies"),
+    (["--remedies", "r1", "--g_epochs", "1", "--overlay_epochs", "3"], "--overlay_epochs 3: not one of --g_epochs [1]"),
+    (["--remedies", "sn", "--probe_norm", "batch"], "--probe_norm batch: with --d_spectral_norm"),
+    (["--remedy", "roth", "--loss", "hinge"], "--remedy roth does not apply to --loss hinge"),
 ])
 def test_script_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     args = [_corrupt(tmp_path) if a == "CORRUPT" else a for a in args]
@@ -360,7 +368,8 @@ def test_outputs_and_wandb_logging_from_hand_made_rows(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", fake)  # a real offline run takes ~20 s to start
     monkeypatch.setenv("WANDB_MODE", "offline")
     rows = _rows()
-    results = [{"g_epochs": e, "noise_std": s, "rows": rows, "summary": summarize(rows)} for e in (1, 3) for s in (0.0, 1.0)]
+    results = [{"remedy": "none", "g_epochs": e, "noise_std": s, "rows": rows, "summary": summarize(rows)}
+               for e in (1, 3) for s in (0.0, 1.0)]
     summary = write_outputs(tmp_path, results, {"d_iters": 30})
     figures = save_figures(tmp_path, results)
     assert sorted(p.name for p in figures) == sorted(FIGURES)

@@ -9,11 +9,11 @@ May import: ``errors``, and, inside functions, the registries it checks names ag
 ``runs`` or ``experiments``.
 """
 
-from gan_lightning.config.flags import (ACCELERATORS, FIELD_TYPES, LOGGERS, LOSS_ALIASES, PRECISIONS, TASKS, TrainConfig,
-                                        flags_markdown)
+from gan_lightning.config.flags import (ACCELERATORS, FIELD_TYPES, LOGGERS, LOSS_ALIASES, PRECISIONS, REMEDIES, TASKS,
+                                        TrainConfig, flags_markdown)
 from gan_lightning.config.parse import config_from_dict, parse_args
 from gan_lightning.config.resolve import AUTO, noise_enabled, num_outputs, resolve
 from gan_lightning.config.validate import SEED_MAX, SIZE_LIMITS, validate
 
-__all__ = ["ACCELERATORS", "AUTO", "FIELD_TYPES", "LOGGERS", "PRECISIONS", "LOSS_ALIASES", "SEED_MAX", "SIZE_LIMITS", "TASKS", "TrainConfig", "config_from_dict",
+__all__ = ["ACCELERATORS", "AUTO", "FIELD_TYPES", "LOGGERS", "PRECISIONS", "LOSS_ALIASES", "REMEDIES", "SEED_MAX", "SIZE_LIMITS", "TASKS", "TrainConfig", "config_from_dict",
            "flags_markdown", "noise_enabled", "num_outputs", "parse_args", "resolve", "validate"]

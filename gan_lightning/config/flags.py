@@ -13,6 +13,18 @@ from gan_lightning.errors import UsageError
 LOSS_ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
     "wasserstein_gp": ("wasserstein", {"gp_weight": 10.0, "n_critic": 5}),  # WGAN-GP (Gulrajani et al. 2017)
 }
+# The stability remedies as one grid value each (--remedy), so a W&B grid can cross them with --loss;
+# flags given as well win over the preset's settings. The settings are the papers' own:
+REMEDIES: dict[str, dict[str, Any]] = {
+    "none": {},
+    # Sonderby et al. 2016: Gaussian noise on D's real and generated inputs, std 0.1 on [0, 1] data
+    # (0.2 on the [-1, 1] images here), annealed linearly to 0 (over --noise_anneal_steps)
+    "noise": {"noise_std": 0.2, "noise_schedule": "linear", "noise_final_std": 0.0},
+    "r1": {"r1_weight": 10.0},  # Mescheder et al. 2018: gamma = 10 on their image data sets
+    "roth": {"roth_gamma": 2.0, "roth_schedule": "exponential"},  # Roth et al. 2017: gamma_0 * 0.01^(t/T)
+    "sn": {"d_spectral_norm": True},  # Miyato et al. 2018
+    "wgan_gp": {"gp_weight": 10.0},  # Gulrajani et al. 2017's penalty, on the loss of --loss (Fedus et al. 2018)
+}
 TASKS = ("gan", "semi_supervised")  # what --task names; gan_lightning.build.TASKS builds each
 LOGGERS = ("csv", "wandb", "tensorboard", "none")
 X_AXES = ("g_steps", "images_seen")  # the step axis of W&B charts: progress/<x_axis>
@@ -51,6 +63,9 @@ class TrainConfig:
     # objective
     loss: str = _f("nonsaturating", "GAN objective: minimax, nonsaturating, wasserstein, hinge, least_squares, "
                    "or wasserstein_gp (= wasserstein --gp_weight 10 --n_critic 5)")
+    remedy: str = _f("none", "a stability remedy with the papers' settings, for sweeps: none, noise (= --noise_std "
+                      "0.2 --noise_schedule linear), r1 (= --r1_weight 10), roth (= --roth_gamma 2, exponential; BCE "
+                      "losses), sn (= --d_spectral_norm), wgan_gp (= --gp_weight 10 on --loss); flags given win")
     n_critic: int = _f(1, "D updates per G update (5 is usual for wasserstein)")
     gp_weight: float = _f(0.0, "weight of the WGAN-GP gradient penalty on D (0: off; 10 is usual)")
     weight_clip: float = _f(0.0, "clip D's weights to [-c, c] after each step (0: off; WGAN uses 0.01)")

@@ -1,4 +1,4 @@
-"""Flags and YAML files into a TrainConfig: type conversion, one-line errors, loss aliases."""
+"""Flags and YAML files into a TrainConfig: type conversion, one-line errors, loss aliases, remedy presets."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Sequence
 
-from gan_lightning.config.flags import FIELD_TYPES, LOSS_ALIASES, TrainConfig
+from gan_lightning.config.flags import FIELD_TYPES, LOSS_ALIASES, REMEDIES, TrainConfig
 from gan_lightning.errors import UsageError
 
 
@@ -112,7 +112,7 @@ def _load_yaml(path: str) -> dict[str, Any]:
 def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, set[str]]:
     """Parse flags (and a --config YAML) into a validated TrainConfig.
 
-    Precedence: defaults < YAML file < command line.
+    Precedence: defaults < the settings of a loss alias or --remedy preset < YAML file < command line.
 
     Args:
         argv: arguments without the program name; default ``sys.argv[1:]``.
@@ -131,6 +131,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, set[str]
     if given.get("loss") in LOSS_ALIASES:
         base, implied = LOSS_ALIASES[given["loss"]]
         given = {**implied, **given, "loss": base}
+    if given.get("remedy") in REMEDIES:
+        given = {**REMEDIES[given["remedy"]], **given}
     values = {k: _convert(k, v) for k, v in given.items()}
     cfg = TrainConfig(**values)
     validate(cfg)

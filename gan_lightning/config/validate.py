@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gan_lightning.config.flags import (ACCELERATORS, LOGGERS, LOSS_ALIASES, PRECISIONS, X_AXES, TrainConfig,
+from gan_lightning.config.flags import (ACCELERATORS, LOGGERS, LOSS_ALIASES, PRECISIONS, REMEDIES, X_AXES, TrainConfig,
                                         check_name)
-from gan_lightning.errors import UsageError
+from gan_lightning.errors import NotApplicable, UsageError
 
 # Sizes above these are typing mistakes that would exhaust memory or processes before any message.
 SIZE_LIMITS: dict[str, int] = {"n_critic": 1000, "probe_d_iters": 10_000_000, "batch_size": 1 << 16, "image_size": 1024, "z_dim": 1 << 16, "g_width": 1 << 14,
@@ -35,6 +35,7 @@ def validate(cfg: TrainConfig) -> None:
     check_name("dataset", cfg.dataset, list(DATASETS))
     check_name("arch", cfg.arch, list(NETWORKS))
     check_name("loss", cfg.loss, [*LOSSES, *LOSS_ALIASES])
+    check_name("remedy", cfg.remedy, list(REMEDIES))
     check_name("logger", cfg.logger, LOGGERS)
     check_name("x_axis", cfg.x_axis, X_AXES)
     check_name("precision", cfg.precision, PRECISIONS)
@@ -143,8 +144,17 @@ def validate(cfg: TrainConfig) -> None:
 
 
 def _validate_regularizers(given: TrainConfig, cfg: TrainConfig) -> None:
-    """R1, R2 (and their --reg_every) and Roth et al.'s regularizer with its annealing."""
+    """R1, R2 (and their --reg_every), Roth et al.'s regularizer with its annealing, and --remedy."""
     import math
+
+    from gan_lightning.config.resolve import noise_enabled
+
+    on = {"none": True, "noise": noise_enabled(cfg), "r1": cfg.r1_weight > 0, "roth": cfg.roth_gamma > 0,
+          "sn": cfg.d_spectral_norm, "wgan_gp": cfg.gp_weight > 0}
+    if not on[cfg.remedy]:
+        preset = " ".join(f"--{k} {v}" for k, v in REMEDIES[cfg.remedy].items())
+        raise UsageError(f"--remedy {cfg.remedy} (= {preset}) is turned off by a flag given with it; "
+                         "drop that flag, or the remedy")
 
     from gan_lightning.core.losses import LOSSES, d_bce_loss
     from gan_lightning.core.penalties import GAMMA_SCHEDULES, RothRegularizer
@@ -160,6 +170,9 @@ def _validate_regularizers(given: TrainConfig, cfg: TrainConfig) -> None:
                          f"got {given.roth_final_gamma}")
     if cfg.roth_anneal_steps < 1:
         raise UsageError(f"--roth_anneal_steps: must be >= 1, got {cfg.roth_anneal_steps}")
+    if cfg.remedy == "roth" and LOSSES[cfg.loss].d is not d_bce_loss:
+        raise NotApplicable(f"--remedy roth does not apply to --loss {cfg.loss}: Roth et al.'s regularizer is "
+                            "derived for the BCE losses (minimax, nonsaturating)")
     if cfg.roth_gamma > 0 and LOSSES[cfg.loss].d is not d_bce_loss:
         raise UsageError(f"--roth_gamma needs a BCE loss (minimax or nonsaturating), not --loss {cfg.loss}; "
                          "--r1_weight works with any loss")

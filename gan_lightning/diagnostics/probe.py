@@ -11,7 +11,8 @@ Choices the paper leaves open (Arjovsky & Bottou 2017, Sec. 2.2 and Figs. 1-3, d
 - G runs in train mode, as it did while it was trained against D: BatchNorm normalizes with the
   statistics of each generated batch. ``probe`` works on a deep copy, so the caller's G, its mode
   and its running statistics are untouched; G's parameters are never updated.
-- D is fresh (``make_discriminator()``), trained with Adam(lr, betas) on ``d_bce_loss``, the
+- D is fresh (``make_discriminator()``), trained with Adam(lr, betas) on ``d_bce_loss`` plus the
+  ``penalties`` of a remedy (R1, Roth et al.'s, WGAN-GP's; none by default), the
   learning rate decaying linearly to 0 over the ``d_iters`` updates by default; real and
   generated batches go through D separately, as in ``GAN._d_step``. Real batches are drawn
   uniformly with replacement from ``real_data``.
@@ -20,7 +21,10 @@ Choices the paper leaves open (Arjovsky & Bottou 2017, Sec. 2.2 and Figs. 1-3, d
 - Row t holds the loss and accuracy of D after t updates on the batch of its next update, and
   G's gradient norms against that same D (mean and std over ``grad_batches`` batches of fresh z).
   Gradient norms draw their latents and noise from a stream of their own, so measuring them, or
-  how often, leaves D's training exactly the same.
+  how often, leaves D's training exactly the same. ``d_loss`` is the BCE loss alone, penalties
+  left out, so that it means the same under every remedy.
+- The probe has no G steps: a penalty annealed by G steps (Roth et al.'s gamma) acts at its
+  starting strength, as instance noise acts at the constant ``noise_std``.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from gan_lightning.torch_utils import rng_kept
 WINDOW = 10  # D iterations in a running average, and in the "first"/"last" means of summarize()
 ACCURACY_TARGET = 0.99
 GRAD_KEYS = tuple(f"grad_norm_{cost}{stat}" for cost in PAPER_G_COSTS for stat in ("", "_std"))
-CURVE_COLUMNS = ("g_epochs", "noise_std", "iter", "d_loss", "d_accuracy", *GRAD_KEYS)
+CURVE_COLUMNS = ("remedy", "g_epochs", "noise_std", "iter", "d_loss", "d_accuracy", *GRAD_KEYS)
 SUMMARY_KEYS = (
     "final_d_accuracy", f"iters_to_accuracy_{ACCURACY_TARGET}", "d_loss_first", "d_loss_last",
     "grad_norm_minimax_first", "grad_norm_minimax_last",
@@ -87,6 +91,20 @@ def d_accuracy(real_logits: Tensor, fake_logits: Tensor) -> float:
     return float(right) / (real_logits.numel() + fake_logits.numel())
 
 
+class _Players(nn.Module):
+    """What a penalty reads (``core.penalties.TwoPlayers``): G, D, D's one call site (instance noise
+    included) and a G-step count that stays 0."""
+
+    g_step_count = 0
+
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, noise: nn.Module) -> None:
+        super().__init__()
+        self.generator, self.discriminator, self.noise = generator, discriminator, noise
+
+    def discriminate(self, x: Tensor) -> tuple[Tensor, None]:
+        return self.discriminator(self.noise(x)), None
+
+
 def _grad_norm_stats(
     generator: nn.Module, discriminate: Callable[[Tensor], Tensor], state_of: tuple[nn.Module, ...],
     batch_size: int, grad_batches: int, stream: torch.Generator, device: torch.device,
@@ -112,6 +130,7 @@ def probe(
     real_data: Tensor,
     make_discriminator: Callable[[], nn.Module],
     *,
+    penalties: Sequence[nn.Module] = (),
     d_iters: int = 4000,
     noise_std: float = 0.0,
     batch_size: int = 64,
@@ -132,6 +151,8 @@ def probe(
         real_data: (N, *data_shape) real samples, on any device.
         make_discriminator: returns a fresh D mapping (B, *data_shape) to logits (B,); called once,
             after seeding, so D's initialization depends only on ``seed``.
+        penalties: fresh penalty modules (``core.penalties``) called as ``p(players, real, fake)``
+            and added to D's loss; any state they keep (a lazy-regularization count) starts here.
         d_iters: D updates.
         noise_std: std of the Gaussian instance noise on both of D's inputs (0: none).
         batch_size: real and generated samples per D update and per gradient-norm batch.
@@ -171,13 +192,15 @@ def probe(
         g = copy.deepcopy(generator).to(device).train().requires_grad_(True)
         d = make_discriminator().to(device).train()
         noise = InstanceNoise(Constant(noise_std)).to(device)
+        players = _Players(g, d, noise)
+        penalties = [p.to(device) for p in penalties]
         d_opt = torch.optim.Adam(d.parameters(), lr=lr, betas=betas)
         decay = (lambda t: 1.0 - t / d_iters) if lr_schedule == "linear" else (lambda t: 1.0)
         d_sched = torch.optim.lr_scheduler.LambdaLR(d_opt, decay)
         stream = torch.Generator().manual_seed(seed + 1)  # gradient-norm latents and noise
 
         def discriminate(x: Tensor) -> Tensor:  # the one call site of D: noise on every input
-            return d(noise(x))
+            return players.discriminate(x)[0]
 
         for t in tqdm(range(d_iters), desc=desc, disable=not progress, leave=False, dynamic_ncols=True):
             row: dict[str, Any] = dict.fromkeys(GRAD_KEYS)
@@ -189,8 +212,9 @@ def probe(
                 fake = g(torch.randn(batch_size, g.z_dim, device=device))  # (B, *data_shape)
             real_logits, fake_logits = discriminate(real), discriminate(fake)  # (B,), (B,)
             loss = d_bce_loss(real_logits, fake_logits)
+            penalty = sum((p(players, real, fake) for p in penalties), loss.new_zeros(()))
             d_opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss + penalty).backward()
             d_opt.step()
             d_sched.step()
             accuracy = d_accuracy(real_logits, fake_logits)

@@ -1,10 +1,11 @@
 """What the frozen-generator probe writes: curves.csv, summary.json, results.md, figures, a W&B run.
 
 The figures are those of Arjovsky & Bottou 2017 (Figs. 1-3 and Sec. 3) as PNG files. Each reads
-the results of :func:`gan_lightning.diagnostics.probe.run_study`: a list of ``{"g_epochs", "noise_std",
-"rows", "summary"}``. Figures 1-3 show the probes without noise (the
-smallest noise std when 0 was not run), one curve per generator snapshot, on a log scale as in
-the paper; ``fig_noise.png`` shows every noise std. matplotlib is imported inside the functions
+the results of :func:`gan_lightning.experiments.probe_study.run_study`: a list of ``{"remedy",
+"g_epochs", "noise_std", "rows", "summary"}``. Figures 1-3 show the first arm's probes (D trained as
+the flags say) without noise (the smallest noise std when 0 was not run), one curve per generator
+snapshot, on a log scale as in the paper; ``fig_noise.png`` shows every noise std of that arm, and
+``fig_remedies.png`` (with more than one arm) every arm at one snapshot. matplotlib is imported inside the functions
 and used through ``Figure`` objects (no pyplot state), so this works on machines without a display.
 """
 
@@ -22,6 +23,10 @@ from gan_lightning.diagnostics.probe import (
 PAPER_FIG2_ORDERS = 5  # Arjovsky & Bottou, Fig. 2: up to 5 orders of magnitude after 4,000 D iterations
 ERROR_FLOOR = 1e-4  # a running D error of exactly 0 is drawn here, so it stays on the log axis
 FIGURES = ("fig1_d_error", "fig2_grad_minimax", "fig3_grad_nonsaturating", "fig_noise")
+REMEDY_FIGURE = "fig_remedies"  # with more than one arm
+# summary.json's entry per remedy: does D still get to accuracy 1, does the minimax gradient survive
+REMEDY_SUMMARY = ("final_d_accuracy", "iters_to_accuracy_0.99", "grad_norm_minimax_first", "grad_norm_minimax_last",
+                  "grad_norm_minimax_decay_orders", "grad_norm_nonsaturating_growth")
 
 
 def _figure(ncols: int, nrows: int = 1):
@@ -44,21 +49,25 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def _colors(n: int) -> list[Any]:
+def _colors(n: int, ordered: bool = True) -> list[Any]:
+    """Shades of viridis for an ordered quantity (epochs, noise std), else tab10's distinct colors."""
     from matplotlib import colormaps
 
+    if not ordered:
+        return [colormaps["tab10"](i % 10) for i in range(n)]
     cmap = colormaps["viridis"]
     return [cmap(i / max(n - 1, 1) * 0.85) for i in range(n)]
 
 
-def _d_error_and_loss(axes: Sequence[Any], results: Sequence[dict[str, Any]], label_key: str, fmt: str) -> None:
+def _d_error_and_loss(axes: Sequence[Any], results: Sequence[dict[str, Any]],
+                      label: Callable[[dict[str, Any]], str]) -> None:
     colors = _colors(len(results))
     for res, color in zip(results, colors):
         rows = res["rows"]
         iters = [r["iter"] for r in rows]
         error = [max(1.0 - a, ERROR_FLOOR) for a in running_mean([r["d_accuracy"] for r in rows])]
-        axes[0].plot(iters, error, color=color, label=fmt.format(res[label_key]))
-        axes[1].plot(iters, running_mean([r["d_loss"] for r in rows]), color=color, label=fmt.format(res[label_key]))
+        axes[0].plot(iters, error, color=color, label=label(res))
+        axes[1].plot(iters, running_mean([r["d_loss"] for r in rows]), color=color, label=label(res))
     axes[0].set_ylabel(f"D error = 1 - accuracy (mean of {WINDOW})")
     axes[0].set_title(f"an error of 0 is drawn at {ERROR_FLOOR:g}", fontsize=8)
     axes[1].set_ylabel(f"D loss (BCE, mean of {WINDOW})")
@@ -69,11 +78,11 @@ def _d_error_and_loss(axes: Sequence[Any], results: Sequence[dict[str, Any]], la
         ax.grid(True, which="both", alpha=0.3)
 
 
-def _grad_curves(ax: Any, results: Sequence[dict[str, Any]], cost: str, label_key: str, fmt: str,
-                 band: bool) -> None:
-    for res, color in zip(results, _colors(len(results))):
+def _grad_curves(ax: Any, results: Sequence[dict[str, Any]], cost: str, label: Callable[[dict[str, Any]], str],
+                 band: bool, ordered: bool = True) -> None:
+    for res, color in zip(results, _colors(len(results), ordered)):
         iters, mean, std = _measured(res["rows"], f"grad_norm_{cost}")
-        ax.plot(iters, mean, color=color, label=fmt.format(res[label_key]))
+        ax.plot(iters, mean, color=color, label=label(res))
         if band:
             low = [max(m - s, m * 1e-3) for m, s in zip(mean, std)]  # keep the band on the log axis
             ax.fill_between(iters, low, [m + s for m, s in zip(mean, std)], color=color, alpha=0.2, linewidth=0)
@@ -83,29 +92,65 @@ def _grad_curves(ax: Any, results: Sequence[dict[str, Any]], cost: str, label_ke
     ax.grid(True, which="both", alpha=0.3)
 
 
-def save_figures(out_dir: str | Path, results: Sequence[dict[str, Any]]) -> list[Path]:
-    """Write the four probe figures as PNG files into ``out_dir`` and return their paths."""
+def _arm_label(res: dict[str, Any]) -> str:
+    return f"{res['remedy']}" + (f", noise {res['noise_std']:g}" if res["noise_std"] else "")
+
+
+def save_remedy_figure(path: Path, results: Sequence[dict[str, Any]], g_epochs: int) -> Path:
+    """Every arm's probe of the G snapshot after ``g_epochs`` epochs in one figure: D's accuracy and
+    G's gradient norm under both costs."""
+    mine = [r for r in results if r["g_epochs"] == g_epochs]
+    fig, axes = _figure(3)
+    for res, color in zip(mine, _colors(len(mine), ordered=False)):
+        rows = res["rows"]
+        acc = res["summary"]["final_d_accuracy"]
+        axes[0, 0].plot([r["iter"] for r in rows], running_mean([r["d_accuracy"] for r in rows]), color=color,
+                        label=f"{_arm_label(res)}: final acc {acc:.3f}")
+    axes[0, 0].set_ylabel(f"D accuracy (mean of {WINDOW})")
+    axes[0, 0].set_xlabel("D iterations against the frozen G")
+    axes[0, 0].legend(fontsize=7)
+    axes[0, 0].grid(True, alpha=0.3)
+    _grad_curves(axes[0, 1], mine, "minimax", _arm_label, band=False, ordered=False)
+    axes[0, 1].set_ylabel("||grad E[log(1 - D(G(z)))]||")
+    _grad_curves(axes[0, 2], mine, "nonsaturating", _arm_label, band=True, ordered=False)
+    axes[0, 2].set_ylabel("||grad E[-log D(G(z))]||, mean +- std")
+    fig.suptitle(f"Remedies against G after {g_epochs} epochs: a fresh D trained under each")
+    return _save(fig, path)
+
+
+def save_figures(out_dir: str | Path, results: Sequence[dict[str, Any]],
+                 overlay_epochs: int | None = None) -> list[Path]:
+    """Write the probe figures as PNG files into ``out_dir`` and return their paths: the four of
+    the first arm (``FIGURES``) and, with more than one arm, ``fig_remedies.png`` at the snapshot
+    after ``overlay_epochs`` epochs (default: the last snapshot)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    every = results
+    results = [r for r in every if r["remedy"] == every[0]["remedy"]]  # the first arm: D as the flags say
     base_std = min(r["noise_std"] for r in results)
     base = sorted((r for r in results if r["noise_std"] == base_std), key=lambda r: r["g_epochs"])
     noise_note = "no noise" if base_std == 0 else f"noise std {base_std:g}"
-    by_epochs = "G at epoch {}"
+    def at_epochs(res: dict[str, Any]) -> str:
+        return f"G at epoch {res['g_epochs']}"
+
+    def at_std(res: dict[str, Any]) -> str:
+        return f"noise std {res['noise_std']:g}"
+
     paths = []
 
     fig, axes = _figure(2)
-    _d_error_and_loss(axes[0], base, "g_epochs", by_epochs)
+    _d_error_and_loss(axes[0], base, at_epochs)
     fig.suptitle(f"Fig. 1: a fresh D against a frozen G ({noise_note})")
     paths.append(_save(fig, out / "fig1_d_error.png"))
 
     fig, axes = _figure(1)
-    _grad_curves(axes[0, 0], base, "minimax", "g_epochs", by_epochs, band=False)
+    _grad_curves(axes[0, 0], base, "minimax", at_epochs, band=False)
     axes[0, 0].set_ylabel("||grad E[log(1 - D(G(z)))]||")
     axes[0, 0].set_title(f"Fig. 2: minimax cost ({noise_note})", fontsize=9)
     paths.append(_save(fig, out / "fig2_grad_minimax.png"))
 
     fig, axes = _figure(1)
-    _grad_curves(axes[0, 0], base, "nonsaturating", "g_epochs", by_epochs, band=True)
+    _grad_curves(axes[0, 0], base, "nonsaturating", at_epochs, band=True)
     axes[0, 0].set_ylabel("||grad E[-log D(G(z))]||, mean +- std")
     axes[0, 0].set_title(f"Fig. 3: -log D cost ({noise_note})", fontsize=9)
     paths.append(_save(fig, out / "fig3_grad_nonsaturating.png"))
@@ -123,12 +168,15 @@ def save_figures(out_dir: str | Path, results: Sequence[dict[str, Any]]) -> list
         row_axes[0].set_xlabel("D iterations against the frozen G")
         row_axes[0].legend(fontsize=7)
         row_axes[0].grid(True, alpha=0.3)
-        _grad_curves(row_axes[1], mine, "minimax", "noise_std", "noise std {:g}", band=False)
+        _grad_curves(row_axes[1], mine, "minimax", at_std, band=False)
         row_axes[1].set_ylabel("minimax grad norm")
-        _grad_curves(row_axes[2], mine, "nonsaturating", "noise_std", "noise std {:g}", band=True)
+        _grad_curves(row_axes[2], mine, "nonsaturating", at_std, band=True)
         row_axes[2].set_ylabel("-log D grad norm, mean +- std")
     fig.suptitle("Instance noise on D's real and generated inputs (Sec. 3)")
     paths.append(_save(fig, out / "fig_noise.png"))
+    if len({r["remedy"] for r in every}) > 1:
+        at = overlay_epochs if overlay_epochs is not None else epochs[-1]
+        paths.append(save_remedy_figure(out / f"{REMEDY_FIGURE}.png", every, at))
     return paths
 
 
@@ -141,10 +189,16 @@ def write_outputs(out_dir: str | Path, results: Sequence[dict[str, Any]], settin
         writer.writeheader()
         for res in results:
             for row in res["rows"]:
-                writer.writerow({"g_epochs": res["g_epochs"], "noise_std": res["noise_std"],
-                                 **{k: ("" if row.get(k) is None else row[k]) for k in CURVE_COLUMNS[2:]}})
-    checkpoints = [{"g_epochs": r["g_epochs"], "noise_std": r["noise_std"], **r["summary"]} for r in results]
-    summary = {"checkpoints": checkpoints, "targets": check_targets(checkpoints), "settings": settings}
+                writer.writerow({"remedy": res["remedy"], "g_epochs": res["g_epochs"], "noise_std": res["noise_std"],
+                                 **{k: ("" if row.get(k) is None else row[k]) for k in CURVE_COLUMNS[3:]}})
+    checkpoints = [{"remedy": r["remedy"], "g_epochs": r["g_epochs"], "noise_std": r["noise_std"], **r["summary"]}
+                   for r in results]
+    first = [c for c in checkpoints if c["remedy"] == checkpoints[0]["remedy"]]
+    remedies: dict[str, list[dict[str, Any]]] = {}
+    for c in checkpoints:
+        remedies.setdefault(c["remedy"], []).append({k: c[k] for k in ("g_epochs", "noise_std", *REMEDY_SUMMARY)})
+    summary = {"checkpoints": checkpoints, "targets": check_targets(first), "remedies": remedies,
+               "settings": settings}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -168,13 +222,13 @@ def write_report(out_dir: str | Path, summary: dict[str, Any]) -> Path:
         f"G's gradient norms every {st['grad_every']} iterations over {st['grad_batches']} batches of z. "
         f"'first'/'last': means over the first/last {WINDOW} iterations. Wall time {st['wall_seconds']:.0f} s "
         f"on {st['device']}.", "",
-        "| G epochs | noise std | final D acc | iters to 0.99 | D loss first / last (drop) "
+        "| remedy | G epochs | noise std | final D acc | iters to 0.99 | D loss first / last (drop) "
         "| minimax grad first / last (drop) | -log D grad first / last +- std (growth) |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for c in summary["checkpoints"]:
         lines.append(
-            f"| {c['g_epochs']} | {c['noise_std']:g} | {_num(c['final_d_accuracy'], '.4f')} "
+            f"| {c['remedy']} | {c['g_epochs']} | {c['noise_std']:g} | {_num(c['final_d_accuracy'], '.4f')} "
             f"| {_num(c['iters_to_accuracy_0.99'], 'd')} "
             f"| {_num(c['d_loss_first'])} / {_num(c['d_loss_last'])} ({_num(c['d_loss_drop'], '.3g')}x) "
             f"| {_num(c['grad_norm_minimax_first'])} / {_num(c['grad_norm_minimax_last'])} "
@@ -195,11 +249,23 @@ def write_report(out_dir: str | Path, summary: dict[str, Any]) -> Path:
                      f"| {words(t['most_noise'])} | {'yes' if t['met'] else 'no'} |")
     lines += ["", f"Fig. 2 y-range: the paper's minimax gradient falls by up to {PAPER_FIG2_ORDERS} orders of magnitude "
               "after 4,000 D iterations. Here, without noise:", ""]
+    first = summary["checkpoints"][0]["remedy"]
     for c in summary["checkpoints"]:
-        if c["noise_std"] == 0:
+        if c["noise_std"] == 0 and c["remedy"] == first:
             lines.append(f"- G after {c['g_epochs']} epoch{'s' * (c['g_epochs'] != 1)}: {_num(c['grad_norm_minimax_decay_orders'], '.2f')} "
                          f"orders of magnitude ({_num(c['grad_norm_minimax_first'])} -> "
                          f"{_num(c['grad_norm_minimax_last'])}) in {st['d_iters']:,} iterations")
+    if len(summary["remedies"]) > 1:
+        lines += ["", "Remedies (D trained under each, against the same frozen G; the figure: "
+                  f"{REMEDY_FIGURE}.png). D reaching accuracy 1 and a minimax gradient falling by orders of "
+                  "magnitude are what Arjovsky & Bottou's Thm 2.4 predicts without a remedy:", "",
+                  "| remedy | G epochs | noise std | final D acc | minimax grad decay (orders of 10) "
+                  "| -log D grad growth |", "|---|---|---|---|---|---|"]
+        for name, entries in summary["remedies"].items():
+            for e in entries:
+                lines.append(f"| {name} | {e['g_epochs']} | {e['noise_std']:g} | {_num(e['final_d_accuracy'], '.4f')} "
+                             f"| {_num(e['grad_norm_minimax_decay_orders'], '.2f')} "
+                             f"| {_num(e['grad_norm_nonsaturating_growth'], '.3g')}x |")
     path = Path(out_dir) / "results.md"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -219,11 +285,12 @@ def log_to_wandb(summary: dict[str, Any], figures: Sequence[Path], project: str,
                      config=summary["settings"])
     with open(out_dir / "curves.csv", newline="") as f:
         header, *rows = list(csv.reader(f))
-    data = [[float(cell) if cell else None for cell in row] for row in rows]  # every column is a number
+    data = [[row[0], *(float(cell) if cell else None for cell in row[1:])] for row in rows]  # remedy, then numbers
     run.log({f"probe/{p.stem}": wandb.Image(str(p)) for p in figures}
             | {"probe/curves": wandb.Table(columns=header, data=data)})
     for entry in summary["checkpoints"]:
-        prefix = f"probe/g{entry['g_epochs']}_noise{entry['noise_std']:g}"
+        remedy = "" if entry["remedy"] == "none" else f"_{entry['remedy']}"
+        prefix = f"probe/g{entry['g_epochs']}_noise{entry['noise_std']:g}{remedy}"
         for key in SUMMARY_KEYS:
             if entry[key] is not None:
                 run.summary[f"{prefix}/{key}"] = entry[key]

@@ -1,6 +1,6 @@
 """The probe study of scripts/probe_discriminator.py: the generators to probe (trained here, or
-loaded from checkpoints) and :func:`gan_lightning.diagnostics.probe.probe` run on each of them at
-every noise std.
+loaded from checkpoints) and :func:`gan_lightning.diagnostics.probe.probe` run on each of them for
+every arm: a remedy (a way of training the probe's D) at each of its noise stds.
 """
 
 from __future__ import annotations
@@ -118,19 +118,70 @@ def load_generators(paths: Sequence[str], cfg: Any, given: set[str]) -> tuple[li
 
 
 # -- a whole study and its files --------------------------------------------------------------
-def run_study(
-    snapshots: Sequence[Snapshot], real_data: Tensor, make_discriminator: Callable[[], nn.Module],
-    noise_stds: Sequence[float], **probe_kwargs: Any,
-) -> list[dict[str, Any]]:
-    """``probe`` every snapshot at every noise std, all with the same seed (same D init, batches).
+@dataclass
+class Arm:
+    """One way of training the probe's D: a remedy's name, its D, its penalties (built fresh for each
+    probe) and the instance-noise stds it runs at."""
+
+    remedy: str
+    make_discriminator: Callable[[], nn.Module]
+    make_penalties: Callable[[], list[nn.Module]]
+    noise_stds: Sequence[float]
+
+
+# What the probe's D takes from a remedy: the penalties on D and spectral norm, and instance noise.
+D_REMEDY_KEYS = ("gp_weight", "r1_weight", "r2_weight", "roth_gamma", "d_spectral_norm")
+REMEDY_KEYS = (*D_REMEDY_KEYS, "noise_std", "noise_schedule")
+
+
+def base_label(cfg: Any) -> str:
+    """The name of the arm that trains D as the flags say: ``--remedy``, else "none" when no flag
+    regularizes D, else "flags"."""
+    from gan_lightning.config import TrainConfig
+
+    if cfg.remedy != "none":
+        return cfg.remedy
+    plain = TrainConfig()
+    return "none" if all(getattr(cfg, k) == getattr(plain, k) for k in D_REMEDY_KEYS) else "flags"
+
+
+def arm_configs(cfg: Any, given: set[str], remedies: Sequence[str],
+                noise_stds: Sequence[float]) -> list[tuple[str, Any, list[float]]]:
+    """(name, resolved config, noise stds) of each arm of a study.
+
+    The first arm trains D as the flags say, at every std of ``noise_stds``. Each of ``remedies``
+    (names of :data:`gan_lightning.config.REMEDIES`) adds an arm that starts from the flags with every
+    remedy off and turns its own on with the preset's settings (a value given on the command line
+    wins); it runs without noise, except ``noise``, which runs at the preset's std.
+    """
+    from gan_lightning.config import REMEDIES, TrainConfig, config_from_dict, resolve
+
+    plain = TrainConfig()
+    arms = [(base_label(cfg), resolve(cfg), list(noise_stds))]
+    for name in remedies:
+        preset = {k: getattr(cfg, k) if k in given else v for k, v in REMEDIES[name].items()}
+        off = {k: getattr(plain, k) for k in REMEDY_KEYS}
+        arm = resolve(config_from_dict({**cfg.to_dict(), **off, **preset, "remedy": name, "d_norm": "auto"}))
+        arms.append((name, arm, [arm.noise_std]))
+    return arms
+
+
+def run_study(snapshots: Sequence[Snapshot], real_data: Tensor, arms: Sequence[Arm],
+              **probe_kwargs: Any) -> list[dict[str, Any]]:
+    """``probe`` every snapshot with every arm at each of its noise stds, all with the same seed (same
+    batches and latents; the same D initialization where the arms' D are the same network).
 
     Returns:
-        One dict per pair: ``g_epochs``, ``noise_std``, ``rows`` (probe's output), ``summary``.
+        One dict per probe: ``remedy``, ``g_epochs``, ``noise_std``, ``rows`` (probe's output), ``summary``.
     """
     results = []
     for snap in snapshots:
-        for std in noise_stds:
-            rows = probe(snap.generator, real_data, make_discriminator, noise_std=std,
-                         desc=f"D vs G@{snap.g_epochs} ep, noise {std:g}", **probe_kwargs)
-            results.append({"g_epochs": snap.g_epochs, "noise_std": std, "rows": rows, "summary": summarize(rows)})
+        for arm in arms:
+            for std in arm.noise_stds:
+                label = f"noise {std:g}" if arm.remedy == "none" else f"{arm.remedy}, noise {std:g}"
+                rows = probe(snap.generator, real_data, arm.make_discriminator, noise_std=std,
+                             penalties=arm.make_penalties(), desc=f"D vs G@{snap.g_epochs} ep, {label}",
+                             **probe_kwargs)
+                results.append({"remedy": arm.remedy, "g_epochs": snap.g_epochs, "noise_std": std, "rows": rows,
+                                "summary": summarize(rows)})
     return results

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from gan_lightning.config import parse_args
-from gan_lightning.errors import UsageError
+from gan_lightning.errors import NotApplicable, UsageError
 from gan_lightning.experiments.sweeps import command, engine, load_checked, run_flags, suggest
 
 
@@ -42,7 +42,7 @@ class LocalRun:
     flags: list[str]
     run_dir: Path
     config: dict[str, Any]
-    status: str = "pending"  # finished, stopped early, failed (exit N), dry run
+    status: str = "pending"  # finished, stopped early, failed (exit N), dry run, not applicable
     values: list[float] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -164,8 +164,17 @@ def run_sweep(path: str | Path, count: int, out_dir: str | Path = "runs/sweeps",
         args = [*flags, f"--out_dir={folder}", f"--run_name={name}"]
         cmd = command(sweep, args, python or sys.executable, root)
         say(f"[{i + 1}/{count}] {' '.join(flags)}")
-        if dry_run:
+        try:
             parse_args(args)  # what train.py would reject, without training
+        except NotApplicable as e:  # a hole in the grid: no run, and not a failure
+            run.status = "not applicable"
+            say(f"  skipped: {e}")
+            continue
+        except UsageError:
+            if dry_run:
+                raise
+            # otherwise train.py says it in the run's log, and the run counts as failed
+        if dry_run:
             run.status = "dry run"
             say("  " + " ".join(cmd))
             continue

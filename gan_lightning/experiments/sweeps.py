@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from gan_lightning.config import FIELD_TYPES, TrainConfig, parse_args
-from gan_lightning.errors import UsageError
+from gan_lightning.errors import NotApplicable, UsageError
 from gan_lightning.metrics.keys import run_metric_keys
 
 PROGRAM = "scripts/train.py"
@@ -210,7 +210,9 @@ def sweep_problems(sweep: dict[str, Any], source: str = "sweep") -> list[str]:
     Checks W&B's sweep schema, ``program`` and ``command``, that each parameter is a flag of
     train.py that a sweep may vary, that train.py accepts every listed value and both ends of every
     range (with the other parameters at their first value), and that ``metric.name`` is logged by
-    every such run.
+    every such run. A run that train.py refuses as :class:`NotApplicable` (``--remedy roth`` with
+    ``--loss hinge``) is a hole in the grid, not a problem: sweep_local.py and train.py under
+    ``wandb agent`` skip it.
     """
     problems = [f"{source}: {m}" for m in _quoted_numbers(sweep)] or \
         [f"{source}: schema: {m}" for m in _schema_problems(sweep)]
@@ -247,6 +249,8 @@ def sweep_problems(sweep: dict[str, Any], source: str = "sweep") -> list[str]:
     for run in check_runs(good, str(sweep.get("method"))):
         try:
             configs.append(parse_run(run))
+        except NotApplicable:  # a hole in the grid (a remedy that does not apply to the loss): skipped
+            continue
         except UsageError as e:
             # Name the parameter the message is about (train.py's messages start with its flag).
             culprit = next((k for k in run if re.match(rf"--{k}\b", str(e))), None)

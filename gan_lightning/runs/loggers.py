@@ -182,5 +182,8 @@ def noise_label(cfg: TrainConfig) -> str:
 
 
 def run_group(cfg: TrainConfig) -> str:
-    """W&B group of a run: its loss and noise schedule, so report panels can group by them."""
+    """W&B group of a run: its loss and its --remedy (``<loss>-remedy_<name>``), or without one its noise
+    schedule (``<loss>-noise_<schedule>``), so report panels can group by them."""
+    if cfg.remedy != "none":
+        return f"{cfg.loss}-remedy_{cfg.remedy}"
     return f"{cfg.loss}-noise_{noise_label(cfg)}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any, Sequence
 
 from gan_lightning.build import build_trainer
 from gan_lightning.config import TrainConfig, config_from_dict, parse_args, resolve, validate
-from gan_lightning.errors import DivergenceError, UsageError
+from gan_lightning.errors import DivergenceError, NotApplicable, UsageError
 from gan_lightning.runs.outputs import say
 
 RUN_DIR_ENV = "GAN_LIGHTNING_RUN_DIR"  # set by rank 0 so processes started by DDP use the same folder
@@ -239,9 +240,23 @@ def diagnose(run_dir: Path, loggers: Sequence[Any], stopped: str = "") -> None:
         say(f"diagnosis not written: {' '.join(str(e).split())[:200]}")
 
 
+SWEEP_ENV = "WANDB_SWEEP_ID"  # set by `wandb agent` for the runs it starts
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``scripts/train.py``: parse flags, print the resolved config for --dry_run, else train."""
-    cfg, given = parse_args(argv)
+    """``scripts/train.py``: parse flags, print the resolved config for --dry_run, else train.
+
+    A ``--remedy`` that does not apply to the ``--loss`` (a hole in a sweep's grid) is refused like
+    any bad input, except in a run started by ``wandb agent``: there it is skipped with one line and
+    exit 0, so the hole does not count as a failed run (3 of them in a minute stop the agent).
+    """
+    try:
+        cfg, given = parse_args(argv)
+    except NotApplicable as e:
+        if not os.environ.get(SWEEP_ENV):
+            raise
+        print(f"skipped, nothing to run: {e}", file=sys.stderr)
+        return 0
     if cfg.dry_run:
         import yaml
 
