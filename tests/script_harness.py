@@ -34,7 +34,7 @@ RING = ["--dataset", "ring", "--z_dim", "2", "--g_width", "16", "--d_width", "16
 DCGAN = ["--dataset", "digits", "--image_size", "32", "--arch", "dcgan", "--z_dim", "8", "--g_width", "4",
          "--d_width", "4", "--batch_size", "16", "--max_steps", "2", *QUIET]
 SCRIPTS = ("train", "evaluate", "probe_discriminator", "sweep_local", "compare_runs", "reproduce_improved_gan",
-           "train_feature_extractor")
+           "train_feature_extractor", "compare_remedies")
 
 
 class RunsCode:

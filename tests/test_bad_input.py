@@ -122,6 +122,7 @@ WRITERS = {  # script: (the flag naming its output folder, the other arguments o
     "compare_runs": ("--out", lambda f: ["--runs_dir", str(f.runs), "--metric", "loss/d"]),
     "reproduce_improved_gan": ("--out_dir", lambda f: ["--quick"]),
     "sweep_local": ("--out_dir", lambda f: [str(f.smoke), "--dry_run"]),
+    "compare_remedies": ("--out_dir", lambda f: ["--seeds", "0", "--epochs", "1"]),
 }
 LONG_NAME = "x" * 300
 for _script, (_flag, _base) in WRITERS.items():

@@ -42,6 +42,7 @@ BASE = {  # a cheap valid command of each script; the fuzzed flag comes after it
     "compare_runs": lambda f: ["--runs_dir", str(f.runs), "--metric", "loss/d", "--out", "out"],
     "reproduce_improved_gan": lambda f: ["--out_dir", "out"],
     "train_feature_extractor": lambda f: ["--out", "out/lenet.pt", "--epochs", "1"],
+    "compare_remedies": lambda f: ["--out_dir", "out"],
 }
 
 
@@ -58,7 +59,7 @@ def script_flags(script: str) -> list[str]:
 
 @pytest.fixture
 def stubbed(monkeypatch):
-    """Replace the minutes-long work of the reproduction and of the extractor training by stubs."""
+    """Replace the minutes-long work of the reproductions and of the extractor training by stubs."""
     import gan_lightning.experiments.reproduce as reproduce
     import gan_lightning.experiments.reproduce_report as report
 
@@ -70,6 +71,13 @@ def stubbed(monkeypatch):
         return [out_dir / "results.md"]
 
     monkeypatch.setattr(report, "write_outputs", write_outputs)
+    import gan_lightning.experiments.remedies as remedies
+
+    monkeypatch.setattr(remedies, "train_all", lambda settings, out_dir, say: {})
+    monkeypatch.setattr(remedies, "probe_all", lambda settings, runs, out_dir, say: {})
+    monkeypatch.setattr(remedies, "summarize", lambda settings, runs, probes: [])
+    monkeypatch.setattr(remedies, "write_outputs",
+                        lambda out_dir, settings, rows, seconds: write_outputs(rows, settings, out_dir, seconds))
     module = script_module("train_feature_extractor")
     from gan_lightning.metrics.lenet import LeNetMNIST
 
