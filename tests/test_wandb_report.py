@@ -95,7 +95,8 @@ def test_dry_run_spec_of_a_sweep(x_axis, capsys, watched):
     for rs in run_sets(spec):
         assert rs["project"] == {"name": "proj", "entityName": "ent"}
         assert rs["grouping"] == [{"section": "config", "name": "loss.value"},
-                                  {"section": "config", "name": "noise_schedule.value"}]
+                                  {"section": "config", "name": "noise_schedule.value"},
+                                  {"section": "config", "name": "remedy.value"}]
         assert rs["filters"]["filters"] == [{"key": {"section": "run", "name": "sweep"}, "op": "=",
                                              "value": "abc123", "disabled": False}]
     assert len(run_sets(spec)) == 4

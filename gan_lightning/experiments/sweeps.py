@@ -174,6 +174,21 @@ def parse_run(values: dict[str, Any]) -> TrainConfig:
     return parse_args(run_flags(values))[0]
 
 
+def applicable_configs(runs: Iterable[dict[str, Any]]) -> list[TrainConfig]:
+    """The configs of ``runs`` (:func:`check_runs`), less the holes of the grid (:class:`NotApplicable`).
+
+    Raises:
+        UsageError: a run that train.py would refuse for another reason.
+    """
+    configs = []
+    for run in runs:
+        try:
+            configs.append(parse_run(run))
+        except NotApplicable:
+            continue
+    return configs
+
+
 def _schema_problems(sweep: dict[str, Any]) -> list[str]:
     sweeps = engine()
     with warnings.catch_warnings():

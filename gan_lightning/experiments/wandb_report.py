@@ -2,7 +2,7 @@
 
 :func:`offline_plan` (``--dry_run``, no network) or :func:`online_plan` (the W&B API) finds the runs,
 the metrics they log and the settings that were fixed or swept; :func:`build_report` shows, per group
-of runs (default: loss and noise schedule, as :func:`gan_lightning.runs.loggers.run_group`), the
+of runs (default: loss, noise schedule and remedy, as :func:`gan_lightning.runs.loggers.run_group`), the
 image metrics against G steps, the best and final value of each as bars with the spread over seeds,
 D's accuracy, the JSD estimate, G's gradient norm under both costs, sigma, the losses, and the
 sample grids. The bars read the runs' summaries, which the report leaves as they are: runs of this
@@ -25,7 +25,7 @@ from gan_lightning.experiments.wandb_report_panels import BEST_PREFIX, NESTED, S
 from gan_lightning.metrics.keys import PRIMARY, best_of
 
 X_AXES = {"g_steps": "progress/g_steps", "images_seen": "progress/images_seen"}  # --x_axis -> logged key
-DEFAULT_GROUP_BY = ("loss", "noise_schedule")
+DEFAULT_GROUP_BY = ("loss", "noise_schedule", "remedy")  # remedy: "none" for runs without a --remedy
 METRIC_PREFIXES = (PRIMARY, "kid_mean", "is_mean", "precision", "recall", "density", "coverage", "modes_covered",
                    "high_quality")
 SSL_METRIC = "ssl/test_error"  # modules/semi_supervised.py
@@ -168,11 +168,11 @@ def sweep_settings(sweep: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str
 def sweep_metrics(sweep: dict[str, Any]) -> list[str]:
     """The metrics the runs of a sweep log, worked out from the code that logs them (experiments.sweeps.run_keys)."""
     from gan_lightning.config import FIELD_TYPES
-    from gan_lightning.experiments.sweeps import check_runs, parse_run, run_keys
+    from gan_lightning.experiments.sweeps import applicable_configs, check_runs, run_keys
 
     parameters = {k: v for k, v in (sweep.get("parameters") or {}).items() if k in FIELD_TYPES and isinstance(v, dict)}
     runs = check_runs(parameters, str(sweep.get("method"))) if parameters else [{}]
-    return select_metrics(set().union(*(run_keys(parse_run(run)) for run in runs)))
+    return select_metrics(set().union(*(run_keys(cfg) for cfg in applicable_configs(runs))))
 
 
 def runs_settings(configs: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, str]]:
