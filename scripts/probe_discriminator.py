@@ -21,6 +21,7 @@ On a CPU shared with other jobs, OMP_NUM_THREADS=1 avoids thread oversubscriptio
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 import time
@@ -163,8 +164,6 @@ def parse(argv: Sequence[str] | None = None):
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, build the generators and the real data, run every probe, write the outputs."""
     import torch
-
-    import functools
 
     from gan_lightning.build import build_datamodule, build_gradient_regularizers, probe_discriminator, probe_norm
     from gan_lightning.diagnostics.probe import real_tensor
