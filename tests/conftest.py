@@ -31,6 +31,17 @@ def _seed():
     yield
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for tiny networks: a second thread gains nothing, and on a busy 2-core machine costs 4x."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def script_files(tmp_path_factory):
     """Real runs and broken files for the bad-input tests (tests/script_harness.py), made once."""

@@ -4,7 +4,6 @@ finished work, and bad input."""
 import json
 
 import pytest
-import torch
 
 from gan_lightning.runs.cli import run_cli
 from script_harness import script_main
@@ -13,12 +12,7 @@ SMALL = ["--remedies", "none,r1", "--seeds", "0", "--epochs", "1", "--max_steps"
          "--grad_every", "4", "--grad_batches", "1"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_runs_probes_and_table_and_reuses_finished_work(tmp_path, capsys):

@@ -2,9 +2,7 @@
 --remedy presets, and the script's per-remedy outputs (curves.csv, summary.json, fig_remedies.png)."""
 
 import csv
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,16 +15,9 @@ from gan_lightning.diagnostics.probe import probe
 from gan_lightning.experiments.probe_study import arm_configs, base_label
 from gan_lightning.networks import MLPDiscriminator, MLPGenerator
 from gan_lightning.runs.cli import run_cli
+from script_harness import script_main
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _probe(penalties=(), **kwargs):
@@ -85,19 +76,12 @@ def test_the_first_arm_is_named_after_the_remedy_or_the_flags():
     assert base_label(TrainConfig(roth_gamma=1.0)) == "flags"
 
 
-def _script_main():
-    spec = importlib.util.spec_from_file_location("probe_discriminator", ROOT / "scripts" / "probe_discriminator.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
-
 def test_script_probes_each_remedy_and_overlays_them(tmp_path, capsys):
     out = tmp_path / "probe"
     args = ["--quick", "--g_epochs", "1", "--noise_std", "0,1", "--g_width", "8", "--d_width", "8", "--d_iters", "12",
             "--grad_every", "4", "--grad_batches", "1", "--logger", "none", "--remedies", "r1,sn,noise",
             "--overlay_epochs", "1", "--out_dir", str(out)]
-    assert run_cli(_script_main(), args) == 0, capsys.readouterr().err
+    assert run_cli(script_main("probe_discriminator"), args) == 0, capsys.readouterr().err
     with open(out / "curves.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["remedy"] for r in rows[::12]] == ["none", "none", "r1", "sn", "noise"]
