@@ -128,7 +128,8 @@ def _stat(values: list[float]) -> dict[str, Any]:
 def summarize(settings: Settings, runs: dict[tuple[str, int], Path],
               probes: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per remedy: FID and final D accuracy of its training runs, and its probe's final D
-    accuracy and minimax-gradient decay (orders of magnitude), each as mean, std and per-seed values."""
+    accuracy, minimax-gradient decay (orders of magnitude) and last minimax-gradient norm, each as
+    mean, std and per-seed values."""
     from gan_lightning.experiments.reproduce import last
 
     rows = []
@@ -141,6 +142,7 @@ def summarize(settings: Settings, runs: dict[tuple[str, int], Path],
             "d_accuracy": _stat([final_accuracy(runs[(remedy, s)]) for s in settings.seeds]),
             "probe_d_accuracy": _stat([p["final_d_accuracy"] for p in probe]),
             "probe_minimax_decay_orders": _stat([math.nan if d is None else d for d in decay]),
+            "probe_minimax_last": _stat([p["grad_norm_minimax_last"] for p in probe]),
             "probe_noise_std": probe[0]["noise_std"],
         })
     return rows
@@ -190,14 +192,17 @@ def write_outputs(out_dir: Path, settings: Settings, rows: list[dict[str, Any]],
         f"feature space at the end, and the training D's accuracy averaged over its last {ACC_WINDOW} logged "
         "values. The probe: against the G of the same seed's run without a remedy, a fresh D trained for "
         f"{settings.d_iters:,} iterations under each remedy (`scripts/probe_discriminator.py --remedies`); "
-        "its final accuracy and how many orders of magnitude G's minimax gradient fell (first vs last 10 "
-        "iterations). Mean ± sample std over seeds.", "",
-        "| remedy | FID | training D accuracy | probe: D accuracy | probe: minimax decay (orders) |",
-        "|---|---|---|---|---|",
+        "its final accuracy, how many orders of magnitude G's minimax gradient fell (the measurements in the "
+        f"first vs the last 10 iterations; with one every {settings.grad_every}, the first is the untrained D's) "
+        "and the last minimax norm. Mean ± sample std over seeds.", "",
+        "| remedy | FID | training D accuracy | probe: D accuracy | probe: minimax decay (orders) "
+        "| probe: last minimax norm |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(f"| {r['remedy']} | {_cell(r['fid'], '.2f')} | {_cell(r['d_accuracy'], '.3f')} "
-                     f"| {_cell(r['probe_d_accuracy'], '.3f')} | {_cell(r['probe_minimax_decay_orders'], '.2f')} |")
+                     f"| {_cell(r['probe_d_accuracy'], '.3f')} | {_cell(r['probe_minimax_decay_orders'], '.2f')} "
+                     f"| {_cell(r['probe_minimax_last'], '.3g')} |")
     lines += ["", "Per seed (FID; probe decay):", ""]
     for r in rows:
         fids = ", ".join(f"{v:.2f}" for v in r["fid"]["values"])
