@@ -7,7 +7,7 @@ with a D trained under each remedy. Writes <out_dir>/summary.json, results.md, f
 the run folders under <out_dir>/runs and the probes under <out_dir>/probe-seed<N> (started again, it
 reuses the runs and probes that finished).
 
-    python scripts/compare_remedies.py --out_dir runs/remedies_quick      # 2 CPU cores: ~35 minutes
+    python scripts/compare_remedies.py --out_dir runs/remedies_quick      # 2 CPU cores: ~40 minutes
     python scripts/compare_remedies.py --remedies none,r1 --seeds 0 --epochs 2
 """
 

@@ -128,8 +128,8 @@ def _stat(values: list[float]) -> dict[str, Any]:
 def summarize(settings: Settings, runs: dict[tuple[str, int], Path],
               probes: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per remedy: FID and final D accuracy of its training runs, and its probe's final D
-    accuracy, minimax-gradient decay (orders of magnitude) and last minimax-gradient norm, each as
-    mean, std and per-seed values."""
+    accuracy, minimax-gradient decay (orders of magnitude), last minimax-gradient norm and growth of
+    the -log D gradient norm (last / first), each as mean, std and per-seed values."""
     from gan_lightning.experiments.reproduce import last
 
     rows = []
@@ -143,6 +143,7 @@ def summarize(settings: Settings, runs: dict[tuple[str, int], Path],
             "probe_d_accuracy": _stat([p["final_d_accuracy"] for p in probe]),
             "probe_minimax_decay_orders": _stat([math.nan if d is None else d for d in decay]),
             "probe_minimax_last": _stat([p["grad_norm_minimax_last"] for p in probe]),
+            "probe_nonsaturating_growth": _stat([p["grad_norm_nonsaturating_growth"] for p in probe]),
             "probe_noise_std": probe[0]["noise_std"],
         })
     return rows
@@ -155,16 +156,16 @@ def _cell(stat: dict[str, Any], fmt: str) -> str:
 
 
 def save_figure(path: Path, rows: list[dict[str, Any]]) -> Path:
-    """FID, training D's final accuracy and the probe's minimax decay per remedy: each seed a dot,
-    the mean a bar."""
+    """FID, training D's final accuracy, the probe's minimax decay and last minimax norm per remedy:
+    each seed a dot, the mean a bar."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(12, 3.4), dpi=110)
-    axes = fig.subplots(1, 3)
+    fig = Figure(figsize=(15, 3.4), dpi=110)
+    axes = fig.subplots(1, 4)
     names = [r["remedy"] for r in rows]
-    for ax, key, label in zip(axes, ("fid", "d_accuracy", "probe_minimax_decay_orders"),
+    for ax, key, label in zip(axes, ("fid", "d_accuracy", "probe_minimax_decay_orders", "probe_minimax_last"),
                               (f"FID ({FID_KEY}, lower is better)", "training D's final accuracy",
-                               "probe: minimax gradient decay (orders of 10)")):
+                               "probe: minimax gradient decay (orders of 10)", "probe: last minimax gradient norm")):
         means = [r[key]["mean"] for r in rows]
         ax.bar(range(len(rows)), means, color="#9ecae1")
         for i, r in enumerate(rows):
@@ -172,6 +173,8 @@ def save_figure(path: Path, rows: list[dict[str, Any]]) -> Path:
         ax.set_xticks(range(len(rows)), names, rotation=30)
         ax.set_title(label, fontsize=9)
         ax.grid(True, axis="y", alpha=0.3)
+    axes[1].set_ylim(min(0.8, *(v for r in rows for v in r["d_accuracy"]["values"] if not math.isnan(v))), 1.0)
+    axes[3].set_yscale("log")
     fig.suptitle("Stability remedies on mnist5k (non-saturating DCGAN): bars are means, dots seeds")
     fig.tight_layout()
     fig.savefig(path)
@@ -194,20 +197,22 @@ def write_outputs(out_dir: Path, settings: Settings, rows: list[dict[str, Any]],
         f"{settings.d_iters:,} iterations under each remedy (`scripts/probe_discriminator.py --remedies`); "
         "its final accuracy, how many orders of magnitude G's minimax gradient fell (the measurements in the "
         f"first vs the last 10 iterations; with one every {settings.grad_every}, the first is the untrained D's) "
-        "and the last minimax norm. Mean ± sample std over seeds.", "",
+        "and the last minimax norm; and how much the -log D gradient norm grew (last / first). Mean ± sample "
+        "std over seeds.", "",
         "| remedy | FID | training D accuracy | probe: D accuracy | probe: minimax decay (orders) "
-        "| probe: last minimax norm |",
-        "|---|---|---|---|---|---|",
+        "| probe: last minimax norm | probe: -log D norm growth |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(f"| {r['remedy']} | {_cell(r['fid'], '.2f')} | {_cell(r['d_accuracy'], '.3f')} "
                      f"| {_cell(r['probe_d_accuracy'], '.3f')} | {_cell(r['probe_minimax_decay_orders'], '.2f')} "
-                     f"| {_cell(r['probe_minimax_last'], '.3g')} |")
+                     f"| {_cell(r['probe_minimax_last'], '.2f')} | {_cell(r['probe_nonsaturating_growth'], '.1f')}x |")
     lines += ["", "Per seed (FID; probe decay):", ""]
     for r in rows:
         fids = ", ".join(f"{v:.2f}" for v in r["fid"]["values"])
         decays = ", ".join(f"{v:.2f}" for v in r["probe_minimax_decay_orders"]["values"])
         lines.append(f"- {r['remedy']}: FID {fids}; decay {decays}")
-    lines += ["", f"Wall time {seconds / 60:.0f} min."]
+    lines += ["", f"Wall time of the command that wrote this: {seconds / 60:.0f} min (runs and probes that had "
+              "finished before were reused, not timed)."]
     (out_dir / "results.md").write_text("\n".join(lines) + "\n")
     return [out_dir / "summary.json", out_dir / "results.md", save_figure(out_dir / "fig_remedies_table.png", rows)]
