@@ -59,6 +59,10 @@ def test_flags_given_win_over_the_preset():
     (["--remedy", "roth", "--loss", "hinge"], "--remedy roth does not apply to --loss hinge", NotApplicable),
     (["--remedy", "roth", "--loss", "least_squares"], "does not apply to --loss least_squares", NotApplicable),
     (["--remedy", "sn", "--arch", "improved_mnist", "--image_size", "28"], "--d_spectral_norm", UsageError),
+    (["--remedy", "r1", "--compile"], "--compile with --r1_weight: that penalty differentiates D's input gradient",
+     UsageError),
+    (["--loss", "wasserstein_gp", "--compile"], "--compile with --gp_weight", UsageError),
+    (["--roth_gamma", "1", "--compile"], "--compile with --roth_gamma", UsageError),
 ])
 def test_bad_combinations_are_refused(argv, message, kind):
     with pytest.raises(kind) as caught:

@@ -128,7 +128,8 @@ class TrainConfig:
                        "processes at its step); auto: ddp_gan for several devices, else one process")
     precision: str = _f("32-true", "32-true, 16-mixed, bf16-mixed, ...")
     compile: bool = _f(False, "torch.compile the networks (each network's submodules, compiled in place: "
-                       "checkpoints are unchanged; the first steps wait for the compiler)")
+                       "checkpoints are unchanged; the first steps wait for the compiler; not with the penalties that "
+                       "need a double backward: --gp_weight, --r1_weight, --r2_weight, --roth_gamma)")
     channels_last: bool = _f(False, "image batches and convolution weights in channels-last memory format "
                              "(faster convolutions on GPUs with tensor cores; images only)")
     # logging and outputs

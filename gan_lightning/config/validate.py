@@ -170,6 +170,10 @@ def _validate_regularizers(given: TrainConfig, cfg: TrainConfig) -> None:
                          f"got {given.roth_final_gamma}")
     if cfg.roth_anneal_steps < 1:
         raise UsageError(f"--roth_anneal_steps: must be >= 1, got {cfg.roth_anneal_steps}")
+    double = [f"--{k}" for k in ("gp_weight", "r1_weight", "r2_weight", "roth_gamma") if getattr(cfg, k) > 0]
+    if cfg.compile and double:
+        raise UsageError(f"--compile with {double[0]}: that penalty differentiates D's input gradient (a double "
+                         "backward), which torch.compile does not support; drop --compile or the penalty")
     if cfg.remedy == "roth" and LOSSES[cfg.loss].d is not d_bce_loss:
         raise NotApplicable(f"--remedy roth does not apply to --loss {cfg.loss}: Roth et al.'s regularizer is "
                             "derived for the BCE losses (minimax, nonsaturating)")
