@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from gan_lightning.config.flags import REMEDIES
 from gan_lightning.runs.cli import run_cli
 from gan_lightning.errors import UsageError
 from gan_lightning.runs.outputs import check_out_dir
@@ -40,7 +41,7 @@ QUICK_PROBE = {"g_epochs": "1,10", "d_iters": 1000, "grad_every": 25, "grad_batc
 FULL_PROBE = {"g_epochs": "1,10,25", "d_iters": 4000, "grad_every": 20, "grad_batches": 4, "noise_std": "0,1,3,10"}
 PRESETS = {"quick": QUICK_PROBE, "full": FULL_PROBE}
 RESULTS = ("curves.csv", "summary.json", "results.md", "fig*.png")  # what a finished probe leaves in --out_dir
-PROBE_REMEDIES = ("noise", "r1", "roth", "sn", "wgan_gp")  # the --remedy presets but none (config.REMEDIES)
+PROBE_REMEDIES = tuple(name for name in REMEDIES if name != "none")  # the --remedy presets that do something
 NOT_FOR_PROBE = {"max_epochs": "--g_epochs", "max_steps": "--g_epochs", "resume": "--g_ckpt"}
 
 

@@ -5,8 +5,9 @@ the results of :func:`gan_lightning.experiments.probe_study.run_study`: a list o
 "g_epochs", "noise_std", "rows", "summary"}``. Figures 1-3 show the first arm's probes (D trained as
 the flags say) without noise (the smallest noise std when 0 was not run), one curve per generator
 snapshot, on a log scale as in the paper; ``fig_noise.png`` shows every noise std of that arm, and
-``fig_remedies.png`` (with more than one arm) every arm at one snapshot. matplotlib is imported inside the functions
-and used through ``Figure`` objects (no pyplot state), so this works on machines without a display.
+``fig_remedies.png`` (with more than one arm) every arm at one snapshot. matplotlib is imported
+inside the functions and used through ``Figure`` objects (no pyplot state), so this works on
+machines without a display.
 """
 
 from __future__ import annotations
@@ -125,8 +126,8 @@ def save_figures(out_dir: str | Path, results: Sequence[dict[str, Any]],
     after ``overlay_epochs`` epochs (default: the last snapshot)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    every = results
-    results = [r for r in every if r["remedy"] == every[0]["remedy"]]  # the first arm: D as the flags say
+    all_arms = results
+    results = [r for r in all_arms if r["remedy"] == all_arms[0]["remedy"]]  # the first arm: D as the flags say
     base_std = min(r["noise_std"] for r in results)
     base = sorted((r for r in results if r["noise_std"] == base_std), key=lambda r: r["g_epochs"])
     noise_note = "no noise" if base_std == 0 else f"noise std {base_std:g}"
@@ -174,9 +175,9 @@ def save_figures(out_dir: str | Path, results: Sequence[dict[str, Any]],
         row_axes[2].set_ylabel("-log D grad norm, mean +- std")
     fig.suptitle("Instance noise on D's real and generated inputs (Sec. 3)")
     paths.append(_save(fig, out / "fig_noise.png"))
-    if len({r["remedy"] for r in every}) > 1:
+    if len({r["remedy"] for r in all_arms}) > 1:
         at = overlay_epochs if overlay_epochs is not None else epochs[-1]
-        paths.append(save_remedy_figure(out / f"{REMEDY_FIGURE}.png", every, at))
+        paths.append(save_remedy_figure(out / f"{REMEDY_FIGURE}.png", all_arms, at))
     return paths
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from gan_lightning.config.flags import REMEDIES
 from gan_lightning.errors import UsageError
 from gan_lightning.experiments.reproduce import mean_std, run_jobs, train_run
 
@@ -50,9 +51,8 @@ class Settings:
     jobs: int = 1
 
 
-ALL = ("none", "noise", "r1", "roth", "sn", "wgan_gp")
 # probe_discriminator.py --quick: G after 10 epochs (620 G steps), 1,000 probe iterations
-QUICK = Settings(epochs=10, seeds=(0, 1, 2), remedies=ALL, d_iters=1000, grad_every=25, grad_batches=2)
+QUICK = Settings(epochs=10, seeds=(0, 1, 2), remedies=tuple(REMEDIES), d_iters=1000, grad_every=25, grad_batches=2)
 
 
 def steps_per_epoch(batch_size: int = 64) -> int:
