@@ -147,7 +147,7 @@ def build_semi_supervised(cfg: TrainConfig, data_shape: tuple[int, ...]):
         lr_g=cfg.lr_g, lr_d=cfg.lr_d, beta1=cfg.beta1, beta2=cfg.beta2, adam_eps=cfg.adam_eps,
         unsup_weight=cfg.unsup_weight,
         ema_decay=cfg.ema_decay, lr_decay_steps=cfg.lr_decay_steps, g_objective=build_g_objective(cfg, d),
-        g_ema=cfg.g_ema,
+        g_ema=cfg.g_ema, on_nonfinite=cfg.on_nonfinite, weight_check_every=cfg.log_every_n_steps,
         config=cfg.to_dict(),
     )
 

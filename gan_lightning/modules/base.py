@@ -10,6 +10,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
+from gan_lightning.errors import DivergenceError
 from gan_lightning.modules.ema import WeightEMA
 from gan_lightning.torch_utils import eval_mode, frozen, host_value
 
@@ -67,6 +68,23 @@ class GeneratorSystem:
             self.register_buffer(name, torch.zeros((), dtype=torch.long))
         self._g_count = (0, self.g_steps._version)  # (G steps, the version of g_steps it matches): see g_step_count
 
+    def _init_guard(self, on_nonfinite: str, weight_check_every: int) -> None:
+        """The non-finite guard of every optimizer step (both training loops): ``skipped_steps`` (a
+        counter saved in checkpoints) and ``_bad``, the first non-finite loss kept on the device until a
+        log step reads it: G step (-1: none), network (0: D, 1: G) and value. ``_bad`` moves with the
+        module but is not saved: a run stops or skips at the step it happens.
+
+        Raises:
+            ValueError: ``on_nonfinite`` not "stop" or "skip", or a negative ``weight_check_every``.
+        """
+        if on_nonfinite not in ("stop", "skip"):
+            raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
+        if weight_check_every < 0:
+            raise ValueError(f"weight_check_every must be >= 0 (0: off), got {weight_check_every}")
+        self.on_nonfinite, self.weight_check_every = on_nonfinite, weight_check_every
+        self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.long))
+        self.register_buffer("_bad", torch.full((3,), -1.0), persistent=False)
+
     @property
     def g_step_count(self) -> int:
         """G steps taken so far, as a Python int: what schedules and stopping read, with no device read.
@@ -90,6 +108,8 @@ class GeneratorSystem:
         from gan_lightning.torch_utils import rng_state
         from gan_lightning.version import __version__
 
+        self.check_finite()  # never write weights that saw a non-finite update
+        self._check_weights()
         rng = rng_state()
         stored = {"version": __version__, "config": self.config, "rng": rng}
         if self._trainer is not None and self.trainer.world_size > 1 and torch.distributed.is_initialized():
@@ -102,6 +122,9 @@ class GeneratorSystem:
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         stored = checkpoint.get("gan_lightning", {})
+        state = checkpoint.get("state_dict")
+        if state is not None and "skipped_steps" not in state:  # written before the semi-supervised loop had a guard
+            state["skipped_steps"] = torch.zeros((), dtype=torch.long)
         self._restored_rng, self._restored_rng_per_rank = stored.get("rng"), stored.get("rng_per_rank")
 
     @override
@@ -145,30 +168,84 @@ class GeneratorSystem:
         if self.g_ema is not None:
             self.g_ema.update(self.generator, skip=bad)  # a skipped step leaves the average, on the device
         count = self.g_step_count + 1
-        self.g_steps += 1 if bad is None else (bad == 0).long()
+        self.g_steps += (bad == 0).long()
         self._g_count = (count, self.g_steps._version)
         return loss.detach()
 
-    def _guard(self, loss: Tensor, network: str) -> Tensor | None:
-        """The device flag (1.0: skip) of the update with ``loss``; None: always applied (no guard)."""
-        return None
+    # -- the guard of every optimizer step --------------------------------------------------
+    def _guard(self, loss: Tensor, network: str) -> Tensor:
+        """1.0 where ``loss`` is not finite (on any rank), else 0.0, on the device: the update is then
+        skipped (:meth:`_step`), counted in ``skipped_steps``, and under on_nonfinite="stop" the first one
+        is reported at the next log step (:meth:`check_finite`)."""
+        bad = (~torch.isfinite(loss.detach())).to(torch.float32)
+        if self._trainer is not None and self.trainer.world_size > 1:
+            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)  # all ranks skip or none
+        this = torch.stack([self.g_steps.to(torch.float32), bad.new_tensor(float(network == "G")),
+                            loss.detach().to(torch.float32)])
+        first = (bad > 0) & (self._bad[0] < 0)
+        self._bad = torch.where(first, this, self._bad)
+        self.skipped_steps += bad.long()
+        return bad
 
-    @staticmethod
-    def _step(opt: Any, bad: Tensor | None) -> None:
-        """``opt.step()``, skipped on the device where ``bad`` is 1: fused Adam reads ``found_inf`` and then
-        leaves the weights, its moments and its step count as they were, with no read of the flag.
+    def _step(self, opt: Any, bad: Tensor) -> None:
+        """``opt.step()``, never applying an update whose loss was not finite (``bad`` is 1.0).
 
-        Under 16-mixed precision the GradScaler sets (and removes) ``found_inf`` itself from the
-        gradients, which a non-finite loss makes non-finite too.
+        An optimizer that takes ``found_inf`` (fused Adam, AdamW, SGD, Adagrad: torch marks them with
+        ``_step_supports_amp_scaling``) skips on the device: it reads the flag and leaves the weights, its
+        moments and its step count as they were, with no read of the flag on the host. Any other
+        optimizer (foreach or for-loop Adam, RMSprop, a library user's own) is skipped on the host: one
+        read of the flag per step, the price of an optimizer that cannot skip by itself.
+
+        Under 16-mixed precision the GradScaler checks the gradients (which a non-finite loss makes
+        non-finite too), skips the step and lowers its scale itself, so the step always goes to it.
         """
         inner = getattr(opt, "optimizer", opt)  # the torch optimizer inside Lightning's wrapper
-        if bad is not None:
+        if getattr(inner, "_step_supports_amp_scaling", False):
             inner.found_inf = bad
-        try:
+            try:
+                opt.step()
+            finally:
+                if hasattr(inner, "found_inf"):  # the GradScaler may have removed it already
+                    del inner.found_inf
+        elif self._grad_scaler() is not None or not bool(bad):
             opt.step()
-        finally:
-            if bad is not None and hasattr(inner, "found_inf"):
-                del inner.found_inf
+
+    def _grad_scaler(self) -> Any:
+        """The GradScaler of 16-mixed precision, or None."""
+        return getattr(getattr(self._trainer, "precision_plugin", None), "scaler", None) if self._trainer else None
+
+    def check_finite(self) -> None:
+        """Raise DivergenceError if a loss was not finite since the run started (on_nonfinite="stop").
+
+        One read of the device; called at log steps and before a checkpoint is written, so the weights
+        that are saved never saw the bad update (it was skipped)."""
+        if self.on_nonfinite != "stop":
+            return
+        step, network, value = self._bad.tolist()
+        if step >= 0:
+            raise DivergenceError(
+                f"non-finite {'G' if network else 'D'} loss ({value}) at G step {int(step)}; stopped without "
+                "saving, the last good checkpoint is kept (--on_nonfinite skip skips such steps instead)"
+            )
+
+    def _check_weights(self) -> None:
+        """Raise DivergenceError if a weight of D or G is not finite (under either on_nonfinite)."""
+        for name, net in (("D", self.discriminator), ("G", self.generator)):
+            norms = torch._foreach_norm([p.detach() for p in net.parameters()])
+            if norms and not bool(torch.isfinite(torch.stack(norms)).all()):
+                raise DivergenceError(
+                    f"non-finite weights in {name} after G step {self.g_step_count}; stopped without "
+                    "saving, the last good checkpoint is kept"
+                )
+
+    @override
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # At Lightning's log steps (counted over epochs, as Trainer(log_every_n_steps)): the only
+        # device reads of a training step happen there.
+        done = self.trainer.fit_loop.epoch_loop.total_batch_idx + 1 if self._trainer is not None else batch_idx + 1
+        if self.weight_check_every and done % self.weight_check_every == 0:
+            self.check_finite()
+            self._check_weights()
 
     def _count_images(self, real: Tensor) -> None:
         """Add a batch of real images, over all processes, to ``images_seen``."""
@@ -243,10 +320,17 @@ class GeneratorSystem:
 
     @override
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        """[d_opt, g_opt]: Adam for each player, in that order."""
-        # fused: one kernel per step, and a step skipped on the device (found_inf, see _step)
-        d_opt = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr_d, betas=self.betas, eps=self.adam_eps,
-                                 fused=True)
-        g_opt = torch.optim.Adam(self.generator.parameters(), lr=self.lr_g, betas=self.betas, eps=self.adam_eps,
-                                 fused=True)
-        return [d_opt, g_opt]
+        """[d_opt, g_opt]: Adam for each player, in that order; fused where this torch build has it for the
+        networks' device and dtype (one kernel per step, and a skip on the device, see :meth:`_step`)."""
+        return [adam(self.discriminator.parameters(), lr=self.lr_d, betas=self.betas, eps=self.adam_eps),
+                adam(self.generator.parameters(), lr=self.lr_g, betas=self.betas, eps=self.adam_eps)]
+
+
+def adam(params: Any, **kwargs: Any) -> torch.optim.Adam:
+    """``torch.optim.Adam(params, fused=True, **kwargs)``, or the default (foreach) Adam where torch has no
+    fused kernel for those parameters (older torch on the CPU, say)."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, fused=True, **kwargs)
+    except (RuntimeError, ValueError, TypeError):
+        return torch.optim.Adam(params, **kwargs)

@@ -9,7 +9,6 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import override
 
-from gan_lightning.errors import DivergenceError
 from gan_lightning.core.losses import DLoss, GLoss
 from gan_lightning.modules.base import GeneratorSystem
 from gan_lightning.core.noise import InstanceNoise
@@ -96,24 +95,18 @@ class GAN(GeneratorSystem, L.LightningModule):
         super().__init__()
         if n_critic < 1:
             raise ValueError(f"n_critic must be >= 1, got {n_critic}")
-        if on_nonfinite not in ("stop", "skip"):
-            raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
         self._init_players(generator, discriminator, lr_g=lr_g, lr_d=lr_d, beta1=beta1, beta2=beta2, adam_eps=adam_eps)
         self._init_g_ema(g_ema)
         self.d_loss = d_loss
         self.g_objective = g_objective if g_objective is not None else AdversarialObjective(g_loss)
         self.n_critic = n_critic
-        self.on_nonfinite, self.weight_check_every = on_nonfinite, weight_check_every
         self.d_penalties = nn.ModuleList(d_penalties)
         self.d_constraints = list(d_constraints)
         self.g_penalties = nn.ModuleList(g_penalties)
         self.d_input = d_input if d_input is not None else InstanceNoise.off()
         self.config = dict(config or {})
-        self._init_buffers(num_fixed, ("images_seen", "d_steps", "g_steps", "skipped_steps"))
-        # The first non-finite loss, kept on the device until a log step reads it: G step (-1: none),
-        # network (0: D, 1: G) and value. A buffer that moves with the module but is not saved: a run
-        # stops or skips at the step it happens.
-        self.register_buffer("_bad", torch.full((3,), -1.0), persistent=False)
+        self._init_buffers(num_fixed, ("images_seen", "d_steps", "g_steps"))
+        self._init_guard(on_nonfinite, weight_check_every)
 
     # -- the one call site of D -------------------------------------------------------------
     def discriminate(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -159,54 +152,3 @@ class GAN(GeneratorSystem, L.LightningModule):
             constraint(self.discriminator)
         self.d_steps += (bad == 0).long()
         return loss.detach(), real_logits.detach(), fake_logits.detach()
-
-    # -- divergence -------------------------------------------------------------------------
-    @override
-    def _guard(self, loss: Tensor, network: str) -> Tensor:
-        """1.0 where ``loss`` is not finite (on any rank), else 0.0, on the device: the update is then
-        skipped by the optimizer (``_step``), counted in ``skipped_steps``, and under
-        on_nonfinite="stop" the first one is reported at the next log step (:meth:`check_finite`)."""
-        bad = (~torch.isfinite(loss.detach())).to(torch.float32)
-        if self._trainer is not None and self.trainer.world_size > 1:
-            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)  # all ranks skip or none
-        this = torch.stack([self.g_steps.to(torch.float32), bad.new_tensor(float(network == "G")),
-                            loss.detach().to(torch.float32)])
-        first = (bad > 0) & (self._bad[0] < 0)
-        self._bad = torch.where(first, this, self._bad)
-        self.skipped_steps += bad.long()
-        return bad
-
-    def check_finite(self) -> None:
-        """Raise DivergenceError if a loss was not finite since the run started (on_nonfinite="stop").
-
-        One read of the device; called at log steps and before a checkpoint is written, so the weights
-        that are saved never saw the bad update (it was skipped on the device)."""
-        if self.on_nonfinite != "stop":
-            return
-        step, network, value = self._bad.tolist()
-        if step >= 0:
-            raise DivergenceError(
-                f"non-finite {'G' if network else 'D'} loss ({value}) at G step {int(step)}; stopped without "
-                "saving, the last good checkpoint is kept (--on_nonfinite skip skips such steps instead)"
-            )
-
-    @override
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.check_finite()
-        super().on_save_checkpoint(checkpoint)
-
-    @override
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        # At Lightning's log steps (counted over epochs, as Trainer(log_every_n_steps)): the only
-        # device reads of a training step happen there.
-        done = self.trainer.fit_loop.epoch_loop.total_batch_idx + 1 if self._trainer is not None else batch_idx + 1
-        if self.weight_check_every and done % self.weight_check_every == 0:
-            self.check_finite()
-            for name, net in (("D", self.discriminator), ("G", self.generator)):
-                norms = torch._foreach_norm([p.detach() for p in net.parameters()])
-                if not bool(torch.isfinite(torch.stack(norms)).all()):
-                    raise DivergenceError(
-                        f"non-finite weights in {name} after G step {self.g_step_count}; stopped without "
-                        "saving, the last good checkpoint is kept"
-                    )
-

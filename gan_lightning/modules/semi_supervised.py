@@ -173,11 +173,16 @@ class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
         g_ema: decay of an EMA of G's weights updated after each G step (0: off; 0.999 is usual);
             samples and metrics then come from it (see ``GeneratorSystem.generate``).
         num_fixed: number of fixed latent vectors kept for sample grids.
+        on_nonfinite: what a non-finite loss of either player does, as in the GAN module: "stop" raises
+            DivergenceError (the last good checkpoint stays on disk), "skip" skips that update (D's
+            EMA and G's EMA stay too) and counts it in ``skipped_steps``. Weights are checked every
+            ``weight_check_every`` batches; non-finite weights always stop.
+        weight_check_every: batches between checks of the weights (0: only before a checkpoint).
         config: the run's resolved config, stored in checkpoints.
 
     Raises:
         ValueError: on a non-positive learning rate, K < 2, a negative weight, a decay outside
-            [0, 1) or negative ``lr_decay_steps``.
+            [0, 1), negative ``lr_decay_steps`` or an unknown ``on_nonfinite``.
     """
 
     def __init__(
@@ -198,6 +203,8 @@ class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
         data_init: int = 500,
         num_fixed: int = 64,
         g_ema: float = 0.0,
+        on_nonfinite: str = "stop",
+        weight_check_every: int = 10,
         config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -221,6 +228,7 @@ class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
         self.ema = WeightEMA(discriminator, ema_decay) if ema_decay > 0 else None
         self.config = dict(config or {})
         self._init_buffers(num_fixed, ("images_seen", "d_steps", "g_steps", "data_initialized"))
+        self._init_guard(on_nonfinite, weight_check_every)
 
     # -- data-dependent initialization ------------------------------------------------------
     @override
@@ -295,12 +303,14 @@ class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
         fake_logits, _ = self.classify(fake)  # (B, K)
         sup = ssl_supervised_loss(lab_logits, y_lab)
         unsup = ssl_unsupervised_loss(unl_logits, fake_logits, self.unsup_weight)
+        loss = sup + unsup
+        bad = self._guard(loss, "D")
         d_opt.zero_grad(set_to_none=True)
-        self.manual_backward(sup + unsup)
-        d_opt.step()
+        self.manual_backward(loss)
+        self._step(d_opt, bad)
         if self.ema is not None:
-            self.ema.update(self.discriminator)
-        self.d_steps += 1
+            self.ema.update(self.discriminator, skip=bad)  # a skipped step leaves the average, on the device
+        self.d_steps += (bad == 0).long()
         return (
             sup.detach(), unsup.detach(), lab_logits.detach(),
             k_plus_one_real_logit(unl_logits.detach()), k_plus_one_real_logit(fake_logits.detach()),
