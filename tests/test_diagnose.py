@@ -145,7 +145,8 @@ def test_wandb_summary_gets_the_verdict(tmp_path, monkeypatch):
 def test_compare_runs_has_a_verdict_column(runs, tmp_path):
     from gan_lightning.experiments import compare
 
-    curves, metric = compare.local_curves(runs["collapse"].parent, "modes_covered/1k")
+    selection = compare.local_curves(runs["collapse"].parent, "modes_covered/1k")
+    curves, metric = selection.curves, selection.metric
     table = compare.markdown_table(compare.group_stats(curves, "maximize"), metric, "maximize")
     assert table.splitlines()[0].endswith("| verdicts |")
     assert "mode_collapse x1" in table and "healthy x1" in table

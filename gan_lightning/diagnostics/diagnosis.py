@@ -6,12 +6,14 @@ G-step ranges shaded.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from gan_lightning.diagnostics import verdicts as V
 from gan_lightning.diagnostics.verdicts import Verdict, diagnose, keys_with_prefix, series
+from gan_lightning.errors import UsageError
 
 MD, PNG = "diagnosis.md", "diagnosis.png"
 COLORS = {"d_saturation": "tab:orange", "vanishing_gradient": "tab:red", "unstable_gradient": "tab:purple",
@@ -19,13 +21,24 @@ COLORS = {"d_saturation": "tab:orange", "vanishing_gradient": "tab:red", "unstab
 
 
 def read_rows(run_dir: str | Path) -> list[dict[str, str]]:
-    """The rows of ``<run_dir>/metrics.csv`` (column -> text, "" for none), in logging order.
+    """The rows of ``<run_dir>/metrics.csv`` (column -> text, "" for none), in logging order: the one
+    reader of a run's logged values (compare_runs, diagnose, sweeps, reproductions).
 
     Raises:
         FileNotFoundError: no metrics.csv in ``run_dir``.
+        UsageError: ``<run_dir>: metrics.csv is not a CSV text file; <why>``: not UTF-8 text, or not CSV.
     """
-    with open(Path(run_dir) / "metrics.csv", newline="") as f:
-        return list(csv.DictReader(f))
+    try:
+        text = (Path(run_dir) / "metrics.csv").read_bytes().decode("utf-8")
+        if "\x00" in text:  # text files hold none; csv reads them as data since Python 3.11
+            why = f"a NUL byte at offset {text.index(chr(0))}"
+        else:
+            return list(csv.DictReader(io.StringIO(text, newline="")))
+    except UnicodeDecodeError as e:
+        why = f"byte 0x{e.object[e.start]:02x} at offset {e.start} is not UTF-8"
+    except csv.Error as e:  # a field over csv's size limit
+        why = str(e)
+    raise UsageError(f"{run_dir}: metrics.csv is not a CSV text file; {why}")
 
 
 DIAGNOSTIC_KEYS = ("d/acc", "d/jsd_estimate", "grad_norm/d", "grad_norm/g", "grad_norm/g_minimax",

@@ -20,10 +20,10 @@ import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from gan_lightning.errors import UsageError
-from gan_lightning.metrics.keys import PRIMARY
+from gan_lightning.metrics.keys import BEST
 
 # Metrics where higher is better; every other metric (FID, KID, test error, losses) is minimized.
 MAXIMIZED = ("is_mean", "precision", "recall", "modes_covered", "high_quality")
@@ -78,17 +78,123 @@ def _float(text: str | None) -> float | None:
 
 # -- reading runs ------------------------------------------------------------------------------
 def read_run_folder(folder: Path) -> tuple[dict[str, Any], list[dict[str, str]]]:
-    """(config, rows of metrics.csv) of one run folder."""
+    """(config, rows of metrics.csv) of one run folder.
+
+    Raises:
+        UsageError: a config.yaml or metrics.csv that cannot be read (the message starts with ``folder``).
+        OSError: a file the OS refuses to read.
+    """
     import yaml
 
     from gan_lightning.diagnostics.diagnosis import read_rows
 
-    return yaml.safe_load((folder / "config.yaml").read_text()) or {}, read_rows(folder)
+    try:
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+    except (UnicodeDecodeError, yaml.YAMLError) as e:
+        raise UsageError(f"{folder}: config.yaml is not YAML text ({' '.join(str(e).split())[:120]})") from None
+    if not isinstance(config, dict):
+        raise UsageError(f"{folder}: config.yaml holds no mapping of settings")
+    return config, read_rows(folder)
 
 
-def find_metric(columns: Iterable[str], prefix: str = f"{PRIMARY}/") -> str | None:
-    """The first (sorted) column starting with ``prefix``, e.g. ``fid/lenet_5k``; None if there is none."""
-    return next(iter(sorted(c for c in columns if c.startswith(prefix))), None)
+# Every quality metric a run logs, in the order they are preferred on a tie (FID first): metrics.keys.BEST.
+FAMILIES = tuple(BEST)
+
+
+def _family(key: str) -> str | None:
+    """The metric a logged key measures (``fid/lenet_5k`` -> ``fid``), None for keys that are no quality
+    metric (losses, gradient norms, ``step``)."""
+    return next((f for f in FAMILIES if key == f or key.startswith(f"{f}/")), None)
+
+
+def _preference(counts: Counter) -> Callable[[str], tuple]:
+    return lambda key: (-counts[key], FAMILIES.index(_family(key)), key)
+
+
+def _runs(n: int) -> str:
+    return f"{n} run{'' if n == 1 else 's'}"
+
+
+def choose_metric(logged: Sequence[set[str]], metric: str = "") -> tuple[str, str]:
+    """The metric to compare and a sentence saying why: ``metric`` when given, else the quality metric
+    that the most runs log (ties: FID before the others, then by name, so ``fid/lenet_5k`` comes before
+    ``fid/lenet_5k_ema``); ("", "") when no run logs any.
+
+    Args:
+        logged: per run, the keys it logged a value of.
+        metric: the key asked for with --metric; "" to choose.
+    """
+    n = len(logged)
+    if metric:
+        return metric, f"{metric} (--metric), logged by {sum(metric in keys for keys in logged)} of {_runs(n)}"
+    counts = Counter(k for keys in logged for k in keys if _family(k))
+    if not counts:
+        return "", ""
+    best = min(counts, key=_preference(counts))
+    tied = sorted(k for k in counts if k != best and counts[k] == counts[best])
+    tie = f" (tied with {', '.join(tied)}: FID first, then by name)" if tied else ""
+    return best, (f"{best}, logged by {counts[best]} of {_runs(n)}: more than any other metric{tie}; "
+                  "--metric picks another")
+
+
+def default_key(keys: Iterable[str]) -> str:
+    """The quality metric a run with these keys would be compared on by itself ("" for none)."""
+    found = [k for k in keys if _family(k)]
+    return min(found, key=_preference(Counter(found))) if found else ""
+
+
+# Why a run is left out of a comparison; LeftOut.reason, in the order the lines are printed.
+NO_METRIC, NOT_FINITE, NO_CONFIG, NO_CSV, UNREADABLE = ("no metric", "not finite", "no config.yaml",
+                                                        "no metrics.csv", "unreadable")
+
+
+@dataclass
+class LeftOut:
+    """A run a comparison left out, and why."""
+
+    run: str
+    reason: str  # NO_METRIC, NOT_FINITE, NO_CONFIG, NO_CSV or UNREADABLE
+    detail: str = ""  # NO_METRIC: the key the run would be compared on ("" if none); UNREADABLE: what is wrong
+
+
+@dataclass
+class Selection:
+    """The runs a comparison shows, its metric and why, and the runs it left out."""
+
+    curves: list[Curve]
+    metric: str
+    why: str  # choose_metric's sentence
+    left_out: list[LeftOut] = field(default_factory=list)
+
+    def notes(self) -> list[str]:
+        """One line per reason runs were left out (``left out: none`` when none was)."""
+        return left_out_lines(self.left_out, self.metric) or ["left out: none"]
+
+
+def left_out_lines(left_out: Sequence[LeftOut], metric: str) -> list[str]:
+    """``left out: 6 runs do not log fid/lenet_1k_ema: a, b, ... (they log fid/lenet_5k: 2, ...; pass --metric
+    to compare those)``: one line per reason, naming the runs."""
+    lines = []
+    for reason in (NO_METRIC, NOT_FINITE, NO_CONFIG, NO_CSV, UNREADABLE):
+        members = [r for r in left_out if r.reason == reason]
+        if not members:
+            continue
+        n, one = len(members), len(members) == 1
+        names = ", ".join(r.run for r in members)
+        if reason == NO_METRIC:
+            counts = Counter(r.detail or "no quality metric" for r in members)
+            they = ", ".join(f"{k}: {c}" for k, c in sorted(counts.items(), key=lambda kc: (-kc[1], kc[0])))
+            text = (f"{_runs(n)} {'does' if one else 'do'} not log {metric}: {names} ({'it logs' if one else 'they log'}"
+                    f" {they}; pass --metric to compare those)")
+        elif reason == NOT_FINITE:
+            text = f"{_runs(n)} logged {metric} only as NaN or inf: {names}"
+        elif reason in (NO_CONFIG, NO_CSV):
+            has, lacks = ("metrics.csv", "config.yaml") if reason == NO_CONFIG else ("config.yaml", "metrics.csv")
+            text = f"{_runs(n)} {'has' if one else 'have'} {has} but no {lacks}: {names}"
+        else:
+            text = f"{_runs(n)} cannot be read: " + ", ".join(f"{r.run} ({r.detail})" for r in members)
+        lines.append(f"left out: {text}")
+    return lines
 
 
 def curve_from_rows(name: str, config: dict[str, Any], rows: Sequence[dict[str, str]], metric: str,
@@ -104,37 +210,86 @@ def curve_from_rows(name: str, config: dict[str, Any], rows: Sequence[dict[str, 
     return curve
 
 
-def local_curves(runs_dir: str | Path, metric: str = "", group_by: Sequence[str] = ()) -> tuple[list[Curve], str]:
+def logged_keys(rows: Iterable[dict[str, Any]]) -> set[str]:
+    """The keys that hold a number in some row (NaN and inf included: a diverged run logged them)."""
+    keys = set()
+    for row in rows:
+        for key, text in row.items():
+            if key not in keys and text not in (None, ""):
+                try:
+                    float(text)
+                except (TypeError, ValueError):
+                    continue
+                keys.add(key)
+    return keys
+
+
+def _in_wandb_folder(path: Path, root: Path) -> bool:
+    return "wandb" in path.relative_to(root).parts  # W&B keeps its own config.yaml under <run>/wandb/
+
+
+def local_curves(runs_dir: str | Path, metric: str = "", group_by: Sequence[str] = ()) -> Selection:
     """Curves of every run folder under ``runs_dir`` (sweep folders nest them one level deeper).
 
     Args:
         runs_dir: folder searched recursively for ``metrics.csv`` next to a ``config.yaml``.
-        metric: the key to compare; "" for the first ``fid/*`` key the runs log.
+        metric: the key to compare; "" for the quality metric the most runs log (:func:`choose_metric`).
         group_by: config keys that define a group; empty for the W&B group (loss and noise schedule).
 
     Returns:
-        The curves of the runs that logged the metric, and the metric.
+        The curves of the runs that logged the metric, the metric, why it was chosen, and every other
+        folder with a metrics.csv or a config.yaml as left out, with the reason.
 
     Raises:
-        UsageError: no such folder, no run folders in it, or no run logged the metric.
+        UsageError: no such folder, no readable run folders in it, or no run logged the metric.
     """
     root = Path(runs_dir)
     if not root.is_dir():
         raise UsageError(f"--runs_dir: no such folder {runs_dir}")
-    folders = sorted(p.parent for p in root.rglob("metrics.csv") if (p.parent / "config.yaml").is_file())
-    if not folders:
-        raise UsageError(f"--runs_dir: no run folders (metrics.csv + config.yaml) under {runs_dir}")
-    runs = [(folder, *read_run_folder(folder)) for folder in folders]
-    columns = {c for _, _, rows in runs for row in rows[:1] for c in row} | {c for _, _, rows in runs
-                                                                            for row in rows[-1:] for c in row}
-    metric = metric or find_metric(columns) or ""
+    csvs = {p.parent for p in root.rglob("metrics.csv")}
+    configs = {p.parent for p in root.rglob("config.yaml") if not _in_wandb_folder(p, root)}
+    name = (lambda folder: str(folder.relative_to(root)) if folder != root else folder.name)
+    left_out = [LeftOut(name(f), NO_CONFIG) for f in sorted(csvs - configs)]
+    left_out += [LeftOut(name(f), NO_CSV) for f in sorted(configs - csvs)]
+    runs = []
+    for folder in sorted(csvs & configs):
+        try:
+            config, rows = read_run_folder(folder)
+        except UsageError as e:
+            left_out.append(LeftOut(name(folder), UNREADABLE, str(e).removeprefix(f"{folder}: ")))
+        except OSError as e:
+            left_out.append(LeftOut(name(folder), UNREADABLE, f"{e.strerror or type(e).__name__}: {e.filename}"))
+        else:
+            runs.append((name(folder), config, rows, logged_keys(rows)))
+    if not runs:
+        why = "; ".join(line.removeprefix("left out: ") for line in left_out_lines(left_out, metric))
+        raise UsageError(f"--runs_dir: no run folders (metrics.csv + config.yaml) under {runs_dir}"
+                         + (f" that can be read: {why}" if why else ""))
+    metric, why = choose_metric([keys for *_, keys in runs], metric)
     if not metric:
-        raise UsageError(f"no fid/* key in the runs under {runs_dir}; pass --metric (e.g. modes_covered/2.5k)")
-    curves = [curve_from_rows(str(folder.relative_to(root)), config, rows, metric, group_by)
-              for folder, config, rows in runs]
-    for curve, (_, config, rows) in zip(curves, runs):
+        raise UsageError(f"no run under {runs_dir} logs a quality metric (fid/*, modes_covered/*, ...); pass --metric "
+                         "(e.g. loss/d)")
+    curves = []
+    for run_name, config, rows, keys in runs:
+        curve = curve_from_rows(run_name, config, rows, metric, group_by)
         curve.verdict = run_verdict(config, rows)
-    return _logged(curves, metric, runs_dir), metric
+        curves.append(curve)
+    return _select(curves, [keys for *_, keys in runs], metric, why, left_out, runs_dir)
+
+
+def _select(curves: list[Curve], logged: Sequence[set[str]], metric: str, why: str, left_out: list[LeftOut],
+            where: str | Path) -> Selection:
+    """The Selection of the curves with values; the others left out (not logged, or only non-finite)."""
+    for curve, keys in zip(curves, logged):
+        if not curve.values:
+            left_out.append(LeftOut(curve.name, NOT_FINITE) if metric in keys else
+                            LeftOut(curve.name, NO_METRIC, default_key(keys)))
+    kept = [c for c in curves if c.values]
+    if not kept:
+        lines = left_out_lines([r for r in left_out if r.reason in (NO_METRIC, NOT_FINITE)], metric)
+        raise UsageError(f"no run under {where} logged {metric}; {lines[0].removeprefix('left out: ')}"
+                         if lines else f"no run under {where} logged {metric}; pass another --metric")
+    return Selection(kept, metric, why, left_out)
 
 
 def run_verdict(config: dict[str, Any], rows: Sequence[dict[str, str]]) -> str:
@@ -150,38 +305,36 @@ def run_verdict(config: dict[str, Any], rows: Sequence[dict[str, str]]) -> str:
 
 
 def wandb_curves(project: str, metric: str = "", filters: dict[str, Any] | None = None,
-                 group_by: Sequence[str] = ()) -> tuple[list[Curve], str]:
+                 group_by: Sequence[str] = ()) -> Selection:
     """Curves of the runs of a W&B project (``wandb.Api().runs(project, filters)``).
 
-    The metric defaults to the first ``fid/*`` key in the runs' summaries; progress is the
-    history's ``trainer/global_step`` (Lightning's logging step, as in metrics.csv) + 1.
+    The metric defaults to the quality metric in the most runs' summaries (:func:`choose_metric`);
+    progress is the history's ``trainer/global_step`` (Lightning's logging step, as in metrics.csv) + 1.
+    Runs without the metric are left out, with what they log instead.
     """
     import wandb
 
     try:
         runs = list(wandb.Api().runs(project, filters=filters or {}))
+        logged = [set(r.summary.keys()) for r in runs]
     except Exception as e:  # no network, no key, no such project: one line
         raise UsageError(f"--project {project}: cannot read runs from W&B ({' '.join(str(e).split())[:200]})") from None
-    metric = metric or find_metric({k for r in runs for k in r.summary.keys()}) or ""
+    if not runs:
+        raise UsageError(f"--project {project}: no runs{' match --filters' if filters else ''}")
+    metric, why = choose_metric(logged, metric)
     if not metric:
-        raise UsageError(f"no fid/* key in the summaries of {project}'s runs; pass --metric")
+        raise UsageError(f"no quality metric (fid/*, modes_covered/*, ...) in the summaries of {project}'s runs; "
+                         "pass --metric")
     curves = []
     for run in runs:
         rows = [{"step": str(h.get("trainer/global_step", h.get("_step"))), metric: str(h.get(metric))}
-                for h in run.scan_history(keys=[metric, "trainer/global_step"])]
+                for h in run.scan_history(keys=[metric, "trainer/global_step"])] if metric in run.summary else []
         curve = curve_from_rows(run.name, dict(run.config), rows, metric, group_by)
         curve.verdict = str(run.summary.get("diagnosis/verdict", "")).replace(", ", "+")  # written at the run's end
         if not group_by:
             curve.group = run.group or curve.group
         curves.append(curve)
-    return _logged(curves, metric, project), metric
-
-
-def _logged(curves: list[Curve], metric: str, where: str) -> list[Curve]:
-    kept = [c for c in curves if c.values]
-    if not kept:
-        raise UsageError(f"no run under {where} logged {metric}; pass another --metric")
-    return kept
+    return _select(curves, logged, metric, why, [], project)
 
 
 # -- summarizing -------------------------------------------------------------------------------
@@ -225,8 +378,22 @@ def markdown_table(stats: Sequence[GroupStats], metric: str, goal: str = "minimi
     return "\n".join(lines)
 
 
-def plot(curves: Sequence[Curve], metric: str, path: str | Path) -> Path:
-    """Write a PNG of the metric against G steps: one colour per group, one line per run (seed)."""
+def title(metric: str, groups: int, runs: int, left_out: int = 0) -> str:
+    """``fid/lenet_5k, 1 group, 3 runs (6 left out)``: the plot's title."""
+    return (f"{metric}, {groups} group{'' if groups == 1 else 's'}, {_runs(runs)}"
+            + (f" ({left_out} left out)" if left_out else ""))
+
+
+def markdown(selection: Selection, stats: Sequence[GroupStats], goal: str = "minimize") -> str:
+    """What compare_runs.py prints and writes to ``<metric>.md``: the table, the metric and why it was
+    chosen, and one line per reason runs were left out."""
+    notes = "\n".join(f"- {line}" for line in selection.notes())
+    return f"{markdown_table(stats, selection.metric, goal)}\n\nmetric: {selection.why}\n\n{notes}"
+
+
+def plot(curves: Sequence[Curve], metric: str, path: str | Path, left_out: int = 0) -> Path:
+    """Write a PNG of the metric against G steps: one colour per group, one line per run (seed); the
+    title counts the groups, the runs and the ``left_out`` runs."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -241,7 +408,7 @@ def plot(curves: Sequence[Curve], metric: str, path: str | Path) -> Path:
                     color=colors(i % colors.N), label=group if j == 0 else None)
     ax.set_xlabel("generator steps")
     ax.set_ylabel(metric)
-    ax.set_title(f"{metric}, {len(groups)} groups, {len(curves)} runs")
+    ax.set_title(title(metric, len(groups), len(curves), left_out))
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", ncol=2 if len(groups) > 8 else 1)
     fig.tight_layout()
