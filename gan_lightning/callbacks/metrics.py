@@ -10,10 +10,11 @@ import torch
 from torch import Tensor
 from typing_extensions import override
 
-from gan_lightning.callbacks.messages import rank_zero_warning
+from gan_lightning.callbacks.messages import rank_zero_say, rank_zero_warning
 from gan_lightning.errors import UsageError
 from gan_lightning.metrics.fidelity import FidelityMetrics, Reference, generate_samples, shard
-from gan_lightning.metrics.keys import METRICS, default_num_samples, default_split, metric_key, parse_metrics
+from gan_lightning.metrics.keys import (HEADLINE, METRICS, best_of, default_num_samples, default_split, metric_key,
+                                       parse_metrics)
 from gan_lightning.torch_utils import broadcast_coalesced
 
 
@@ -69,6 +70,10 @@ class MetricsCallback(L.Callback):
     :class:`~gan_lightning.modules.base.GeneratorSystem`) is scored on that EMA, under names ending in
     ``_ema`` (``fid/lenet_5k_ema``), through ``generate(z, ema=True)`` and ``sampling_generator(ema)``;
     with ``live_g`` its live G too (``generate(z, ema=False)``), under the plain names.
+
+    The headline values (FID of images; modes covered and high-quality fraction of points; of the
+    generator samples come from) go to the progress bar with their best so far, and, where no bar is
+    shown (a log file), to one console line per evaluation; :meth:`summary` is the run's closing line.
 
     A problem a user can cause at run time (missing weights, no network for Inception, too few
     samples for KID's subsets, unreadable reference data) prints one warning line; that metric (or
@@ -137,6 +142,7 @@ class MetricsCallback(L.Callback):
         self.off = ""  # why nothing is measured ("" while on)
         self.skip: set[str] = set()
         self.last_metrics: dict[str, float] = {}
+        self.best: dict[str, tuple[float, int]] = {}  # headline key -> (best value, G step it was measured at)
         self._scored_at: int | None = None
 
     # -- set-up: everything that can go wrong is found here, once ----------------------------
@@ -225,10 +231,41 @@ class MetricsCallback(L.Callback):
             if values is None:
                 return {}
             logged.update(values)
+        headline = self._track_best(logged, pl_module, trainer)
         for key, value in logged.items():
-            pl_module.log(key, value, on_step=False, on_epoch=True, sync_dist=trainer.world_size > 1)
+            pl_module.log(key, value, on_step=False, on_epoch=True, sync_dist=trainer.world_size > 1,
+                          prog_bar=key in headline)
+        for key in headline:  # the bar only: the logged best is the W&B summary's (runs/loggers.py)
+            pl_module.log(f"{key} best", self.best[key][0], on_step=False, on_epoch=True, prog_bar=True,
+                          logger=False)
         self.last_metrics, self._scored_at = logged, trainer.global_step
+        if headline and not trainer.progress_bar_callback:  # a log file: one line per evaluation instead
+            rank_zero_say(f"epoch {trainer.current_epoch + 1}: {self.summary()}")
         return logged
+
+    def _track_best(self, logged: Mapping[str, float], pl_module: L.LightningModule,
+                    trainer: L.Trainer) -> list[str]:
+        """Update :attr:`best` with this evaluation's headline values; returns their keys."""
+        g_step = int(getattr(pl_module, "g_step_count", trainer.global_step))
+        ema = getattr(pl_module, "g_ema", None) is not None  # samples and metrics come from the EMA of G then
+        names = HEADLINE["points" if self.points else "images"]
+        headline = [k for k in logged if k.split("/")[0] in names and k.endswith("_ema") == ema]
+        for key in headline:
+            value, better = logged[key], best_of(key)
+            old = self.best.get(key)
+            if old is None or (value < old[0] if better == "min" else value > old[0]):
+                self.best[key] = (value, g_step)
+        return headline
+
+    def summary(self) -> str:
+        """The headline values of the last evaluation with their best, e.g. ``fid/lenet_5k 9.73 (best 9.73
+        at G step 1240)``; "" before the first evaluation."""
+        parts = []
+        for key, (best, at) in self.best.items():
+            last = self.last_metrics.get(key)
+            if last is not None:
+                parts.append(f"{key} {last:.4g} (best {best:.4g} at G step {at})")
+        return ", ".join(parts)
 
     def generators(self, pl_module: L.LightningModule) -> list[bool | None]:
         """Which of the module's generators are scored: [None] (its ``generate``) without an EMA of G, else

@@ -202,7 +202,8 @@ def probe(
         def discriminate(x: Tensor) -> Tensor:  # the one call site of D: noise on every input
             return players.discriminate(x)[0]
 
-        for t in tqdm(range(d_iters), desc=desc, disable=not progress, leave=False, dynamic_ncols=True):
+        for t in tqdm(range(d_iters), desc=desc, disable=None if progress else True, leave=False,
+                      dynamic_ncols=True):  # disable=None: no bar when stderr is not a terminal (a log file)
             row: dict[str, Any] = dict.fromkeys(GRAD_KEYS)
             if t % grad_every == 0 or t == d_iters - 1:
                 row.update(_grad_norm_stats(g, discriminate, (d, noise), batch_size, grad_batches, stream, device))

@@ -6,6 +6,7 @@ every arm: a remedy (a way of training the probe's D) at each of its noise stds.
 from __future__ import annotations
 
 import copy
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -60,7 +61,7 @@ def train_generators(cfg: Any, epochs: Sequence[int], progress: bool = True) -> 
     trainer = L.Trainer(
         accelerator=cfg.accelerator, devices=1, precision=cfg.precision, max_epochs=wanted[-1],
         logger=False, enable_checkpointing=False, callbacks=[_Snapshots()],
-        enable_progress_bar=progress, enable_model_summary=False,
+        enable_progress_bar=progress and sys.stderr.isatty(), enable_model_summary=False,  # no bars in log files
     )
     trainer.fit(module, datamodule=dm)
     return snaps

@@ -139,7 +139,8 @@ def generate_samples(generate: Callable[[Tensor], Tensor], z_dim: int, start: in
     """Yield G's samples ``start..end-1`` in batches, from :func:`latents` moved to ``device``."""
     from tqdm.auto import tqdm
 
-    with tqdm(total=end - start, desc=desc, unit="img", leave=False, disable=not progress) as bar:
+    # disable=None: no bar when stderr is not a terminal (a log file)
+    with tqdm(total=end - start, desc=desc, unit="img", leave=False, disable=None if progress else True) as bar:
         for lo in range(start, end, batch_size):
             hi = min(end, lo + batch_size)
             yield generate(latents(seed, lo, hi, z_dim).to(device))  # (b, *data_shape)
@@ -299,7 +300,8 @@ class FidelityMetrics:
         from tqdm.auto import tqdm
 
         loader = DataLoader(self.real_data(), batch_size=self.batch_size, shuffle=False)
-        batches = (x for x, _ in tqdm(loader, desc="real features", leave=False, disable=not self.progress))
+        batches = (x for x, _ in tqdm(loader, desc="real features", leave=False,
+                                        disable=None if self.progress else True))  # None: terminals only
         feats = self.features(batches)[self.extractor.spec.feature_layer]  # (N, D)
         stats = fid_features_to_statistics(feats)
         self._real = {"features": feats, "mu": torch.from_numpy(stats["mu"]), "sigma": torch.from_numpy(stats["sigma"])}

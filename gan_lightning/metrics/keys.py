@@ -20,6 +20,7 @@ METRICS = ("fid", "kid", "is", "pr", "dc")  # what a user can ask for
 VALUE_NAMES = {"fid": ("fid",), "kid": ("kid_mean", "kid_std"), "is": ("is_mean", "is_std"),
                "pr": ("precision", "recall"), "dc": ("density", "coverage")}  # the values each metric gives
 PRIMARY = "fid"  # the metric runs are compared on by default (scripts/compare_runs.py)
+HEADLINE = {"images": ("fid",), "points": ("modes_covered", "high_quality")}  # what the console shows of a run
 # Which way each logged value improves: a run's summary keeps its best and its last value.
 BEST = {"fid": "min", "kid_mean": "min", "ssl/test_error": "min", "ssl/test_error_live": "min",
         "is_mean": "max", "precision": "max", "recall": "max", "density": "max", "coverage": "max",

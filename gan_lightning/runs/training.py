@@ -111,7 +111,8 @@ def resolve_run(cfg: TrainConfig, given: set[str]) -> Run:
 
 
 def quiet_lightning() -> None:
-    """Drop Lightning's console lines that say nothing about this run (an advert, a misleading stop reason).
+    """Drop Lightning's console lines that say nothing about this run (an advert, a misleading stop reason,
+    accelerators the machine does not have).
 
     ``Trainer.fit stopped: max_epochs=... reached`` is printed also when ``--max_steps`` stopped the
     run; ``train`` says itself why it stopped.
@@ -126,7 +127,9 @@ def quiet_lightning() -> None:
     if not any(getattr(f, "gan_lightning", False) for f in rank_zero.filters):
         def drop(record: logging.LogRecord) -> bool:
             text = record.getMessage()
-            return "litlogger" not in text and "`Trainer.fit` stopped" not in text
+            # "GPU available: False, used: False", "TPU available: False, ...": nothing to see on a laptop
+            nothing_there = "available: False" in text
+            return "litlogger" not in text and "`Trainer.fit` stopped" not in text and not nothing_there
         drop.gan_lightning = True  # type: ignore[attr-defined]
         rank_zero.addFilter(drop)
 
@@ -193,6 +196,8 @@ def train(cfg: TrainConfig, given: set[str] | None = None) -> Run:
     os.environ[RUN_DIR_ENV] = str(run.run_dir)
     last = run.run_dir / "checkpoints" / "last.ckpt"
     failed, stopped = True, ""  # until fit returns: the W&B run is closed as failed
+    closing: list[str] = []  # printed after the W&B run is finished, so W&B's own footer comes before them
+    started = time.monotonic()
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=str(run.ckpt_path) if run.ckpt_path else None)
         failed = False
@@ -222,14 +227,32 @@ def train(cfg: TrainConfig, given: set[str] | None = None) -> Run:
         if not inherited:
             del os.environ[RUN_DIR_ENV]
         if trainer.global_rank == 0 and (not failed or stopped):
-            diagnose(run.run_dir, trainer.loggers, stopped)
+            closing.append(outcome_line(trainer, module, time.monotonic() - started))
+            diagnose(run.run_dir, trainer.loggers, stopped, say=closing.append)
         finish_wandb(trainer.loggers, exit_code=int(failed))
+        for line in filter(None, closing):
+            say(line)
     if cfg.max_steps > 0 and int(module.g_steps) >= cfg.max_steps and not run.preempted:
         say(f"stopped at G step {int(module.g_steps)} (--max_steps)")
     return run
 
 
-def diagnose(run_dir: Path, loggers: Sequence[Any], stopped: str = "") -> None:
+def outcome_line(trainer: Any, module: Any, seconds: float) -> str:
+    """``result: fid/lenet_5k 9.73 (best 9.73 at G step 1240); 1240 G steps in 11.8 min``: the run's
+    headline metric (MetricsCallback.summary; the test error of the semi-supervised task) and its length."""
+    from gan_lightning.callbacks import MetricsCallback
+
+    parts = [cb.summary() for cb in trainer.callbacks if isinstance(cb, MetricsCallback)]
+    error = trainer.callback_metrics.get("ssl/test_error")
+    if error is not None:
+        parts.append(f"ssl/test_error {float(error):.4f}")
+    took = f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
+    steps = f"{module.g_step_count} G steps in {took}"
+    shown = ", ".join(p for p in parts if p)
+    return f"result: {shown}; {steps}" if shown else f"result: no quality metric measured; {steps}"
+
+
+def diagnose(run_dir: Path, loggers: Sequence[Any], stopped: str = "", say: Any = say) -> None:
     """The stability verdict at the end of a run (runs/diagnosis.py); a failure to write it is one
     line, never the end of a run that trained."""
     from gan_lightning.runs.diagnosis import after_training
