@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -248,3 +249,88 @@ def test_summary_values_name_every_verdict():
     assert {k for k, v in values.items() if k != "diagnosis/verdict"} == {f"diagnosis/{n}" for n in V.NAMES}
     assert not any(v for k, v in values.items() if k != "diagnosis/verdict")
     assert json.dumps(values)  # plain values, as a W&B summary takes them
+
+
+# -- diagnosis.png, on rows built for each panel ------------------------------------------------
+def panel_axes(fig):
+    """title -> axes of a diagnosis figure (the panels, not the legend's)."""
+    return {ax.get_title(loc="left"): ax for ax in fig.axes if ax.get_title(loc="left")}
+
+
+def test_fid_and_the_fractions_get_their_own_axes():
+    from gan_lightning.diagnostics.diagnosis import draw
+
+    rows = rows_of(d__acc=[0.6, 0.8, 0.9], fid__lenet_5k=[180, 120, 90], precision__lenet_5k=[0.1, 0.3, 0.5],
+                   recall__lenet_5k=[0.0, 0.0, 0.0])
+    axes = panel_axes(draw(rows, [V.HEALTHY], "r"))
+    fid = next(ax for title, ax in axes.items() if title.startswith("FID"))
+    fractions = next(ax for title, ax in axes.items() if title.startswith("precision, recall"))
+    assert [line.get_label() for line in fid.get_lines()] == ["fid/lenet_5k"]
+    assert [line.get_label() for line in fractions.get_lines()] == ["precision/lenet_5k", "recall/lenet_5k"]
+    assert fractions.get_ylim() == (0.0, 1.0)  # recall 0 throughout is a value, drawn on the axis
+    assert fid.get_ylabel() == "FID" and fractions.get_ylabel() == "fraction"
+
+
+@pytest.mark.parametrize("num_modes, top", [(8, 8.0), (25, 25.0), (None, 3.0)])
+def test_modes_covered_axis_runs_from_0_to_the_modes_of_the_data(num_modes, top):
+    from gan_lightning.diagnostics.diagnosis import draw
+
+    rows = rows_of(d__acc=[0.5, 0.7], modes_covered__2_5k=["", 3])  # one metric point, as after one epoch
+    rows = [{k.replace("2_5k", "2.5k"): v for k, v in r.items()} for r in rows]
+    ax = next(ax for t, ax in panel_axes(draw(rows, [V.HEALTHY], "ring", num_modes=num_modes)).items()
+              if t.startswith("modes covered"))
+    assert ax.get_ylim() == (0.0, top)
+    assert ax.get_ylabel() == (f"modes covered (of {num_modes})" if num_modes else "modes covered")
+
+
+def test_a_negative_jsd_estimate_is_explained_and_a_blow_up_is_clipped():
+    from gan_lightning.diagnostics.diagnosis import JSD_FLOOR, draw
+
+    rows = rows_of(d__acc=[0.5, 0.6, 0.9], d__jsd_estimate=[-0.3, -1.2e8, 0.4])
+    ax = next(ax for t, ax in panel_axes(draw(rows, [V.HEALTHY], "r")).items() if t.startswith("D accuracy"))
+    assert "< 0 while D is worse than chance" in ax.get_title(loc="left")
+    low, high = ax.get_ylim()
+    assert JSD_FLOOR - 0.1 <= low < JSD_FLOOR and high <= 1.1  # -1.2e8 does not flatten D's accuracy
+    assert any("1.2e+08" in t.get_text() and "1 of 3 points" in t.get_text() for t in ax.texts)
+
+
+def test_a_diverged_runs_figure_draws_without_a_warning(tmp_path, capsys, caplog):
+    from gan_lightning.diagnostics.diagnosis import write_diagnosis
+
+    nan = float("nan")
+    rows = rows_of(loss__d=[nan, nan, nan], loss__g=[nan, nan, nan], d__acc=[0.5, nan, nan],
+                   d__jsd_estimate=[-5e7, nan, nan], grad_norm__g_minimax=[0.0, nan, 0.0],
+                   grad_norm__g_nonsaturating=[nan, nan, nan], fid__lenet_5k=[nan, nan, nan])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        write_diagnosis(rows, tmp_path, "diverged")
+    assert [str(w.message) for w in caught] == []
+    assert capsys.readouterr() == ("", "") and not caplog.records
+    assert (tmp_path / "diagnosis.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("case, says", [
+    ("binary", "run: metrics.csv is not a CSV text file; byte 0x"),
+    ("a_file", "notes.txt is a file, not a run folder"),
+    ("metrics_csv", "metrics.csv is a file, not a run folder; pass its run folder {run}"),
+    ("ckpt", "last.ckpt is a file, not a run folder; pass its run folder {run}"),
+])
+def test_a_broken_metrics_csv_or_a_file_is_one_line(tmp_path, capsys, case, says):
+    """3 kB of random bytes as metrics.csv, or a file where the run folder goes: one line, exit 2, nothing written."""
+    import random
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import diagnose as script
+
+    folder = tmp_path / "run"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "metrics.csv").write_bytes(random.Random(0).randbytes(3000))
+    (folder / "checkpoints" / "last.ckpt").write_bytes(b"not read")
+    (tmp_path / "notes.txt").write_text("a file\n")
+    arg = {"binary": folder, "a_file": tmp_path / "notes.txt", "metrics_csv": folder / "metrics.csv",
+           "ckpt": folder / "checkpoints" / "last.ckpt"}[case]
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    assert run_cli(script.main, [str(arg)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and says.format(run=folder) in err, err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before

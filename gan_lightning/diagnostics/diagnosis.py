@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -92,50 +93,128 @@ def merged(ranges: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
     return out
 
 
-def _panels(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[str], bool]]:
-    """(title, keys, log y) of each panel that has values."""
-    quality = [k for k in keys_with_prefix(list(rows), "fid/")] + keys_with_prefix(list(rows), "modes_covered/")
-    quality += keys_with_prefix(list(rows), "precision/") + keys_with_prefix(list(rows), "recall/")
-    panels = [("losses", ["loss/d", "loss/g"], False), ("D accuracy and JSD estimate", ["d/acc", "d/jsd_estimate"], False),
-              ("G's gradient norm under both costs", ["grad_norm/g_minimax", "grad_norm/g_nonsaturating"], True),
-              ("instance noise sigma", ["noise/sigma"], False), ("sample quality", quality, False)]
-    def shown(key: str) -> bool:  # logged, and not 0 throughout (sigma of a run without noise)
-        return any(v != 0 for _, v in series(rows, key)) or key.startswith(("modes_covered/", "loss/"))
+@dataclass(frozen=True)
+class Panel:
+    """One panel of diagnosis.png: the logged keys it draws and how its y-axis reads."""
 
-    return [(t, [k for k in keys if shown(k)], log) for t, keys, log in panels if any(shown(k) for k in keys)]
+    title: str
+    keys: tuple[str, ...]
+    ylabel: str
+    log: bool = False
+    ylim: tuple[float, float] | None = None  # fixed range (a fraction: 0..1, modes: 0..n)
 
 
-def figure(rows: Sequence[Mapping[str, Any]], found: Sequence[Verdict], path: str | Path, source: str) -> Path:
-    """Write the one-page figure: one panel per group of logged values against G steps, flagged ranges shaded."""
-    import matplotlib
+JSD_FLOOR = -1.0  # JSD estimates below this (a D far worse than chance, a blow-up) are drawn at it
+_OFF_WHEN_ZERO = ("noise/", "grad_norm/")  # 0 throughout means "not on" (a run without noise), not a value
+FRACTIONS = ("precision", "recall", "coverage", "high_quality")  # metrics in 0..1, drawn on one 0..1 axis
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    panels = _panels(rows)
-    fig, axes = plt.subplots(len(panels) or 1, 1, figsize=(8, 2.2 * max(len(panels), 1) + 0.6), sharex=True,
-                             squeeze=False)
-    for ax, (title, keys, log) in zip(axes[:, 0], panels):
-        for key in keys:
-            points = [(x, v) for x, v in series(rows, key) if math.isfinite(v) and (v > 0 or not log)]
-            if points:
-                ax.plot(*zip(*points), label=key, lw=1, marker="." if len(points) < 30 else None)
-        if log:
-            ax.set_yscale("log")
+def _panels(rows: Sequence[Mapping[str, Any]], num_modes: int | None = None) -> list[Panel]:
+    """The panels that have values. Values on different scales get their own axis: FID (tens to
+    hundreds), the 0..1 fractions (precision, recall, coverage, high-quality samples) and the modes
+    covered (0..num_modes)."""
+    logged = list(rows)
+
+    def shown(key: str) -> bool:
+        values = [v for _, v in series(rows, key)]
+        return bool(values) and (any(v != 0 for v in values) or not key.startswith(_OFF_WHEN_ZERO))
+
+    fraction_names = [n for n in FRACTIONS if keys_with_prefix(logged, f"{n}/")]
+    fractions = [k for n in fraction_names for k in keys_with_prefix(logged, f"{n}/")]
+    modes = tuple(keys_with_prefix(logged, "modes_covered/"))
+    # 0..all modes; a run folder without its config (no known data set): 0..the most covered, at least 1
+    most = num_modes or max([1.0, *(v for k in modes for _, v in series(rows, k) if math.isfinite(v))])
+    modes_ylabel = f"modes covered (of {num_modes})" if num_modes else "modes covered"
+    panels = [
+        Panel("losses", ("loss/d", "loss/g"), "loss"),
+        Panel(f"D accuracy and JSD estimate = (log 4 - D's BCE) / 2, which is < 0 while D is worse than chance",
+              ("d/acc", "d/jsd_estimate"), "accuracy, JSD estimate"),
+        Panel("G's gradient norm under both costs", ("grad_norm/g_minimax", "grad_norm/g_nonsaturating"),
+              "gradient norm", log=True),
+        Panel("instance noise sigma", ("noise/sigma",), "sigma"),
+        Panel("FID (lower is better)", tuple(keys_with_prefix(logged, "fid/")), "FID"),
+        Panel(f"{', '.join(fraction_names)}: fractions of samples (higher is better)", tuple(fractions), "fraction",
+              ylim=(0.0, 1.0)),
+        Panel("modes covered (higher is better)", modes, modes_ylabel, ylim=(0.0, float(most))),
+    ]
+    out = []
+    for panel in panels:
+        keys = tuple(k for k in panel.keys if shown(k))
+        if keys:
+            out.append(Panel(panel.title, keys, panel.ylabel, panel.log, panel.ylim))
+    return out
+
+
+def _draw(ax: Any, panel: Panel, rows: Sequence[Mapping[str, Any]]) -> None:
+    """One panel's lines; its legend outside the axes on the right, so it never covers a curve."""
+    low = math.inf
+    for key in panel.keys:
+        points = [(x, v) for x, v in series(rows, key) if math.isfinite(v) and (v > 0 or not panel.log)]
+        if not points:
+            continue
+        xs, ys = zip(*points)
+        if key == "d/jsd_estimate" and min(ys) < JSD_FLOOR:
+            # a blow-up sends the estimate to -1e8, which would flatten D's accuracy beside it
+            clipped = [x for x, y in points if y < JSD_FLOOR]
+            ax.plot(clipped, [JSD_FLOOR] * len(clipped), "v", color="tab:orange", ms=4, clip_on=False)
+            ax.text(0.99, JSD_FLOOR / 2, f"JSD estimate < {JSD_FLOOR:g} at {len(clipped)} of {len(ys)} points "
+                    f"(min {min(ys):.3g}): drawn as \u25bc at {JSD_FLOOR:g}", transform=ax.get_yaxis_transform(),
+                    ha="right", va="center", fontsize=7, color="tab:orange")  # at y = JSD_FLOOR / 2: below D's accuracy
+            ys = tuple(max(y, JSD_FLOOR) for y in ys)
+        low = min(low, *ys)
+        ax.plot(xs, ys, label=key, lw=1, marker="." if len(points) < 30 else None, clip_on=panel.ylim is None)
+    if panel.log:
+        ax.set_yscale("log")
+    if panel.ylim is not None:
+        ax.set_ylim(*panel.ylim)
+    elif "d/acc" in panel.keys or "d/jsd_estimate" in panel.keys:
+        ax.set_ylim(min(low, 0.0) - 0.05, 1.05)
+    ax.set_title(panel.title, fontsize=9, loc="left")
+    ax.set_ylabel(panel.ylabel, fontsize=8)
+    ax.tick_params(labelsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    else:  # every value non-finite (or not > 0 on a log axis): say so instead of an empty legend
+        ax.text(0.5, 0.5, "no finite values to draw: " + ", ".join(panel.keys), transform=ax.transAxes,
+                ha="center", va="center", fontsize=8, color="0.4")
+
+
+def draw(rows: Sequence[Mapping[str, Any]], found: Sequence[Verdict], source: str, num_modes: int | None = None):
+    """The one-page figure as a matplotlib ``Figure``: one panel per group of logged values against
+    G steps, each verdict's G-step ranges shaded in its colour.
+
+    Args:
+        rows: the run's logged rows (column -> value).
+        found: the verdicts.
+        source: the run's name, in the title.
+        num_modes: modes of a 2-D mixture (ring: 8, grid: 25): the range of the modes-covered axis.
+    """
+    # A bare Figure, no pyplot: no global state, nothing on the console, and no GUI backend to pick.
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    panels = _panels(rows, num_modes)
+    fig = Figure(figsize=(10, 2.2 * max(len(panels), 1) + 0.6), dpi=90)
+    axes = fig.subplots(len(panels) or 1, 1, sharex=True, squeeze=False)[:, 0]
+    for ax, panel in zip(axes, panels):
+        _draw(ax, panel, rows)
         for v in found:
             for x0, x1 in merged(v.ranges):
                 ax.axvspan(x0, max(x1, x0 + 1), color=COLORS.get(v.name, "grey"), alpha=0.15, lw=0)
-        ax.set_title(title, fontsize=9, loc="left")
-        ax.legend(fontsize=7, loc="best")
-    axes[-1, 0].set_xlabel("G steps")
+    axes[-1].set_xlabel("G steps")
     shaded = [v for v in found if v.ranges]
-    handles = [plt.Rectangle((0, 0), 1, 1, color=COLORS.get(v.name, "grey"), alpha=0.3) for v in shaded]
+    handles = [Rectangle((0, 0), 1, 1, color=COLORS.get(v.name, "grey"), alpha=0.3) for v in shaded]
     if handles:
         fig.legend(handles, [v.name for v in shaded], loc="upper right", fontsize=8, ncol=len(handles))
     fig.suptitle(f"{source}: {summary_line(found)}", fontsize=10, x=0.01, ha="left")
     fig.tight_layout(rect=(0, 0, 1, 0.97))
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    return fig
+
+
+def figure(rows: Sequence[Mapping[str, Any]], found: Sequence[Verdict], path: str | Path, source: str,
+           num_modes: int | None = None) -> Path:
+    """Write :func:`draw`'s figure as a PNG file; return its path."""
+    draw(rows, found, source, num_modes).savefig(path)
     return Path(path)
 
 
@@ -146,5 +225,5 @@ def write_diagnosis(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, sour
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / MD).write_text(markdown(found, source))
-    figure(rows, found, out / PNG, source)
+    figure(rows, found, out / PNG, source, num_modes=num_modes)
     return found
