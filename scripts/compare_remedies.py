@@ -16,7 +16,7 @@ import sys
 import time
 
 from gan_lightning.errors import UsageError
-from gan_lightning.runs.cli import run_cli
+from gan_lightning.runs.cli import DefaultsHelpFormatter, run_cli
 from gan_lightning.runs.outputs import check_out_dir
 
 
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
 
     q = study.QUICK
     p = _Parser(prog="compare_remedies.py", description=__doc__.split("\n\n")[0], allow_abbrev=False,
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                formatter_class=DefaultsHelpFormatter)
     p.add_argument("--remedies", type=_names, default=",".join(q.remedies), help="the --remedy presets to compare")
     p.add_argument("--seeds", type=_seeds, default=",".join(map(str, q.seeds)), help="seeds of every remedy")
     p.add_argument("--epochs", type=_count, default=q.epochs, help="epochs per training run")

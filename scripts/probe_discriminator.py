@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Sequence
 
 from gan_lightning.config.flags import REMEDIES
-from gan_lightning.runs.cli import run_cli
+from gan_lightning.runs.cli import DefaultsHelpFormatter, run_cli
 from gan_lightning.errors import UsageError
 from gan_lightning.runs.outputs import check_out_dir
 from gan_lightning.diagnostics.probe_recipe import LR_SCHEDULES, PROBE_LR, PROBE_NORM, PROBE_NORMS, PROBE_SCHEDULE
@@ -96,7 +96,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="probe_discriminator.py", description=__doc__.split("\n\n")[0], allow_abbrev=False,
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                formatter_class=DefaultsHelpFormatter,
                 epilog="Plus every flag of scripts/train.py --help.")
     p.add_argument("--g_epochs", type=_numbers(int, 1, 100_000), default="1,10,25", help="epochs at which to keep G")
     p.add_argument("--g_ckpt", default="", help="checkpoint(s) PATH[,PATH...] to take G from instead of training one")

@@ -62,3 +62,18 @@ def test_sample_generation_draws_no_bar_into_a_log_file(capsys):
                                progress=True)
     assert torch.cat(list(batches)).shape == (10, 2)
     assert capsys.readouterr().err == ""  # pytest's captured stderr is not a terminal
+
+
+def test_help_shows_a_default_only_where_there_is_one():
+    import argparse
+
+    from gan_lightning.runs.cli import DefaultsHelpFormatter
+
+    p = argparse.ArgumentParser(formatter_class=DefaultsHelpFormatter)
+    p.add_argument("--n", type=int, default=3, help="a count")
+    p.add_argument("--pick", default=None, help="a snapshot (default: the last)")
+    p.add_argument("--names", default="", help="some names")
+    text = " ".join(p.format_help().split())
+    assert "a count (default: 3)" in text
+    assert "(default: the last) (default" not in text and "(default: None)" not in text
+    assert "some names (default: )" not in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from typing import Callable, Sequence
@@ -37,3 +38,14 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
         print(f"error: {e.strerror or type(e).__name__}{where}; set {DEBUG_ENV}=1 for the traceback",
               file=sys.stderr)
         return 2
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with each flag's default, except where there is none to show (None, "") or the help
+    text already says it (``(default: the last)``)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, "", argparse.SUPPRESS) or "(default" in text:
+            return text
+        return super()._get_help_string(action)
