@@ -49,3 +49,24 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_table_figure_draws_d_accuracy_as_dots_and_redraws_from_summary_json(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from gan_lightning.experiments.remedies import draw_table, redraw
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / "remedies"
+    rows = json.loads((docs / "summary.json").read_text())["remedies"]
+    fig = draw_table(rows)
+    acc = next(ax for ax in fig.axes if ax.get_title().startswith("training D's final accuracy"))
+    assert not acc.patches, "no bars: a bar's length from a cut axis exaggerates the differences"
+    seeds = [line for line in acc.get_lines() if line.get_marker() == "o"]
+    assert sum(len(line.get_ydata()) for line in seeds) == sum(len(r["d_accuracy"]["values"]) for r in rows)
+    low, high = acc.get_ylim()
+    assert low <= 0.5 and high >= 1.0  # chance to perfect
+    fid = next(ax for ax in fig.axes if ax.get_title().startswith("FID"))
+    assert fid.patches and fid.get_ylim()[0] == 0  # bars only where the axis starts at 0
+    shutil.copy(docs / "summary.json", tmp_path / "summary.json")
+    assert redraw(tmp_path).stat().st_size > 10_000

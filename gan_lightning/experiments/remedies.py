@@ -150,35 +150,77 @@ def summarize(settings: Settings, runs: dict[tuple[str, int], Path],
 
 
 def _cell(stat: dict[str, Any], fmt: str) -> str:
+    """``mean ± std`` over the seeds that have a value, and how many those are when a seed has none
+    (a run that logged no FID is not silently averaged away)."""
     if math.isnan(stat["mean"]):
         return "n/a"
-    return f"{stat['mean']:{fmt}} ± {stat['std']:{fmt}}"
+    missing = sum(math.isnan(v) for v in stat["values"])
+    of = f" ({len(stat['values']) - missing} of {len(stat['values'])} seeds)" if missing else ""
+    return f"{stat['mean']:{fmt}} ± {stat['std']:{fmt}}{of}"
+
+
+# (summary key, panel title, how a mean is drawn): a bar where its axis starts at 0 (its length
+# means something), else a short black line (D accuracy lives in 0.5..1, the last norm on a log axis)
+PANELS = (("fid", f"FID ({FID_KEY}, lower is better)", "bar"),
+          ("d_accuracy", "training D's final accuracy (0.5 = chance)", "line"),
+          ("probe_minimax_decay_orders", "probe: minimax gradient decay (orders of 10)", "bar"),
+          ("probe_minimax_last", "probe: last minimax gradient norm", "line"))
+
+
+def draw_table(rows: list[dict[str, Any]]):
+    """FID, training D's final accuracy, the probe's minimax decay and last minimax norm per remedy
+    as a matplotlib ``Figure``: each seed a dot, the mean a bar on the axes that start at 0 and a
+    black line on the others.
+
+    Args:
+        rows: summary.json's ``remedies`` (:func:`summarize`).
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    fig = Figure(figsize=(15, 3.6), dpi=110)
+    axes = fig.subplots(1, len(PANELS))
+    names = [r["remedy"] for r in rows]
+    for ax, (key, label, mean_as) in zip(axes, PANELS):
+        means = [r[key]["mean"] for r in rows]
+        if mean_as == "bar":
+            ax.bar(range(len(rows)), means, color="#9ecae1", label="mean")
+            ax.axhline(0, color="0.3", lw=0.8)
+        else:
+            ax.plot(range(len(rows)), means, "_", color="black", markersize=22, mew=2, label="mean")
+        for i, r in enumerate(rows):
+            ax.plot([i] * len(r[key]["values"]), r[key]["values"], "o", color="#08519c", markersize=4,
+                    alpha=0.8, label="seeds" if i == 0 else None)
+        ax.set_xticks(range(len(rows)), names, rotation=30)
+        ax.set_xlim(-0.6, len(rows) - 0.4)
+        ax.set_title(label, fontsize=9)
+        ax.grid(True, axis="y", alpha=0.3)
+    acc = [v for r in rows for v in r["d_accuracy"]["values"] if not math.isnan(v)]
+    axes[1].set_ylim(min([0.5, *acc]) - 0.02, 1.02)  # chance to perfect: the scale of any D's accuracy
+    axes[1].axhline(1.0, color="0.5", lw=0.8, ls="--")
+    axes[1].legend(fontsize=7, loc="lower left")
+    axes[3].set_yscale("log")
+    # 0.3, 1, 2, not 3 x 10^-1, 10^0, 2 x 10^0; between powers of 10 only 2, 3 and 5 are named
+    axes[3].yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axes[3].yaxis.set_minor_formatter(FuncFormatter(
+        lambda v, _: f"{v:g}" if v > 0 and round(v / 10 ** math.floor(math.log10(v))) in (2, 3, 5) else ""))
+    fig.suptitle("Stability remedies on mnist5k (non-saturating DCGAN): each seed a dot; the mean a bar "
+                 "(axes from 0) or a black line")
+    fig.tight_layout()
+    return fig
 
 
 def save_figure(path: Path, rows: list[dict[str, Any]]) -> Path:
-    """FID, training D's final accuracy, the probe's minimax decay and last minimax norm per remedy:
-    each seed a dot, the mean a bar."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(15, 3.4), dpi=110)
-    axes = fig.subplots(1, 4)
-    names = [r["remedy"] for r in rows]
-    for ax, key, label in zip(axes, ("fid", "d_accuracy", "probe_minimax_decay_orders", "probe_minimax_last"),
-                              (f"FID ({FID_KEY}, lower is better)", "training D's final accuracy",
-                               "probe: minimax gradient decay (orders of 10)", "probe: last minimax gradient norm")):
-        means = [r[key]["mean"] for r in rows]
-        ax.bar(range(len(rows)), means, color="#9ecae1")
-        for i, r in enumerate(rows):
-            ax.plot([i] * len(r[key]["values"]), r[key]["values"], "o", color="#08519c", markersize=4)
-        ax.set_xticks(range(len(rows)), names, rotation=30)
-        ax.set_title(label, fontsize=9)
-        ax.grid(True, axis="y", alpha=0.3)
-    axes[1].set_ylim(min(0.8, *(v for r in rows for v in r["d_accuracy"]["values"] if not math.isnan(v))), 1.0)
-    axes[3].set_yscale("log")
-    fig.suptitle("Stability remedies on mnist5k (non-saturating DCGAN): bars are means, dots seeds")
-    fig.tight_layout()
-    fig.savefig(path)
+    """Write :func:`draw_table`'s figure of ``rows`` (summary.json's ``remedies``) as a PNG file."""
+    draw_table(rows).savefig(path)
     return path
+
+
+def redraw(out_dir: str | Path) -> Path:
+    """Draw ``<out_dir>/fig_remedies_table.png`` again from its ``summary.json``, without training
+    (``python -c "from gan_lightning.experiments.remedies import redraw; redraw('docs/remedies')"``)."""
+    out = Path(out_dir)
+    return save_figure(out / "fig_remedies_table.png", json.loads((out / "summary.json").read_text())["remedies"])
 
 
 def write_outputs(out_dir: Path, settings: Settings, rows: list[dict[str, Any]], seconds: float) -> list[Path]:
