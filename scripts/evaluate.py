@@ -2,6 +2,7 @@
 """Score a checkpoint's generator: FID, KID, IS and precision/recall, or mode coverage for 2-D points.
 
     python scripts/evaluate.py runs/<run>/checkpoints/last.ckpt               # digits: lenet-mnist, offline
+    python scripts/evaluate.py runs/<run>                                     # the same: its last.ckpt
     python scripts/evaluate.py CKPT --json --num_samples 10000 --seed 1
     python scripts/evaluate.py CKPT --extractor inception --metric_weights weights-inception-2015-12-05-6726825d.pth
 
@@ -38,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     from gan_lightning.metrics.extractors import EXTRACTORS
 
     p = _Parser(prog="evaluate.py", description=__doc__.split("\n\n")[0], allow_abbrev=False)
-    p.add_argument("ckpt", help="a checkpoint written by scripts/train.py")
+    p.add_argument("ckpt", help="a checkpoint written by scripts/train.py, or a run folder (its checkpoints/last.ckpt)")
     p.add_argument("--num_samples", type=int, default=0, help="generated samples (0: 5000 images, 2500 points)")
     p.add_argument("--extractor", default="auto",
                    help=f"feature extractor: auto (lenet-mnist for digits, else inception), {', '.join(EXTRACTORS)}")
@@ -62,6 +63,30 @@ def _parser() -> argparse.ArgumentParser:
                         "or live")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     return p
+
+
+def checkpoint_of(path: str) -> Path:
+    """The checkpoint to score: ``path``, or for a run folder its ``checkpoints/last.ckpt``.
+
+    Raises:
+        UsageError: a folder without checkpoints/last.ckpt (a missing or unreadable file is
+            read_checkpoint's to report).
+    """
+    given = Path(path)
+    if not given.is_dir():
+        return given
+    last = given / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        return last
+    others = sorted(p.name for p in (given / "checkpoints").glob("*.ckpt"))
+    if others:
+        raise UsageError(f"{path} is a run folder without checkpoints/last.ckpt; pass one of its checkpoints: "
+                         + ", ".join(str(given / "checkpoints" / name) for name in others))
+    if (given / "config.yaml").is_file() or (given / "metrics.csv").is_file():
+        raise UsageError(f"{path} is a run folder without checkpoints (it stopped before its first one); pass a "
+                         ".ckpt file that scripts/train.py wrote")
+    raise UsageError(f"{path} is a folder, not a checkpoint; pass a .ckpt file, or a run folder that holds "
+                     "checkpoints/last.ckpt")
 
 
 def resolve_device(name: str):
@@ -163,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.extractor != "auto":
         check_name(args.extractor)
     parse_metrics(args.metrics)
+    args.ckpt = str(checkpoint_of(args.ckpt))
     device = resolve_device(args.device)
     start = time.perf_counter()
     module, cfg = load_generator(args.ckpt)

@@ -197,3 +197,27 @@ def test_script_in_a_subprocess_exits_2_with_one_line(tmp_path):
                           text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().count("\n") == 0 and "is not a readable checkpoint" in proc.stderr
+
+
+def test_a_run_folder_is_scored_on_its_last_checkpoint(tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    checkpoint(tmp_path, dataset="ring", arch="mlp").rename(run / "checkpoints" / "last.ckpt")
+    code, out, err = evaluate(capsys, run)
+    assert code == 0, err
+    assert out.splitlines()[0].split() == ["checkpoint", str(run / "checkpoints" / "last.ckpt")]
+
+
+@pytest.mark.parametrize("layout, says", [
+    ({"config.yaml": "seed: 0\n"}, "run is a run folder without checkpoints (it stopped before its first one)"),
+    ({"checkpoints/epoch=0.ckpt": "x"}, "run is a run folder without checkpoints/last.ckpt; pass one of its "
+                                        "checkpoints: {run}/checkpoints/epoch=0.ckpt"),
+    ({"notes.txt": "x"}, "run is a folder, not a checkpoint; pass a .ckpt file, or a run folder"),
+])
+def test_a_folder_without_last_ckpt_is_one_line(tmp_path, capsys, layout, says):
+    run = tmp_path / "run"
+    for name, text in layout.items():
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_text(text)
+    code, out, err = evaluate(capsys, run)
+    assert code == 2 and out == "" and err.count("\n") == 1 and says.format(run=run) in err, err

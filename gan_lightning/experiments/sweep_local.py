@@ -18,19 +18,22 @@ from gan_lightning.experiments.sweeps import command, engine, load_checked, run_
 
 
 def read_metric(metrics_csv: str | Path, key: str) -> list[float]:
-    """The values of ``key`` in a run's metrics.csv, in the order they were logged (empty if none)."""
-    import csv
+    """The values of ``key`` in a run's ``<run>/metrics.csv``, in the order they were logged (empty if none).
+
+    Raises:
+        UsageError: a metrics.csv that is not CSV text (``read_rows``, the one reader of the file).
+    """
+    from gan_lightning.diagnostics.diagnosis import read_rows
 
     path = Path(metrics_csv)
     if not path.is_file():
         return []
     values = []
-    with path.open(newline="") as f:
-        for row in csv.DictReader(f):
-            try:
-                values.append(float(row[key]))
-            except (KeyError, TypeError, ValueError):  # not logged in this row, or a row still being written
-                pass
+    for row in read_rows(path.parent):
+        try:
+            values.append(float(row[key]))
+        except (KeyError, TypeError, ValueError):  # not logged in this row, or a row still being written
+            pass
     return values
 
 

@@ -21,15 +21,29 @@ def num_modes(config: Mapping[str, Any]) -> int | None:
     return len(mixture[0]()) if mixture else None
 
 
+def run_folder_of(path: Path) -> Path | None:
+    """The run folder a file of a run lies in (``<run>/metrics.csv``, ``<run>/checkpoints/last.ckpt``),
+    None for any other file."""
+    if path.name in ("metrics.csv", "config.yaml", "diagnosis.md", "diagnosis.png"):
+        return path.parent
+    if path.suffix == ".ckpt" and path.parent.name == "checkpoints":
+        return path.parent.parent
+    return None
+
+
 def local_run(run_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """(config, logged rows) of a run folder.
 
     Raises:
-        UsageError: no such folder, no metrics.csv, or nothing a verdict reads in it.
+        UsageError: a file or no such folder, no metrics.csv, one that is not CSV text (read_rows), or
+            nothing a verdict reads in it.
     """
     import yaml
 
     folder = Path(run_dir)
+    if folder.is_file():
+        run = run_folder_of(folder)
+        raise UsageError(f"{run_dir} is a file, not a run folder" + (f"; pass its run folder {run}" if run else ""))
     if not folder.is_dir():
         raise UsageError(f"no such run folder: {run_dir}")
     if not (folder / "metrics.csv").is_file():
