@@ -381,3 +381,50 @@ def test_outputs_and_wandb_logging_from_hand_made_rows(tmp_path, monkeypatch):
     assert data[1][CURVE_COLUMNS.index("grad_norm_minimax")] is None  # iteration 1 was not measured
     assert calls["run"].summary["probe/g3_noise1/iters_to_accuracy_0.99"] == 21
     assert calls["finished"]
+
+
+# -- figures that read: lone spikes, legends, row titles, arm labels ----------------------------
+def _curve_rows(values):
+    """Probe rows with the -log D and minimax gradient norms measured at every iteration."""
+    return [{"iter": t, "d_loss": 1.0, "d_accuracy": 0.9, "grad_norm_minimax": v, "grad_norm_minimax_std": 0.0,
+             "grad_norm_nonsaturating": v, "grad_norm_nonsaturating_std": 0.1 * v} for t, v in enumerate(values)]
+
+
+def test_a_steady_fall_is_no_spike_and_a_lone_collapse_is():
+    from gan_lightning.experiments.probe_report import spikes
+
+    falling = [10.0 * 10 ** (-t / 10) for t in range(60)]  # 6 orders of magnitude, as in the paper's Fig. 2
+    assert not any(spikes(falling))
+    steady = [40.0 + (t % 3) for t in range(60)]
+    steady[30] = 3e-5  # one measurement collapses by 6 orders (docs/probe G@1, noise std 1)
+    assert [i for i, s in enumerate(spikes(steady)) if s] == [30]
+
+
+def test_fig_noise_keeps_a_lone_spike_off_the_axis_and_its_legend_off_the_curves():
+    from gan_lightning.experiments.probe_report import noise_figure
+
+    steady = [40.0 + (t % 3) for t in range(60)]
+    spiky = list(steady)
+    spiky[30] = 3e-5
+    results = [{"remedy": "none", "g_epochs": e, "noise_std": s, "rows": _curve_rows(spiky if s else steady),
+                "summary": {"final_d_accuracy": 0.9}} for e in (1, 10) for s in (0.0, 1.0)]
+    fig = noise_figure(results)
+    titles = [ax.get_title(loc="left") for ax in fig.axes]
+    assert titles[:3] == ["G after 1 epoch: D's accuracy", "G after 1 epoch: minimax cost",
+                          "G after 1 epoch: -log D cost"] and titles[3].startswith("G after 10 epochs")
+    assert not any("G@" in ax.get_ylabel() for ax in fig.axes)
+    right = fig.axes[2]
+    assert right.get_ylim()[0] > 1, "the spike at 3e-5 does not stretch the log axis"
+    assert any("spike" in t.get_text() for t in right.texts)
+    legends = [ax for ax in fig.axes if ax.get_legend() is not None]
+    assert legends == [fig.axes[2], fig.axes[5]]  # one per row, anchored right of its last panel
+    fig.draw_without_rendering()
+    assert all(ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1 for ax in legends), "outside"
+
+
+def test_remedy_figure_names_the_noise_arm_once(tmp_path):
+    from gan_lightning.experiments.probe_report import _arm_label
+
+    assert _arm_label({"remedy": "noise", "noise_std": 0.2}) == "noise 0.2"
+    assert _arm_label({"remedy": "none", "noise_std": 0.0}) == "none"
+    assert _arm_label({"remedy": "r1", "noise_std": 1.0}) == "r1 + noise 1"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -23,6 +24,7 @@ from gan_lightning.diagnostics.probe import (
 
 PAPER_FIG2_ORDERS = 5  # Arjovsky & Bottou, Fig. 2: up to 5 orders of magnitude after 4,000 D iterations
 ERROR_FLOOR = 1e-4  # a running D error of exactly 0 is drawn here, so it stays on the log axis
+SPIKE_WINDOW, SPIKE_ORDERS = 9, 2.5  # a gradient-norm measurement this far (orders of 10) from its neighbours' median
 FIGURES = ("fig1_d_error", "fig2_grad_minimax", "fig3_grad_nonsaturating", "fig_noise")
 REMEDY_FIGURE = "fig_remedies"  # with more than one arm
 # summary.json's entry per remedy: does D still get to accuracy 1, does the minimax gradient survive
@@ -79,22 +81,74 @@ def _d_error_and_loss(axes: Sequence[Any], results: Sequence[dict[str, Any]],
         ax.grid(True, which="both", alpha=0.3)
 
 
+def spikes(values: Sequence[float], window: int = SPIKE_WINDOW, orders: float = SPIKE_ORDERS) -> list[bool]:
+    """Which values of a log-scale curve are lone spikes: more than ``orders`` orders of magnitude
+    away from the median of their ``window`` neighbours (themselves left out). A steady fall over
+    many measurements (the paper's Fig. 2) is never one: its neighbours fall with it."""
+    logs = [math.log10(v) if v > 0 else -math.inf for v in values]
+    half = window // 2
+    out = []
+    for i, x in enumerate(logs):
+        near = sorted(logs[max(0, i - half):i] + logs[i + 1:i + 1 + half])
+        out.append(bool(near) and abs(x - near[len(near) // 2]) > orders)
+    return out
+
+
+def _robust_log_ylim(ax: Any, curves: Sequence[tuple[list[int], list[float], list[float], list[float], Any]]) -> None:
+    """Keep lone spikes from stretching a log axis: when the spikes add more than ``SPIKE_ORDERS``
+    orders of magnitude to the range of everything else, the axis ends a little past the rest and
+    each spike beyond it is marked on the edge (a triangle in its curve's colour), with a note."""
+    kept, beyond = [], 0
+    for iters, mean, low, high, _ in curves:
+        flags = spikes(mean)
+        kept += [v for i, v in enumerate(low + high) if not flags[i % len(mean)] and v > 0]
+    if not kept:
+        return
+    lo, hi = min(kept) / 1.5, max(kept) * 1.5
+    auto_lo, auto_hi = ax.get_ylim()
+    cut_lo = math.log10(lo) - math.log10(auto_lo) > SPIKE_ORDERS
+    cut_hi = math.log10(auto_hi) - math.log10(hi) > SPIKE_ORDERS
+    for iters, mean, _, _, color in curves:
+        for it, m in zip(iters, mean):
+            for cut, edge, out, marker in ((cut_lo, lo, m < lo, "v"), (cut_hi, hi, m > hi, "^")):
+                if cut and out:
+                    ax.plot([it], [edge], marker, color=color, markersize=6, clip_on=False)
+                    beyond += 1
+    ax.set_ylim(lo if cut_lo else auto_lo, hi if cut_hi else auto_hi)
+    if beyond:
+        ax.text(0.99, 0.01, f"{beyond} lone spike{'s' * (beyond != 1)} beyond the axis: \u25bc/\u25b2 on the edge",
+                transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="0.3")
+
+
 def _grad_curves(ax: Any, results: Sequence[dict[str, Any]], cost: str, label: Callable[[dict[str, Any]], str],
-                 band: bool, ordered: bool = True) -> None:
+                 band: bool, ordered: bool = True, legend: bool = True) -> None:
+    curves = []
     for res, color in zip(results, _colors(len(results), ordered)):
         iters, mean, std = _measured(res["rows"], f"grad_norm_{cost}")
         ax.plot(iters, mean, color=color, label=label(res))
+        low, high = mean, mean
         if band:
             low = [max(m - s, m * 1e-3) for m, s in zip(mean, std)]  # keep the band on the log axis
-            ax.fill_between(iters, low, [m + s for m, s in zip(mean, std)], color=color, alpha=0.2, linewidth=0)
+            high = [m + s for m, s in zip(mean, std)]
+            ax.fill_between(iters, low, high, color=color, alpha=0.2, linewidth=0)
+        curves.append((iters, mean, low, high, color))
     ax.set_yscale("log")
+    _robust_log_ylim(ax, curves)
     ax.set_xlabel("D iterations against the frozen G")
-    ax.legend(fontsize=7)
+    if legend:
+        ax.legend(fontsize=7)
     ax.grid(True, which="both", alpha=0.3)
 
 
 def _arm_label(res: dict[str, Any]) -> str:
-    return f"{res['remedy']}" + (f", noise {res['noise_std']:g}" if res["noise_std"] else "")
+    """``r1``, ``noise 0.2`` (the noise arm, or no remedy under noise: the std), ``r1 + noise 0.2``."""
+    if res["remedy"] in ("none", "noise") and res["noise_std"]:
+        return f"noise {res['noise_std']:g}"
+    return f"{res['remedy']}" + (f" + noise {res['noise_std']:g}" if res["noise_std"] else "")
+
+
+def _epochs(e: int) -> str:
+    return f"G after {e} epoch{'s' * (e != 1)}"
 
 
 def save_remedy_figure(path: Path, results: Sequence[dict[str, Any]], g_epochs: int) -> Path:
@@ -102,6 +156,7 @@ def save_remedy_figure(path: Path, results: Sequence[dict[str, Any]], g_epochs: 
     G's gradient norm under both costs."""
     mine = [r for r in results if r["g_epochs"] == g_epochs]
     fig, axes = _figure(3)
+    fig.set_figwidth(fig.get_figwidth() + 2.0)  # room for the legend, right of the panels
     for res, color in zip(mine, _colors(len(mine), ordered=False)):
         rows = res["rows"]
         acc = res["summary"]["final_d_accuracy"]
@@ -109,14 +164,49 @@ def save_remedy_figure(path: Path, results: Sequence[dict[str, Any]], g_epochs: 
                         label=f"{_arm_label(res)}: final acc {acc:.3f}")
     axes[0, 0].set_ylabel(f"D accuracy (mean of {WINDOW})")
     axes[0, 0].set_xlabel("D iterations against the frozen G")
-    axes[0, 0].legend(fontsize=7)
     axes[0, 0].grid(True, alpha=0.3)
-    _grad_curves(axes[0, 1], mine, "minimax", _arm_label, band=False, ordered=False)
+    _grad_curves(axes[0, 1], mine, "minimax", _arm_label, band=False, ordered=False, legend=False)
     axes[0, 1].set_ylabel("||grad E[log(1 - D(G(z)))]||")
-    _grad_curves(axes[0, 2], mine, "nonsaturating", _arm_label, band=True, ordered=False)
+    _grad_curves(axes[0, 2], mine, "nonsaturating", _arm_label, band=True, ordered=False, legend=False)
     axes[0, 2].set_ylabel("||grad E[-log D(G(z))]||, mean +- std")
+    # one legend (the colours are the same in the three panels), outside, on no curve
+    axes[0, 2].legend(*axes[0, 0].get_legend_handles_labels(), fontsize=7, loc="upper left",
+                      bbox_to_anchor=(1.03, 1.0), borderaxespad=0.0)
     fig.suptitle(f"Remedies against G after {g_epochs} epochs: a fresh D trained under each")
     return _save(fig, path)
+
+
+def noise_figure(results: Sequence[dict[str, Any]]):
+    """``fig_noise.png`` as a matplotlib ``Figure``: one row per G snapshot, every noise std of the
+    arm in ``results``: D's accuracy and G's gradient norm under both costs."""
+
+    def at_std(res: dict[str, Any]) -> str:
+        return f"noise std {res['noise_std']:g}"
+
+    epochs = sorted({r["g_epochs"] for r in results})
+    fig, axes = _figure(3, len(epochs))
+    fig.set_figwidth(fig.get_figwidth() + 2.2)  # room for each row's legend, right of the row
+    for row_axes, e in zip(axes, epochs):
+        mine = sorted((r for r in results if r["g_epochs"] == e), key=lambda r: r["noise_std"])
+        for res, color in zip(mine, _colors(len(mine))):
+            rows = res["rows"]
+            acc = res["summary"]["final_d_accuracy"]
+            row_axes[0].plot([r["iter"] for r in rows], running_mean([r["d_accuracy"] for r in rows]),
+                             color=color, label=f"noise std {res['noise_std']:g}: final D acc {acc:.3f}")
+        row_axes[0].set_ylabel(f"D accuracy (mean of {WINDOW})")
+        row_axes[0].set_xlabel("D iterations against the frozen G")
+        row_axes[0].grid(True, alpha=0.3)
+        _grad_curves(row_axes[1], mine, "minimax", at_std, band=False, legend=False)
+        row_axes[1].set_ylabel("||grad E[log(1 - D(G(z)))]||")
+        _grad_curves(row_axes[2], mine, "nonsaturating", at_std, band=True, legend=False)
+        row_axes[2].set_ylabel("||grad E[-log D(G(z))]||, mean +- std")
+        for ax, what in zip(row_axes, ("D's accuracy", "minimax cost", "-log D cost")):
+            ax.set_title(f"{_epochs(e)}: {what}", fontsize=9, loc="left")
+        # one legend per row (the colours are the same in its three panels), outside, on no curve
+        row_axes[2].legend(*row_axes[0].get_legend_handles_labels(), fontsize=7, loc="upper left",
+                           bbox_to_anchor=(1.03, 1.0), borderaxespad=0.0)
+    fig.suptitle("Instance noise on D's real and generated inputs (Sec. 3)")
+    return fig
 
 
 def save_figures(out_dir: str | Path, results: Sequence[dict[str, Any]],
@@ -131,11 +221,9 @@ def save_figures(out_dir: str | Path, results: Sequence[dict[str, Any]],
     base_std = min(r["noise_std"] for r in results)
     base = sorted((r for r in results if r["noise_std"] == base_std), key=lambda r: r["g_epochs"])
     noise_note = "no noise" if base_std == 0 else f"noise std {base_std:g}"
-    def at_epochs(res: dict[str, Any]) -> str:
-        return f"G at epoch {res['g_epochs']}"
 
-    def at_std(res: dict[str, Any]) -> str:
-        return f"noise std {res['noise_std']:g}"
+    def at_epochs(res: dict[str, Any]) -> str:
+        return _epochs(res["g_epochs"])
 
     paths = []
 
@@ -156,27 +244,9 @@ def save_figures(out_dir: str | Path, results: Sequence[dict[str, Any]],
     axes[0, 0].set_title(f"Fig. 3: -log D cost ({noise_note})", fontsize=9)
     paths.append(_save(fig, out / "fig3_grad_nonsaturating.png"))
 
-    epochs = sorted({r["g_epochs"] for r in results})
-    fig, axes = _figure(3, len(epochs))
-    for row_axes, e in zip(axes, epochs):
-        mine = sorted((r for r in results if r["g_epochs"] == e), key=lambda r: r["noise_std"])
-        for res, color in zip(mine, _colors(len(mine))):
-            rows = res["rows"]
-            acc = res["summary"]["final_d_accuracy"]
-            row_axes[0].plot([r["iter"] for r in rows], running_mean([r["d_accuracy"] for r in rows]),
-                             color=color, label=f"noise {res['noise_std']:g}: final acc {acc:.3f}")
-        row_axes[0].set_ylabel(f"G@{e} epochs: D accuracy (mean of {WINDOW})")
-        row_axes[0].set_xlabel("D iterations against the frozen G")
-        row_axes[0].legend(fontsize=7)
-        row_axes[0].grid(True, alpha=0.3)
-        _grad_curves(row_axes[1], mine, "minimax", at_std, band=False)
-        row_axes[1].set_ylabel("minimax grad norm")
-        _grad_curves(row_axes[2], mine, "nonsaturating", at_std, band=True)
-        row_axes[2].set_ylabel("-log D grad norm, mean +- std")
-    fig.suptitle("Instance noise on D's real and generated inputs (Sec. 3)")
-    paths.append(_save(fig, out / "fig_noise.png"))
+    paths.append(_save(noise_figure(results), out / "fig_noise.png"))
     if len({r["remedy"] for r in all_arms}) > 1:
-        at = overlay_epochs if overlay_epochs is not None else epochs[-1]
+        at = overlay_epochs if overlay_epochs is not None else max(r["g_epochs"] for r in results)
         paths.append(save_remedy_figure(out / f"{REMEDY_FIGURE}.png", all_arms, at))
     return paths
 
