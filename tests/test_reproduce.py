@@ -112,3 +112,14 @@ def test_run_jobs_runs_calls_in_processes_and_stops_at_the_first_failure(tmp_pat
                  said.append)
     run_jobs([(Path.touch, (tmp_path / "serial",))], 1, said.append)  # one at a time: in this process
     assert (tmp_path / "serial").is_file() and said[-1] == "[1/1] serial"
+
+
+def test_a_mean_over_fewer_seeds_says_so():
+    from gan_lightning.experiments.reproduce import mean_std
+    from gan_lightning.experiments.reproduce_report import _pm
+
+    per_seed = [10.0, float("nan"), 14.0]
+    mean, std = mean_std(per_seed)
+    assert mean == 12.0
+    assert _pm(mean, std, per_seed=per_seed).endswith("(2 of 3 seeds)")
+    assert "seeds" not in _pm(*mean_std([10.0, 14.0]), per_seed=[10.0, 14.0])

@@ -173,11 +173,10 @@ def last(run_dir: Path, key: str) -> float:
 
 
 def logged_rows(run_dir: Path, key: str) -> list[dict[str, str]]:
-    """The rows of a run's metrics.csv in which ``key`` was logged, in order."""
-    import csv
+    """The rows of a run's metrics.csv in which ``key`` was logged, in order (``read_rows``, the one reader)."""
+    from gan_lightning.diagnostics.diagnosis import read_rows
 
-    with (run_dir / "metrics.csv").open(newline="") as f:
-        return [row for row in csv.DictReader(f) if row.get(key)]
+    return [row for row in read_rows(run_dir) if row.get(key)]
 
 
 def metric_from(run_dir: Path, key: str, first_step: int) -> list[float]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 SUMMARY_KEYS = ("semi_supervised", "mode_coverage", "ablation")
 
@@ -22,8 +22,11 @@ def _num(x: float, digits: int = 2) -> str:
     return "-" if x is None or math.isnan(x) else f"{x:.{digits}f}"
 
 
-def _pm(mean: float, std: float, fmt=_num) -> str:
-    return f"{fmt(mean)} ± {fmt(std)}" if std and not math.isnan(std) else fmt(mean)
+def _pm(mean: float, std: float, fmt=_num, per_seed: Sequence[float] = ()) -> str:
+    """``mean ± std``, saying when the mean leaves seeds out (a seed that logged no value, or NaN)."""
+    text = f"{fmt(mean)} ± {fmt(std)}" if std and not math.isnan(std) else fmt(mean)
+    kept = sum(not math.isnan(v) for v in per_seed)
+    return f"{text} ({kept} of {len(per_seed)} seeds)" if kept < len(per_seed) else text
 
 
 def markdown(summary: dict[str, Any], settings: dict[str, Any], elapsed_s: float) -> str:
@@ -38,10 +41,10 @@ def markdown(summary: dict[str, Any], settings: dict[str, Any], elapsed_s: float
                   f"{ssl['test_size']} held-out test images; {ssl['steps']} D steps; seeds {ssl['seeds']} "
                   "(each seed draws its own labeled subset). Error of the EMA weights on the test split.", "",
                   "| model | test error (mean ± std) | per seed | per seed, live weights |", "|---|---|---|---|",
-                  f"| K+1 GAN (feature matching) | {_pm(ssl['test_error'], ssl['test_error_std'], _pct)} | "
+                  f"| K+1 GAN (feature matching) | {_pm(ssl['test_error'], ssl['test_error_std'], _pct, ssl['test_error_per_seed'])} | "
                   f"{', '.join(map(_pct, ssl['test_error_per_seed']))} | "
                   f"{', '.join(map(_pct, ssl.get('test_error_live_per_seed', [])))} |",
-                  f"| same D, labels only | {_pm(ssl['supervised_only_error'], ssl['supervised_only_error_std'], _pct)}"
+                  f"| same D, labels only | {_pm(ssl['supervised_only_error'], ssl['supervised_only_error_std'], _pct, ssl['supervised_only_per_seed'])}"
                   f" | {', '.join(map(_pct, ssl['supervised_only_per_seed']))} | "
                   f"{', '.join(map(_pct, ssl.get('supervised_only_live_per_seed', [])))} |", ""]
         spikes = next((v for k, v in ssl.items() if k.startswith("d_loss_max_after")), None)
@@ -56,8 +59,8 @@ def markdown(summary: dict[str, Any], settings: dict[str, Any], elapsed_s: float
                   "| data | D | modes covered | high-quality fraction | modes per seed |", "|---|---|---|---|---|"]
         for dataset, variants in cov.items():
             for variant, r in variants.items():
-                lines.append(f"| {dataset} | {variant} | {_pm(r['modes'], r['modes_std'], lambda v: _num(v, 1))} | "
-                             f"{_pm(r['high_quality'], r['high_quality_std'])} | "
+                lines.append(f"| {dataset} | {variant} | {_pm(r['modes'], r['modes_std'], lambda v: _num(v, 1), r['modes_per_seed'])} | "
+                             f"{_pm(r['high_quality'], r['high_quality_std'], per_seed=r['high_quality_per_seed'])} | "
                              f"{', '.join(_num(m, 0) for m in r['modes_per_seed'])} |")
         lines.append("")
     rows = summary.get("ablation")
@@ -66,8 +69,8 @@ def markdown(summary: dict[str, Any], settings: dict[str, Any], elapsed_s: float
                   "| techniques | flags | FID (lower is better) | IS (higher is better) | FID per seed | "
                   "D accuracy, last epoch |", "|---|---|---|---|---|---|"]
         for r in rows:
-            lines.append(f"| {r['techniques']} | `{r['flags'] or '-'}` | {_pm(r['fid'], r['fid_std'])} | "
-                         f"{_pm(r['is_mean'], r['is_mean_std'])} | "
+            lines.append(f"| {r['techniques']} | `{r['flags'] or '-'}` | {_pm(r['fid'], r['fid_std'], per_seed=r.get('fid_per_seed', ()))} | "
+                         f"{_pm(r['is_mean'], r['is_mean_std'], per_seed=r.get('is_mean_per_seed', ()))} | "
                          f"{', '.join(_num(v, 1) for v in r.get('fid_per_seed', []))} | "
                          f"{', '.join(_num(v, 3) for v in r.get('d_acc_last_epoch_per_seed', []))} |")
         lines.append("")
