@@ -55,11 +55,70 @@ def image_grid(images: Tensor, nrow: int | None = None, padding: int = 2) -> Ten
     return grid.permute(1, 2, 0)  # (H', W', C)
 
 
-def save_image_grid(images: Tensor, path: str | Path, nrow: int | None = None) -> Path:
-    """Write a batch of (B, C, H, W) images in [-1, 1], any floating dtype, as one PNG grid; return its path."""
+TITLE_SIZE = 12  # px: the title strip's font above a saved grid
+
+
+def _wrap(text: str, font, width: int) -> list[str]:
+    """``text`` in lines no wider than ``width`` pixels: broken after its commas first (``epoch 3,`` /
+    ``468 G steps,`` / ``EMA of G (decay 0.999)`` stay whole), at spaces inside a part too long."""
+    lines: list[str] = []
+    parts = text.split(", ")
+    for k, part in enumerate(parts):
+        part += "," if k < len(parts) - 1 else ""
+        if lines and font.getlength(f"{lines[-1]} {part}") <= width:
+            lines[-1] = f"{lines[-1]} {part}"
+            continue
+        lines.append("")
+        for word in part.split():
+            if lines[-1] and font.getlength(f"{lines[-1]} {word}") > width:
+                lines.append(word)
+            else:
+                lines[-1] = f"{lines[-1]} {word}".strip()
+    return lines
+
+
+def with_title(grid: Tensor, title: str) -> Tensor:
+    """``grid`` with a white strip above it holding ``title`` (wrapped to the grid's width).
+
+    Args:
+        grid: (H, W, C) uint8, C = 1 or 3.
+        title: one line of text; "" returns ``grid`` unchanged.
+
+    Returns:
+        (H + strip, W, C) uint8; rows ``strip:`` are ``grid`` unchanged.
+    """
+    if not title:
+        return grid
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    h, w, c = grid.shape
+    try:
+        font = ImageFont.load_default(size=TITLE_SIZE)  # a TrueType font, Pillow >= 10.1
+    except TypeError:
+        font = ImageFont.load_default()
+    lines = _wrap(title, font, w - 4)
+    line_h = TITLE_SIZE + 3
+    strip = Image.new("L", (w, line_h * len(lines) + 4), 255)
+    draw = ImageDraw.Draw(strip)
+    for i, line in enumerate(lines):
+        draw.text((2, 2 + i * line_h), line, fill=0, font=font)
+    top = torch.from_numpy(np.array(strip))[..., None].expand(-1, -1, c)  # (strip, W, C)
+    return torch.cat([top, grid], dim=0)
+
+
+def save_image_grid(images: Tensor, path: str | Path, nrow: int | None = None, title: str = "") -> Path:
+    """Write a batch of images as one PNG grid, with an optional title strip above it; return its path.
+
+    Args:
+        images: (B, C, H, W) in [-1, 1], any floating dtype.
+        path: PNG file to write.
+        nrow: images per row; default the ceiling of sqrt(B).
+        title: text above the grid (which G, after how many steps); "" for none.
+    """
     from PIL import Image
 
-    grid = image_grid(images, nrow).numpy()
+    grid = with_title(image_grid(images, nrow), title).numpy()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path)

@@ -292,3 +292,41 @@ def test_ddp_logs_rank_pooled_values(tmp_path):
     # DDP averaged the gradients, so unsynced norms agree; shadow norms are synced rank means.
     for key in ("grad_norm/d", "grad_norm/g", *SHADOW_KEYS):
         torch.testing.assert_close(ranks[0]["logged"][key], ranks[1]["logged"][key], msg=key)
+
+
+# -- sample grids -------------------------------------------------------------------------------
+@pytest.mark.parametrize("g_ema, which", [(0.0, "live G"), (0.999, "EMA of G (decay 0.999)")])
+def test_every_sample_grid_is_titled_with_its_epoch_g_steps_and_which_g(tmp_path, monkeypatch, g_ema, which):
+    from gan_lightning.callbacks import SampleGrid
+    from gan_lightning.callbacks import samples
+
+    titles = []
+    real_save = samples.save_image_grid
+    monkeypatch.setattr(samples, "save_image_grid", lambda images, path, **kw: titles.append(kw["title"])
+                        or real_save(images, path, **kw))
+    dm, module = setup_run(dataset="digits", arch="mlp", g_ema=g_ema)
+    grids = SampleGrid(tmp_path / "samples", every_n_epochs=2)
+    tiny_trainer(tmp_path, [grids], max_epochs=3, limit_train_batches=3).fit(module, datamodule=dm)
+    # epoch 2 by every_n_epochs, then the end (epoch 3) as its G steps were not shown yet
+    assert titles == [f"epoch 2, 6 G steps, {which}", f"epoch 3 (end of training), 9 G steps, {which}"]
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["epoch_0002.png", "step_0000009.png"]
+
+
+def test_a_sample_grid_logged_to_wandb_has_its_title_as_caption(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import lightning.pytorch.loggers as loggers
+
+    from gan_lightning.callbacks import SampleGrid
+
+    class FakeWandb:
+        def log_image(self, **kwargs):
+            self.logged = kwargs
+
+    monkeypatch.setattr(loggers, "WandbLogger", FakeWandb)  # SampleGrid.write looks the class up when it runs
+    _, module = setup_run(dataset="digits", arch="mlp", g_ema=0.999)
+    wandb = FakeWandb()
+    trainer = SimpleNamespace(loggers=[wandb], fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(_batches_that_stepped=7)))
+    path = SampleGrid(tmp_path).write(trainer, module, "epoch_0001", "epoch 1")
+    assert wandb.logged == {"key": "samples", "images": [str(path)], "step": 7,
+                            "caption": ["epoch 1, 0 G steps, EMA of G (decay 0.999)"]}

@@ -56,3 +56,25 @@ def test_points_run_writes_samples_at_any_precision(tmp_path, capsys, dataset, p
             "--out_dir", str(out), "--run_name", "r"]
     assert run_cli(main, argv) == 0, capsys.readouterr().err[-2000:]
     assert list((out / "r" / "samples").glob("*.png"))
+
+
+def test_a_titled_grid_has_its_title_in_a_strip_above_the_unchanged_grid(tmp_path):
+    images = torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    plain = image_grid(images)  # (82, 82, 1)
+    path = save_image_grid(images, tmp_path / "grid.png", title="epoch 3, 468 G steps, EMA of G (decay 0.999)")
+    pixels = torch.from_numpy(np.array(Image.open(path)))  # (strip + 82, 82), grey
+    strip = pixels.shape[0] - plain.shape[0]
+    assert pixels.shape[1] == plain.shape[1] and strip > 12  # one line of text at least, as wide as the grid
+    assert torch.equal(pixels[strip:], plain[..., 0]), "the grid below the strip is pixel for pixel the plain one"
+    assert (pixels[:strip] < 128).any() and (pixels[:strip] == 255).float().mean() > 0.5  # dark text on white
+
+
+def test_a_long_title_breaks_after_its_commas():
+    from PIL import ImageFont
+
+    from gan_lightning.images import TITLE_SIZE, _wrap
+
+    font = ImageFont.load_default(size=TITLE_SIZE)
+    title = "epoch 3, 468 G steps, EMA of G (decay 0.999)"
+    assert _wrap(title, font, 1000) == [title]
+    assert _wrap(title, font, 160) == ["epoch 3, 468 G steps,", "EMA of G (decay 0.999)"]
