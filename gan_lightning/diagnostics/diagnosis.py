@@ -133,7 +133,7 @@ def _panels(rows: Sequence[Mapping[str, Any]], num_modes: int | None = None) -> 
               "gradient norm", log=True),
         Panel("instance noise sigma", ("noise/sigma",), "sigma"),
         Panel("FID (lower is better)", tuple(keys_with_prefix(logged, "fid/")), "FID"),
-        Panel(f"{', '.join(fraction_names)}: fractions of samples (higher is better)", tuple(fractions), "fraction",
+        Panel(f"{', '.join(fraction_names)} (fractions, 0..1, higher is better)", tuple(fractions), "fraction",
               ylim=(0.0, 1.0)),
         Panel("modes covered (higher is better)", modes, modes_ylabel, ylim=(0.0, float(most))),
     ]
