@@ -84,7 +84,10 @@ def test_each_verdict_fires_on_the_run_made_for_it_and_no_other(runs, name):
 def test_the_end_of_a_run_writes_its_diagnosis(runs):
     run = runs["saturated"]
     text = (run / "diagnosis.md").read_text()
-    assert "**Verdict: d_saturation, vanishing_gradient**" in text
+    # G trains on the minimax cost: its vanishing gradient is a problem; the saturation cannot be graded
+    # without a quality metric, and the diagnosis says which evidence was missing
+    assert "**Verdict: vanishing_gradient (ungraded: d_saturation)**" in text
+    assert "cannot tell whether it hurt: no quality metric was logged" in text
     assert "`--loss nonsaturating`" in text and "Thm 2.4" in text  # what to try, and why
     assert (run / "diagnosis.png").stat().st_size > 10_000
     # the evidence names values the run logged: the minimax norm's peak and the G step it was at
@@ -140,7 +143,8 @@ def test_wandb_summary_gets_the_verdict(tmp_path, monkeypatch):
     assert run_cli(main, [*RING, *NO_METRICS, "--max_steps", "30", "--logger", "wandb", "--out_dir", str(tmp_path),
                           "--run_name", "w"]) == 0
     assert written["diagnosis/verdict"] == "healthy"
-    assert {k for k in written if k.startswith("diagnosis/")} == {"diagnosis/verdict", *(f"diagnosis/{n}" for n in V.NAMES)}
+    assert {k for k in written if k.startswith("diagnosis/")} == {"diagnosis/verdict", "diagnosis/notes",
+                                                                  *(f"diagnosis/{n}" for n in V.NAMES)}
 
 
 def test_compare_runs_has_a_verdict_column(runs, tmp_path):
@@ -150,7 +154,8 @@ def test_compare_runs_has_a_verdict_column(runs, tmp_path):
     curves, metric = selection.curves, selection.metric
     table = compare.markdown_table(compare.group_stats(curves, "maximize"), metric, "maximize")
     assert table.splitlines()[0].endswith("| verdicts |")
-    assert "mode_collapse x1" in table and "healthy x1" in table
+    # the 3-epoch WGAN-GP and annealed-noise runs cover none of the 8 modes yet: not learned, not healthy
+    assert "mode_collapse x1" in table and table.count("not_learned x1") == 2
 
 
 def test_wandb_run_is_read_from_its_history(runs, monkeypatch, tmp_path):
@@ -246,7 +251,8 @@ def test_summary_values_name_every_verdict():
 
     values = summary_values([V.HEALTHY])
     assert values["diagnosis/verdict"] == "healthy"
-    assert {k for k, v in values.items() if k != "diagnosis/verdict"} == {f"diagnosis/{n}" for n in V.NAMES}
+    assert {k for k, v in values.items() if k not in ("diagnosis/verdict", "diagnosis/notes")} == {
+        f"diagnosis/{n}" for n in V.NAMES}
     assert not any(v for k, v in values.items() if k != "diagnosis/verdict")
     assert json.dumps(values)  # plain values, as a W&B summary takes them
 

@@ -1,6 +1,6 @@
-"""A run's diagnosis on disk: its verdicts (:mod:`gan_lightning.diagnostics.verdicts`) as
-``diagnosis.md`` and a one-page ``diagnosis.png`` of the logged values behind them, the flagged
-G-step ranges shaded.
+"""A run's diagnosis on disk: its verdicts (:mod:`gan_lightning.diagnostics.verdicts`), graded by the
+run's outcome (:mod:`gan_lightning.diagnostics.outcome`), as ``diagnosis.md`` and a one-page
+``diagnosis.png`` of the logged values behind them, the flagged G-step ranges shaded.
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from gan_lightning.diagnostics import verdicts as V
-from gan_lightning.diagnostics.verdicts import Verdict, diagnose, keys_with_prefix, series
+from gan_lightning.diagnostics.outcome import NOTE, PROBLEM, UNGRADED, assess, status
+from gan_lightning.diagnostics.verdicts import Verdict, keys_with_prefix, series
 from gan_lightning.errors import UsageError
 
 MD, PNG = "diagnosis.md", "diagnosis.png"
 COLORS = {"d_saturation": "tab:orange", "vanishing_gradient": "tab:red", "unstable_gradient": "tab:purple",
-          "mode_collapse": "tab:brown", "divergence": "black"}
+          "mode_collapse": "tab:brown", "divergence": "black", "not_learned": "tab:gray"}
 
 
 def read_rows(run_dir: str | Path) -> list[dict[str, str]]:
@@ -53,32 +54,51 @@ def has_diagnostics(rows: Sequence[Mapping[str, Any]]) -> bool:
 
 
 def summary_line(found: Sequence[Verdict]) -> str:
-    """``healthy`` or the verdict names, comma-separated: the one console line's verdict part."""
-    return ", ".join(v.name for v in found)
+    """The console line's verdict part: the problems first, ``healthy`` when there are only notes
+    (:func:`~gan_lightning.diagnostics.outcome.status`)."""
+    return status(found)
 
 
 def summary_values(found: Sequence[Verdict]) -> dict[str, Any]:
-    """``diagnosis/*`` keys of a run summary: the verdict line, and 1/0 for every verdict."""
-    names = {v.name for v in found}
-    return {"diagnosis/verdict": summary_line(found), **{f"diagnosis/{n}": int(n in names) for n in V.NAMES}}
+    """``diagnosis/*`` keys of a run summary: the verdict line, 1/0 for every verdict that is a problem
+    (a note is 0), and the notes by name."""
+    problems = {v.name for v in found if v.severity == PROBLEM}
+    notes = ", ".join(v.name for v in found if v.severity in (NOTE, UNGRADED))
+    return {"diagnosis/verdict": summary_line(found), "diagnosis/notes": notes,
+            **{f"diagnosis/{n}": int(n in problems) for n in V.NAMES}}
+
+
+SECTIONS = ((PROBLEM, "Problems"), (UNGRADED, "Not graded"), (NOTE, "Notes: symptoms that did not hurt the run"))
 
 
 def markdown(found: Sequence[Verdict], source: str) -> str:
-    """The text of diagnosis.md: each verdict with its evidence, what to try and the paper behind it."""
+    """The text of diagnosis.md: the problems first, then the symptoms that could not be graded and the
+    notes, each with its evidence, what the outcome showed, what to try and the paper behind it."""
     lines = [f"# Diagnosis of {source}", "", f"**Verdict: {summary_line(found)}**", ""]
-    for v in found:
-        lines += [f"## {v.title} (`{v.name}`)", "", f"- **Evidence:** {v.evidence}."]
-        if v.flags:
-            lines.append("- **Flags that address it:** " + ", ".join(f"`{f}`" for f in v.flags) + ".")
-        if v.paper:
-            lines.append(f"- **Why:** {v.paper}.")
-        lines.append("")
-    lines += ["## Thresholds", "", "Named constants of `gan_lightning/diagnostics/verdicts.py`:", ""]
-    for name in ("SATURATED_ACC", "SATURATED_JSD", "SATURATED_ROWS", "VANISH_DROP", "VANISH_ROWS", "UNSTABLE_GROWTH",
-                 "COLLAPSE_MODES_DROP", "COLLAPSE_MODES_FRACTION", "COLLAPSE_QUALITY", "COLLAPSE_RECALL_DROP",
-                 "COLLAPSE_PRECISION_HOLD", "DIVERGE_FID_RATIO", "EXPLODED", "LOSS_SWING", "LOSS_SWING_MIN"):
-        value = getattr(V, name)
-        lines.append(f"- `{name}` = {value:.4g}")
+    if all(v.severity == "none" for v in found):
+        lines += [f"- {found[0].evidence}.", ""]
+    for severity, heading in SECTIONS:
+        shown = [v for v in found if v.severity == severity]
+        if shown:
+            lines += [f"## {heading}", ""]
+        for v in shown:
+            lines += [f"### {v.title} (`{v.name}`)", "", f"- **Evidence:** {v.evidence}."]
+            if v.outcome:
+                lines.append(f"- **Outcome:** {v.outcome}.")
+            if v.flags and severity != NOTE:
+                lines.append("- **Flags that address it:** " + ", ".join(f"`{f}`" for f in v.flags) + ".")
+            if v.paper:
+                lines.append(f"- **Why:** {v.paper}.")
+            lines.append("")
+    lines += ["## Thresholds", "", "Named constants of `gan_lightning/diagnostics/verdicts.py` and `outcome.py`:", ""]
+    from gan_lightning.diagnostics import outcome as O
+
+    for module, names in ((V, ("SATURATED_ACC", "SATURATED_JSD", "SATURATED_ROWS", "VANISH_DROP", "VANISH_ROWS",
+                               "UNSTABLE_GROWTH", "COLLAPSE_MODES_DROP", "COLLAPSE_MODES_FRACTION", "COLLAPSE_QUALITY",
+                               "COLLAPSE_RECALL_DROP", "COLLAPSE_PRECISION_HOLD", "DIVERGE_FID_RATIO", "EXPLODED",
+                               "LOSS_SWING", "LOSS_SWING_MIN")),
+                          (O, ("STALL_RATIO", "NOT_LEARNED_QUALITY"))):
+        lines += [f"- `{name}` = {getattr(module, name):.4g}" for name in names]
     return "\n".join(lines) + "\n"
 
 
@@ -219,9 +239,10 @@ def figure(rows: Sequence[Mapping[str, Any]], found: Sequence[Verdict], path: st
 
 
 def write_diagnosis(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, source: str, num_modes: int | None = None,
-                    stopped: str = "") -> list[Verdict]:
-    """Diagnose ``rows`` and write ``diagnosis.md`` and ``diagnosis.png`` into ``out_dir``; returns the verdicts."""
-    found = diagnose(rows, num_modes=num_modes, stopped=stopped)
+                    stopped: str = "", config: Mapping[str, Any] | None = None) -> list[Verdict]:
+    """Diagnose ``rows`` (graded with the run's ``config``) and write ``diagnosis.md`` and ``diagnosis.png``
+    into ``out_dir``; returns the verdicts."""
+    found = assess(rows, config, num_modes=num_modes, stopped=stopped)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / MD).write_text(markdown(found, source))

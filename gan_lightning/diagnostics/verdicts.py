@@ -70,9 +70,13 @@ class Verdict:
     ranges: list[tuple[float, float]] = field(default_factory=list)
     flags: tuple[str, ...] = ()
     paper: str = ""
+    harm: bool = False  # the rule itself saw harm to the outcome (modes lost, FID risen, a non-finite loss)
+    severity: str = "problem"  # after grading by the outcome (diagnostics/outcome.py): problem, note or ungraded
+    outcome: str = ""  # what the outcome showed, from the grading
 
 
-HEALTHY = Verdict("healthy", "healthy", "none of the instabilities below was found in the logged values")
+HEALTHY = Verdict("healthy", "healthy", "none of the instabilities below was found in the logged values",
+                  severity="none")
 ADVICE: dict[str, tuple[str, tuple[str, ...], str]] = {  # name -> (title, flags, paper)
     "d_saturation": ("D saturates: it tells real from generated almost perfectly",
                      ("--noise_schedule linear --noise_std 0.1", "--label_smoothing 0.9", "--lr_d (lower)"),
@@ -93,9 +97,9 @@ ADVICE: dict[str, tuple[str, tuple[str, ...], str]] = {  # name -> (title, flags
 }
 
 
-def _verdict(name: str, evidence: str, ranges: list[tuple[float, float]]) -> Verdict:
+def _verdict(name: str, evidence: str, ranges: list[tuple[float, float]], harm: bool = False) -> Verdict:
     title, flags, paper = ADVICE[name]
-    return Verdict(name, title, evidence, ranges, flags, paper)
+    return Verdict(name, title, evidence, ranges, flags, paper, harm=harm)
 
 
 # -- reading rows -----------------------------------------------------------------------------
@@ -216,12 +220,12 @@ def mode_collapse(rows: list[Mapping[str, Any]], num_modes: int | None = None) -
         end_x, end = points[-1]
         if num_modes and best - end >= COLLAPSE_MODES_DROP * num_modes:
             return _verdict("mode_collapse", f"modes covered fell from {best:.0f} ({_step(best_x)}) to {end:.0f} "
-                            f"({_step(end_x)}) of {num_modes}", [(best_x, end_x)])
+                            f"({_step(end_x)}) of {num_modes}", [(best_x, end_x)], harm=True)
         quality = dict(series(rows, "high_quality/" + key.split("/", 1)[1])).get(end_x)
         if num_modes and end <= COLLAPSE_MODES_FRACTION * num_modes and (quality or 0) >= COLLAPSE_QUALITY:
             return _verdict("mode_collapse", f"{end:.0f} of {num_modes} modes covered at {_step(end_x)} with "
                             f"{quality:.0%} of the samples near a mode (best {best:.0f} modes at {_step(best_x)})",
-                            [(points[0][0], end_x)])
+                            [(points[0][0], end_x)], harm=True)
     for key in keys_with_prefix(rows, "recall/"):
         recall, precision = series(rows, key), dict(series(rows, "precision/" + key.split("/", 1)[1]))
         best_x, best = max(recall, key=lambda p: p[1])
@@ -232,32 +236,32 @@ def mode_collapse(rows: list[Mapping[str, Any]], num_modes: int | None = None) -
         if precision[end_x] >= top_precision - COLLAPSE_PRECISION_HOLD:
             return _verdict("mode_collapse", f"recall fell from {best:.2f} ({_step(best_x)}) to {end:.2f} "
                             f"({_step(end_x)}) while precision held at {precision[end_x]:.2f} "
-                            f"(best {top_precision:.2f})", [(best_x, end_x)])
+                            f"(best {top_precision:.2f})", [(best_x, end_x)], harm=True)
     return None
 
 
 def divergence(rows: list[Mapping[str, Any]], stopped: str = "") -> Verdict | None:
     if stopped:
         last = max((x for x, _ in series(rows, "loss/d")), default=0.0)
-        return _verdict("divergence", f"the run stopped: {stopped}", [(last, last)])
+        return _verdict("divergence", f"the run stopped: {stopped}", [(last, last)], harm=True)
     for key in ("loss/d", "loss/g", "grad_norm/d", "grad_norm/g"):
         bad = [(x, v) for x, v in series(rows, key) if not math.isfinite(v)]
         if bad:
             return _verdict("divergence", f"{key} = {bad[0][1]} at {_step(bad[0][0])} ({len(bad)} non-finite values)",
-                            [(bad[0][0], bad[-1][0])])
+                            [(bad[0][0], bad[-1][0])], harm=True)
     for key in ("loss/d", "loss/g", "grad_norm/d", "grad_norm/g"):
         big = [(x, v) for x, v in series(rows, key) if abs(v) >= EXPLODED]
         if big:
             x, top = max(big, key=lambda p: abs(p[1]))
             return _verdict("divergence", f"{key} reached {_fmt(top)} at {_step(x)} ({len(big)} log steps at "
-                            f"|value| >= {EXPLODED:.0e})", [(big[0][0], big[-1][0])])
+                            f"|value| >= {EXPLODED:.0e})", [(big[0][0], big[-1][0])], harm=True)
     for key in keys_with_prefix(rows, "fid/"):
         points = series(rows, key)
         best_x, best = min(points, key=lambda p: p[1])
         end_x, end = points[-1]
         if best > 0 and end >= DIVERGE_FID_RATIO * best and end_x > best_x:
             return _verdict("divergence", f"{key} rose from its best {best:.3g} ({_step(best_x)}) to {end:.3g} "
-                            f"({_step(end_x)}): {end / best:.1f}x", [(best_x, end_x)])
+                            f"({_step(end_x)}): {end / best:.1f}x", [(best_x, end_x)], harm=True)
     points = series(rows, "loss/d")
     if len(points) >= LOSS_MIN_POINTS:
         first, last = _thirds(points)

@@ -293,15 +293,15 @@ def _select(curves: list[Curve], logged: Sequence[set[str]], metric: str, why: s
 
 
 def run_verdict(config: dict[str, Any], rows: Sequence[dict[str, str]]) -> str:
-    """The stability verdict of a run's rows ("healthy", or verdict names joined by "+"); "" when
-    the rows hold nothing to diagnose."""
+    """The stability verdict of a run's rows, graded by its outcome: the problems first, "healthy" when
+    there are only notes (the line diagnosis.md heads with); "" when the rows hold nothing to diagnose."""
     from gan_lightning.diagnostics.diagnosis import has_diagnostics
-    from gan_lightning.diagnostics.verdicts import diagnose
+    from gan_lightning.diagnostics.outcome import assess, status
     from gan_lightning.runs.diagnosis import num_modes
 
     if not has_diagnostics(rows):
         return ""
-    return "+".join(v.name for v in diagnose(rows, num_modes=num_modes(config)))
+    return status(assess(rows, config, num_modes=num_modes(config)))
 
 
 def wandb_curves(project: str, metric: str = "", filters: dict[str, Any] | None = None,

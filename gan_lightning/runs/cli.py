@@ -49,3 +49,10 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default in (None, "", argparse.SUPPRESS) or "(default" in text:
             return text
         return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are UsageErrors: one line and exit 2 through :func:`run_cli`."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)

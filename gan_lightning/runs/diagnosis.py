@@ -60,7 +60,7 @@ def local_run(run_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, str]]
 def diagnose_run(rows: Sequence[Mapping[str, Any]], config: Mapping[str, Any], out_dir: str | Path, source: str,
                  stopped: str = "") -> list[Verdict]:
     """Write diagnosis.md and diagnosis.png of ``rows`` into ``out_dir``; returns the verdicts."""
-    return write_diagnosis(rows, out_dir, source, num_modes=num_modes(config), stopped=stopped)
+    return write_diagnosis(rows, out_dir, source, num_modes=num_modes(config), stopped=stopped, config=config)
 
 
 def after_training(run_dir: Path, loggers: Sequence[Any], stopped: str = "", say=print) -> list[Verdict]:
