@@ -160,9 +160,11 @@ def test_build_plugs_each_regularizer_into_d_penalties():
     assert penalties() == []
     r1, r2, roth = penalties("--r1_weight", "10", "--r2_weight", "1", "--reg_every", "16", "--roth_gamma", "2")
     assert (r1.samples, r1.weight, r1.every, r2.samples, r2.weight) == ("real", 10.0, 16, "fake", 1.0)
-    assert roth.schedule == Exponential(2.0, final_std=0.02, anneal_steps=10_000)  # -1 resolved to 0.01 * gamma
-    (linear,) = penalties("--roth_gamma", "1", "--roth_schedule", "linear", "--roth_final_gamma", "0")
-    assert linear.schedule == Linear(1.0, final_std=0.0, anneal_steps=10_000)
+    # final gamma -1 resolved to 0.01 * gamma; anneal steps -1 to the whole run: 20 epochs x 156 batches of ring
+    assert roth.schedule == Exponential(2.0, final_std=0.02, anneal_steps=20 * (10_000 // 64))
+    (linear,) = penalties("--roth_gamma", "1", "--roth_schedule", "linear", "--roth_final_gamma", "0",
+                          "--roth_anneal_steps", "10000")
+    assert linear.schedule == Linear(1.0, final_std=0.0, anneal_steps=10_000)  # a length given wins
 
 
 def checkpoint(run: Path) -> dict:

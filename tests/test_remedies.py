@@ -59,9 +59,23 @@ def test_flags_given_win_over_the_preset():
     (["--remedy", "roth", "--loss", "hinge"], "--remedy roth does not apply to --loss hinge", NotApplicable),
     (["--remedy", "roth", "--loss", "least_squares"], "does not apply to --loss least_squares", NotApplicable),
     (["--remedy", "sn", "--arch", "improved_mnist", "--image_size", "28"], "--d_spectral_norm", UsageError),
-    (["--remedy", "r1", "--compile"], "--compile with --r1_weight: that penalty differentiates D's input gradient",
+    # a key a preset or alias set is named by the flag the user typed (issue 25)
+    (["--remedy", "r1", "--compile"], "--compile with --remedy r1 (--r1_weight 10): that penalty differentiates D's "
+                                      "input gradient", UsageError),
+    (["--remedy", "r1", "--r1_weight", "5", "--compile"], "--compile with --r1_weight: that penalty", UsageError),
+    (["--loss", "wasserstein_gp", "--compile"], "--compile with --loss wasserstein_gp (--gp_weight 10)", UsageError),
+    (["--remedy", "noise", "--noise_std", "0"], "is turned off by a flag given with it (--noise_std 0); drop that "
+                                                "flag, or the remedy", UsageError),
+    (["--remedy", "sn", "--d_spectral_norm", "false"], "turned off by a flag given with it (--d_spectral_norm false)",
      UsageError),
-    (["--loss", "wasserstein_gp", "--compile"], "--compile with --gp_weight", UsageError),
+    (["--remedy", "sn", "--d_norm", "batch"], "--remedy sn (--d_spectral_norm) with --d_norm batch", UsageError),
+    (["--remedy", "sn", "--arch", "improved_mnist", "--image_size", "28"], "--remedy sn (--d_spectral_norm): the "
+                                                                            "improved_mnist discriminator", UsageError),
+    (["--remedy", "wgan_gp", "--task", "semi_supervised", "--dataset", "digits"],
+     "--remedy wgan_gp (--gp_weight 10) is not part of --task semi_supervised (its D loss is the K+1 loss); drop "
+     "--remedy wgan_gp", UsageError),
+    (["--remedy", "noise", "--task", "semi_supervised", "--dataset", "digits"],
+     "--remedy noise (instance noise) is not part of --task semi_supervised; drop --remedy noise", UsageError),
     (["--roth_gamma", "1", "--compile"], "--compile with --roth_gamma", UsageError),
 ])
 def test_bad_combinations_are_refused(argv, message, kind):

@@ -11,9 +11,10 @@ May import: ``errors``, and, inside functions, the registries it checks names ag
 
 from gan_lightning.config.flags import (ACCELERATORS, FIELD_TYPES, LOGGERS, LOSS_ALIASES, PRECISIONS, REMEDIES, TASKS,
                                         TrainConfig, flags_markdown)
-from gan_lightning.config.parse import config_from_dict, parse_args
-from gan_lightning.config.resolve import AUTO, noise_enabled, num_outputs, resolve
-from gan_lightning.config.validate import SEED_MAX, SIZE_LIMITS, validate
+from gan_lightning.config.parse import Given, config_from_dict, parse_args
+from gan_lightning.config.resolve import AUTO, noise_enabled, num_outputs, resolve, run_g_steps
+from gan_lightning.config.validate import SEED_MAX, SIZE_LIMITS, notices, validate
 
-__all__ = ["ACCELERATORS", "AUTO", "FIELD_TYPES", "LOGGERS", "PRECISIONS", "LOSS_ALIASES", "REMEDIES", "SEED_MAX", "SIZE_LIMITS", "TASKS", "TrainConfig", "config_from_dict",
-           "flags_markdown", "noise_enabled", "num_outputs", "parse_args", "resolve", "validate"]
+__all__ = ["ACCELERATORS", "AUTO", "FIELD_TYPES", "Given", "LOGGERS", "PRECISIONS", "LOSS_ALIASES", "REMEDIES", "SEED_MAX",
+           "SIZE_LIMITS", "TASKS", "TrainConfig", "config_from_dict", "flags_markdown", "noise_enabled", "notices",
+           "num_outputs", "parse_args", "resolve", "run_g_steps", "validate"]

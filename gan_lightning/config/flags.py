@@ -25,6 +25,24 @@ REMEDIES: dict[str, dict[str, Any]] = {
     "sn": {"d_spectral_norm": True},  # Miyato et al. 2018
     "wgan_gp": {"gp_weight": 10.0},  # Gulrajani et al. 2017's penalty, on the loss of --loss (Fedus et al. 2018)
 }
+# The flags that fix the networks' shapes (what a checkpoint's weights must fit), G's and D's: a resumed
+# run keeps them, and a probe of a checkpoint's G takes them from it. The data set and image size fix both.
+DATA_SHAPE_KEYS = ("dataset", "image_size")
+G_SHAPE_KEYS = (*DATA_SHAPE_KEYS, "arch", "z_dim", "g_width", "g_norm", "vbn_ref_size")
+D_SHAPE_KEYS = (*DATA_SHAPE_KEYS, "task", "arch", "d_width", "d_norm", "d_spectral_norm", "minibatch_discrimination",
+                "mbd_kernels", "mbd_dim")
+SHAPE_KEYS = tuple(dict.fromkeys((*G_SHAPE_KEYS, *D_SHAPE_KEYS)))  # both, each once
+# Shape keys that only count when another flag turns their layer on: (that flag, its "on" value).
+SHAPE_KEYS_USED_WITH: dict[str, tuple[str, Any]] = {"vbn_ref_size": ("g_norm", "vbn"),
+                                                    "mbd_kernels": ("minibatch_discrimination", True),
+                                                    "mbd_dim": ("minibatch_discrimination", True)}
+
+
+def shape_keys(cfg: "TrainConfig", keys: Sequence[str] = SHAPE_KEYS) -> tuple[str, ...]:
+    """The ``keys`` (default: all of SHAPE_KEYS) that fix a network of ``cfg`` (a resolved config): a
+    layer's size only where its layer is on."""
+    used = {k: getattr(cfg, flag) == on for k, (flag, on) in SHAPE_KEYS_USED_WITH.items()}
+    return tuple(k for k in keys if used.get(k, True))
 TASKS = ("gan", "semi_supervised")  # what --task names; gan_lightning.build.TASKS builds each
 LOGGERS = ("csv", "wandb", "tensorboard", "none")
 X_AXES = ("g_steps", "images_seen")  # the step axis of W&B charts: progress/<x_axis>
@@ -80,13 +98,15 @@ class TrainConfig:
                             "(the paper's gamma_0 * 0.01^(t/T)), cosine, step")
     roth_final_gamma: float = _f(-1.0, "Roth's gamma from --roth_anneal_steps on (-1: 0.01 * --roth_gamma, as "
                                  "the paper)")
-    roth_anneal_steps: int = _f(10000, "G steps over which Roth's gamma is annealed (the paper: the whole run)")
+    roth_anneal_steps: int = _f(-1, "G steps over which Roth's gamma is annealed (-1: the whole run, as the paper: "
+                                "--max_steps, or --max_epochs x batches per epoch)")
     # instance noise on D's inputs (Arjovsky & Bottou 2017, sec. 3)
     noise_std: float = _f(0.0, "std of Gaussian noise added to every D input, real and fake (0: off)")
     noise_schedule: str = _f("constant", "how sigma moves: none (no noise), constant, linear, exponential, cosine, "
                              "step, adaptive")
     noise_final_std: float = _f(0.0, "sigma reached after --noise_anneal_steps (annealed schedules)")
-    noise_anneal_steps: int = _f(10000, "generator steps over which sigma is annealed")
+    noise_anneal_steps: int = _f(-1, "generator steps over which sigma is annealed (-1: the whole run, "
+                                 "--max_steps or --max_epochs x batches per epoch)")
     noise_target_acc: float = _f(0.6, "adaptive schedule: D accuracy on real data that sigma is tuned to hold")
     # Salimans et al. 2016 techniques
     g_objective: str = _f("auto", "what G minimizes: adversarial (the G loss of --loss), feature_matching, or auto "

@@ -9,7 +9,7 @@ import re
 import sys
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from gan_lightning.config.flags import FIELD_TYPES, LOSS_ALIASES, REMEDIES, TrainConfig
 from gan_lightning.errors import UsageError
@@ -109,7 +109,34 @@ def _load_yaml(path: str) -> dict[str, Any]:
     return data
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, set[str]]:
+class Given(set):
+    """The keys a user set: given in YAML or on the command line, or set for them by a loss alias or a
+    ``--remedy`` preset. ``implied`` maps each key of the latter kind to the flag the user typed
+    (``{"r1_weight": "--remedy r1"}``), so that a message can name that flag (:meth:`flag`).
+
+    A set, so ``key in given`` and ``given == {...}`` work as before.
+    """
+
+    def __init__(self, keys: Iterable[str] = (), implied: Mapping[str, str] | None = None) -> None:
+        super().__init__(keys)
+        self.implied: dict[str, str] = dict(implied or {})
+
+    def flag(self, key: str, value: Any = None) -> str:
+        """``key`` as the user set it, for a message: ``--remedy r1 (--r1_weight 10)`` where a preset or
+        alias set it, else ``--r1_weight``."""
+        return flag_text(key, value, self.implied)
+
+
+def flag_text(key: str, value: Any, implied: Mapping[str, str]) -> str:
+    """``--<key>``, or ``<the flag that set it> (--<key> <value>)`` for a key in ``implied``; a bool
+    that is on shows no value (``--remedy sn (--d_spectral_norm)``)."""
+    if key not in implied:
+        return f"--{key}"
+    shown = "" if value is True or value is None else f" {value:g}" if isinstance(value, float) else f" {value}"
+    return f"{implied[key]} (--{key}{shown})"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, Given]:
     """Parse flags (and a --config YAML) into a validated TrainConfig.
 
     Precedence: defaults < the settings of a loss alias or --remedy preset < YAML file < command line.
@@ -118,7 +145,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, set[str]
         argv: arguments without the program name; default ``sys.argv[1:]``.
 
     Returns:
-        The config and the set of keys the user gave explicitly (YAML or command line).
+        The config and the keys the user gave (YAML or command line) or that a loss alias or remedy
+        preset set (a :class:`Given`, which knows the flag that set each of the latter).
 
     Raises:
         UsageError: unknown flag or key, wrong type or invalid value.
@@ -128,15 +156,19 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, set[str]
     cli = vars(_parser().parse_args(list(sys.argv[1:] if argv is None else argv)))
     given = dict(_load_yaml(cli["config"])) if cli.get("config") else {}
     given.update(cli)
+    implied: dict[str, str] = {}  # key -> the alias or preset flag that set it
     if given.get("loss") in LOSS_ALIASES:
-        base, implied = LOSS_ALIASES[given["loss"]]
-        given = {**implied, **given, "loss": base}
+        base, settings = LOSS_ALIASES[given["loss"]]
+        implied.update({k: f"--loss {given['loss']}" for k in settings if k not in given})
+        given = {**settings, **given, "loss": base}
     if given.get("remedy") in REMEDIES:
+        implied.update({k: f"--remedy {given['remedy']}" for k in REMEDIES[given["remedy"]] if k not in given})
         given = {**REMEDIES[given["remedy"]], **given}
     values = {k: _convert(k, v) for k, v in given.items()}
     cfg = TrainConfig(**values)
-    validate(cfg)
-    return cfg, set(values)
+    keys = Given(values, implied)
+    validate(cfg, keys)
+    return cfg, keys
 
 
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection, Mapping
 
 from gan_lightning.config.flags import (ACCELERATORS, LOGGERS, LOSS_ALIASES, PRECISIONS, REMEDIES, X_AXES, TrainConfig,
                                         check_name)
@@ -17,15 +17,20 @@ SIZE_LIMITS: dict[str, int] = {"n_critic": 1000, "probe_d_iters": 10_000_000, "b
 SEED_MAX = 2**32 - 1  # numpy's seed range; Lightning replaces a seed outside it by 0 with only a warning
 
 
-def validate(cfg: TrainConfig) -> None:
+def validate(cfg: TrainConfig, given: Collection[str] | None = None) -> None:
     """Check every value a user can get wrong, on the resolved config (``auto`` values filled in).
+
+    Args:
+        cfg: the config as given (``auto`` values allowed).
+        given: the keys the user set (:class:`~gan_lightning.config.parse.Given`): a message about a
+            key that a ``--remedy`` preset or loss alias set names that flag.
 
     Raises:
         UsageError: one line saying what is right.
     """
-    from gan_lightning.config.resolve import AUTO, NO_EXTRACTOR, noise_enabled, resolve
+    from gan_lightning.config.resolve import AUTO, NO_EXTRACTOR, WHOLE_RUN, noise_enabled, resolve
 
-    given, cfg = cfg, resolve(cfg)  # resolve checks the names it looks up (dataset, arch) first
+    names, given, cfg = given, cfg, resolve(cfg)  # resolve checks the names it looks up (dataset, arch) first
     # Names a user may give as "auto" (or empty) are checked as given, so the message lists auto.
 
     from gan_lightning.data.datasets import DATASETS
@@ -104,13 +109,16 @@ def validate(cfg: TrainConfig) -> None:
     check_name("noise_schedule", cfg.noise_schedule, ["none", *SCHEDULES])
     from gan_lightning.core.noise import make_schedule
 
+    if cfg.noise_anneal_steps < 1 and cfg.noise_anneal_steps != WHOLE_RUN:
+        raise UsageError(f"--noise_anneal_steps: must be >= 1, or -1 for the whole run, got {cfg.noise_anneal_steps}")
     try:
         if noise_enabled(cfg):
             make_schedule(cfg.noise_schedule, cfg.noise_std, cfg.noise_final_std, cfg.noise_anneal_steps,
                           cfg.noise_target_acc)
     except ValueError as e:
         raise UsageError(f"instance noise: {e}") from None
-    _validate_regularizers(given, cfg)
+    implied: Mapping[str, str] = getattr(names, "implied", {})
+    _validate_regularizers(given, cfg, implied)
 
     spec = DATASETS[cfg.dataset]
     arch_name = cfg.arch
@@ -122,14 +130,17 @@ def validate(cfg: TrainConfig) -> None:
         raise UsageError(f"--image_size {cfg.image_size} is not supported by --arch {arch_name}; use one of {sizes}")
     check_name("g_norm", cfg.g_norm, arch.g_norms)
     check_name("d_norm", given.d_norm, [AUTO, *arch.d_norms])
+    from gan_lightning.config.parse import flag_text
+
+    sn = flag_text("d_spectral_norm", True, implied)
     if cfg.d_spectral_norm and not arch.d_spectral_norm:
-        raise UsageError(f"--d_spectral_norm: the {arch_name} discriminator's weights are weight-normalized "
+        raise UsageError(f"{sn}: the {arch_name} discriminator's weights are weight-normalized "
                          f"already; use --arch dcgan or mlp")
     if cfg.d_spectral_norm and cfg.d_norm != "none":
         # layers/spectral_norm.py: a batch or layer norm gives the same output for W x and W x / sigma.
-        raise UsageError(f"--d_spectral_norm with --d_norm {cfg.d_norm}: that norm layer would cancel the spectral "
+        raise UsageError(f"{sn} with --d_norm {cfg.d_norm}: that norm layer would cancel the spectral "
                          f"norm of the layer before it; use --d_norm none (auto is none with --d_spectral_norm)")
-    _validate_task(cfg)
+    _validate_task(cfg, implied)
     if cfg.channels_last and spec.kind != "images":
         raise UsageError(f"--channels_last is a memory format of images; dataset {cfg.dataset!r} is 2-D points")
     if cfg.logger == "tensorboard":
@@ -143,17 +154,28 @@ def validate(cfg: TrainConfig) -> None:
         raise UsageError(f"--config: no such file {cfg.config}")
 
 
-def _validate_regularizers(given: TrainConfig, cfg: TrainConfig) -> None:
-    """R1, R2 (and their --reg_every), Roth et al.'s regularizer with its annealing, and --remedy."""
+def _value(value: Any) -> str:
+    """A value as a user types it: ``0`` for 0.0, ``false`` for False."""
+    return str(value).lower() if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _validate_regularizers(given: TrainConfig, cfg: TrainConfig, implied: Mapping[str, str]) -> None:
+    """R1, R2 (and their --reg_every), Roth et al.'s regularizer with its annealing, and --remedy.
+
+    ``implied``: the keys a preset or loss alias set, with the flag that set them (Given.implied).
+    """
     import math
 
-    from gan_lightning.config.resolve import noise_enabled
+    from gan_lightning.config.parse import flag_text
+    from gan_lightning.config.resolve import WHOLE_RUN, noise_enabled
 
     on = {"none": True, "noise": noise_enabled(cfg), "r1": cfg.r1_weight > 0, "roth": cfg.roth_gamma > 0,
           "sn": cfg.d_spectral_norm, "wgan_gp": cfg.gp_weight > 0}
     if not on[cfg.remedy]:
-        preset = " ".join(f"--{k} {v}" for k, v in REMEDIES[cfg.remedy].items())
-        raise UsageError(f"--remedy {cfg.remedy} (= {preset}) is turned off by a flag given with it; "
+        settings = REMEDIES[cfg.remedy]
+        preset = " ".join(f"--{k} {v}" for k, v in settings.items())
+        changed = " ".join(f"--{k} {_value(getattr(cfg, k))}" for k, v in settings.items() if getattr(cfg, k) != v)
+        raise UsageError(f"--remedy {cfg.remedy} (= {preset}) is turned off by a flag given with it ({changed}); "
                          "drop that flag, or the remedy")
 
     from gan_lightning.core.losses import LOSSES, d_bce_loss
@@ -168,9 +190,10 @@ def _validate_regularizers(given: TrainConfig, cfg: TrainConfig) -> None:
     if not (math.isfinite(cfg.roth_final_gamma) and cfg.roth_final_gamma >= 0):
         raise UsageError(f"--roth_final_gamma: must be a finite number >= 0, or -1 for 0.01 * --roth_gamma, "
                          f"got {given.roth_final_gamma}")
-    if cfg.roth_anneal_steps < 1:
-        raise UsageError(f"--roth_anneal_steps: must be >= 1, got {cfg.roth_anneal_steps}")
-    double = [f"--{k}" for k in ("gp_weight", "r1_weight", "r2_weight", "roth_gamma") if getattr(cfg, k) > 0]
+    if cfg.roth_anneal_steps < 1 and cfg.roth_anneal_steps != WHOLE_RUN:
+        raise UsageError(f"--roth_anneal_steps: must be >= 1, or -1 for the whole run, got {cfg.roth_anneal_steps}")
+    double = [flag_text(k, getattr(cfg, k), implied)
+              for k in ("gp_weight", "r1_weight", "r2_weight", "roth_gamma") if getattr(cfg, k) > 0]
     if cfg.compile and double:
         raise UsageError(f"--compile with {double[0]}: that penalty differentiates D's input gradient (a double "
                          "backward), which torch.compile does not support; drop --compile or the penalty")
@@ -193,8 +216,9 @@ SSL_UNUSED: dict[str, Any] = {"n_critic": 1, "gp_weight": 0.0, "weight_clip": 0.
                               "r2_weight": 0.0, "reg_every": 1, "roth_gamma": 0.0}
 
 
-def _validate_task(cfg: TrainConfig) -> None:
+def _validate_task(cfg: TrainConfig, implied: Mapping[str, str]) -> None:
     from gan_lightning.config.flags import TASKS
+    from gan_lightning.config.parse import flag_text
     from gan_lightning.config.resolve import noise_enabled
     from gan_lightning.data.datasets import DATASETS
     from gan_lightning.data.semi_supervised import UNLABELED_CHOICES
@@ -211,9 +235,50 @@ def _validate_task(cfg: TrainConfig) -> None:
                          f"not --dataset {cfg.dataset}")
     for key, off in SSL_UNUSED.items():
         if getattr(cfg, key) != off:
-            raise UsageError(f"--{key} is not part of --task semi_supervised (its D loss is the K+1 loss); "
-                             f"leave it at {off}")
+            raise UsageError(f"{flag_text(key, getattr(cfg, key), implied)} is not part of --task semi_supervised "
+                             f"(its D loss is the K+1 loss); "
+                             + (f"drop {implied[key]}" if key in implied else f"leave it at {off}"))
     if noise_enabled(cfg):
-        raise UsageError("instance noise (--noise_std) is not part of --task semi_supervised; leave --noise_std at 0")
+        what = f"{implied['noise_std']} (instance noise)" if "noise_std" in implied else "instance noise (--noise_std)"
+        raise UsageError(f"{what} is not part of --task semi_supervised; " + (
+            f"drop {implied['noise_std']}" if "noise_std" in implied else "leave --noise_std at 0"))
 
 
+
+
+def notices(cfg: TrainConfig, given: Collection[str] = ()) -> list[str]:
+    """One line each for settings that are valid but probably not what was meant, of a resolved config.
+
+    - ``--metric_live_g`` without ``--g_ema``: there is no average, the live G is scored anyway;
+    - an anneal length given explicitly (``--noise_anneal_steps``, ``--roth_anneal_steps``) longer
+      than the run: the annealing stops half-way (-1, the default, anneals over the whole run).
+
+    Args:
+        cfg: the resolved config.
+        given: the keys the user gave; only an anneal length given is reported.
+    """
+    from gan_lightning.config.resolve import noise_annealed, roth_annealed, run_g_steps
+    from gan_lightning.core.noise import make_schedule
+    from gan_lightning.errors import DataError
+
+    lines = []
+    if cfg.metric_live_g and cfg.g_ema == 0:
+        lines.append("notice: --metric_live_g has no effect without --g_ema (there is no average of G: the metrics "
+                     "score the live G under the plain keys anyway)")
+    annealed = {"noise_anneal_steps": ("sigma", "noise_std", "noise_final_std", "noise_schedule", noise_annealed(cfg)),
+                "roth_anneal_steps": ("Roth's gamma", "roth_gamma", "roth_final_gamma", "roth_schedule",
+                                      roth_annealed(cfg))}
+    for key, (what, start, final, schedule, on) in annealed.items():
+        if not on or key not in given:
+            continue
+        try:
+            total = run_g_steps(cfg)
+        except DataError:
+            continue  # the run stops on that itself
+        steps = getattr(cfg, key)
+        if 0 < total < steps:
+            curve = make_schedule(getattr(cfg, schedule), getattr(cfg, start), getattr(cfg, final), steps, 0.5)
+            reached = curve(total, getattr(cfg, start))
+            lines.append(f"notice: --{key} {steps} is longer than the run ({total} G steps): {what} ends at "
+                         f"{reached:.3g}, not at {getattr(cfg, final):g}; --{key} -1 anneals over the whole run")
+    return lines

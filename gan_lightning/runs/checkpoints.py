@@ -80,13 +80,71 @@ def _unreadable(path: Path, error: Exception) -> str:
     return (lines[0] if lines else type(error).__name__)[:200]
 
 
-def load_weights(module: Any, state_dict: Mapping[str, Any], path: str | Path) -> None:
-    """``module.load_state_dict(state_dict)`` (strict), or one line naming the first entry that does not fit.
+# State in a module's state_dict that is no network, so a checkpoint without it (or with it where the
+# config has none) still fits: a penalty's counters and averages (the lazy-regularization counter of
+# R1/R2, historical averaging's running means), which start afresh.
+PENALTY_PREFIXES = ("d_penalties.", "g_penalties.")
+# Weight averages: (prefix of the average, prefix of the network it follows, the flag that turns it on, its name).
+AVERAGES = (("g_ema.", "generator.", "--g_ema", "G"), ("ema.", "discriminator.", "--ema_decay", "D"))
+
+
+def fit_state_dict(own: Mapping[str, Any], stored: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A checkpoint's state_dict made to fit a module built from another config, where what differs
+    is no network; and one notice line for each change a user should know of.
+
+    - A penalty's state (PENALTY_PREFIXES) missing from ``stored`` starts as in a new run; one that
+      ``stored`` has and ``own`` lacks is dropped: adding ``--r1_weight`` on a branch is fine.
+    - A weight average (AVERAGES, ``--g_ema``) that ``own`` has and ``stored`` lacks starts from the
+      stored weights of the network it follows (its update count at 0, so it warms up again); one
+      that ``stored`` has and ``own`` lacks is dropped.
+
+    Everything else is left as it is, for :func:`load_weights` to compare.
+
+    Args:
+        own: the state_dict of the module built from the config.
+        stored: the checkpoint's ``state_dict``.
+
+    Returns:
+        The state_dict to load, and the notice lines (empty when nothing was changed).
+    """
+    state = dict(stored)
+    notes: list[str] = []
+    for key in own:
+        if key.startswith(PENALTY_PREFIXES) and key not in state:
+            state[key] = own[key]
+    for key in stored:
+        if key.startswith(PENALTY_PREFIXES) and key not in own:
+            del state[key]
+    for prefix, follows, flag, name in AVERAGES:
+        mine = [k for k in own if k.startswith(prefix)]
+        theirs = [k for k in stored if k.startswith(prefix)]
+        if mine and not theirs:
+            net = prefix + "net."
+            sources = {k: follows + k[len(net):] for k in mine if k.startswith(net)}
+            if all(src in stored for src in sources.values()):
+                state.update({k: stored[src] for k, src in sources.items()})
+                state.update({k: own[k] for k in mine if k not in sources})  # the update count: 0
+                notes.append(f"notice: {flag} on a checkpoint without an average of {name}: the average starts "
+                             f"from the checkpoint's {name} weights")
+        elif theirs and not mine:
+            for k in theirs:
+                del state[k]
+            notes.append(f"notice: {flag} 0 on a checkpoint with an average of {name}: the average is dropped, "
+                         f"this run uses the live {name}")
+    return state, notes
+
+
+def load_weights(module: Any, state_dict: Mapping[str, Any], path: str | Path) -> list[str]:
+    """``module.load_state_dict(state_dict)`` (strict, after :func:`fit_state_dict`), or one line naming
+    the first entry that does not fit.
 
     Args:
         module: the networks built from the checkpoint's (or the command line's) config.
         state_dict: the checkpoint's ``state_dict``.
         path: the checkpoint, for the message.
+
+    Returns:
+        The notice lines of :func:`fit_state_dict` (empty when the checkpoint fitted as it was).
 
     Raises:
         UsageError: missing or unexpected entries, or tensors of another shape: a checkpoint of
@@ -95,6 +153,7 @@ def load_weights(module: Any, state_dict: Mapping[str, Any], path: str | Path) -
     import torch
 
     own = module.state_dict()
+    state_dict, notes = fit_state_dict(own, state_dict)
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
     resized = [k for k in own if k in state_dict and isinstance(own[k], torch.Tensor)
@@ -111,7 +170,7 @@ def load_weights(module: Any, state_dict: Mapping[str, Any], path: str | Path) -
     if not problems:
         try:
             module.load_state_dict(state_dict)
-            return
+            return notes
         except (RuntimeError, KeyError, TypeError, ValueError) as e:
             problems.append(" ".join(str(e).split())[:200])
     raise UsageError(f"{path}: its weights do not fit the networks of the config ({'; '.join(problems)}): "

@@ -7,17 +7,17 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 from gan_lightning.build import build_trainer
 from gan_lightning.config import TrainConfig, config_from_dict, parse_args, resolve, validate
+from gan_lightning.config.flags import SHAPE_KEYS, shape_keys
 from gan_lightning.errors import DivergenceError, NotApplicable, UsageError
 from gan_lightning.runs.outputs import say
 
 RUN_DIR_ENV = "GAN_LIGHTNING_RUN_DIR"  # set by rank 0 so processes started by DDP use the same folder
-# Flags that change the networks' shapes: a resumed run must keep them.
-ARCH_KEYS = ("task", "dataset", "image_size", "arch", "z_dim", "g_width", "d_width", "g_norm", "d_norm",
-             "d_spectral_norm")
+# Flags that change the networks' shapes: a resumed run must keep them (one list: config.flags.SHAPE_KEYS).
+ARCH_KEYS = SHAPE_KEYS
 
 
 @dataclass
@@ -36,7 +36,7 @@ def default_run_name(cfg: TrainConfig) -> str:
     return f"{cfg.dataset}-{cfg.arch}-{what}-{stamp}"
 
 
-def resolve_run(cfg: TrainConfig, given: set[str]) -> Run:
+def resolve_run(cfg: TrainConfig, given: Collection[str]) -> Run:
     """Pick the run folder and, for --resume, merge the checkpoint's config under the given flags;
     the returned run holds the resolved config (:func:`gan_lightning.config.resolve`), the one the
     run uses from here on.
@@ -63,13 +63,16 @@ def resolve_run(cfg: TrainConfig, given: set[str]) -> Run:
         cfg = resolve(config_from_dict(merged))
         # Compare resolved values: "--arch auto" resumes a checkpoint that stored what auto meant.
         was = resolve(config_from_dict(stored)) if stored else None
-        for key in ARCH_KEYS:
+        implied = getattr(given, "implied", {})  # keys a --remedy preset or loss alias set: name that flag
+        for key in shape_keys(cfg) if was is not None else ():
             if key in given and key in stored and getattr(cfg, key) != getattr(was, key):
+                typed, shown = implied.get(key, f"--{key}"), f"--{key}={getattr(cfg, key)}"
+                shown = f"{typed} ({shown})" if key in implied else shown
                 raise UsageError(
-                    f"--{key}={getattr(cfg, key)} differs from the checkpoint's {stored[key]!r}; "
-                    f"omit --{key} to resume {ckpt_path}"
+                    f"{shown} differs from the checkpoint's {stored[key]!r}; "
+                    f"omit {typed} to resume {ckpt_path}"
                 )
-        validate(cfg)
+        validate(cfg, given)
         own = ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else None
         out_dir = Path(cfg.out_dir) if "out_dir" in given or own is None else own.parent
         name = cfg.run_name if "run_name" in given else own.name if own else ""
@@ -147,7 +150,7 @@ def finished(cfg: TrainConfig, ckpt: dict[str, Any]) -> str:
     return ""
 
 
-def train(cfg: TrainConfig, given: set[str] | None = None) -> Run:
+def train(cfg: TrainConfig, given: Collection[str] | None = None) -> Run:
     """Train one run end to end; returns where it wrote its outputs.
 
     Raises:
@@ -164,14 +167,21 @@ def train(cfg: TrainConfig, given: set[str] | None = None) -> Run:
     from gan_lightning.runs.checkpoints import load_weights, read_checkpoint, remove_stale_temporaries
     from gan_lightning.runs.loggers import finish_wandb
 
+    from gan_lightning.config.validate import notices
+
     quiet_lightning()
-    run = resolve_run(cfg, set(given or ()))
+    given = given if given is not None else set()
+    run = resolve_run(cfg, given)
     cfg = run.cfg
     dm = build_datamodule(cfg)
     dm.check()
+    fitted = None  # the checkpoint's weights made to fit this config, where they needed it (fit_state_dict)
     if run.ckpt_path:  # refuse weights that do not fit before the Trainer prints or anything is written
         ckpt = read_checkpoint(run.ckpt_path)
-        load_weights(build_module(cfg, dm.data_shape), ckpt["state_dict"], run.ckpt_path)
+        fitted = build_module(cfg, dm.data_shape)
+        changes = load_weights(fitted, ckpt["state_dict"], run.ckpt_path)
+        if set(fitted.state_dict()) == set(ckpt["state_dict"]):
+            fitted = None  # the file fits as it is: Lightning loads it strictly
         done = finished(cfg, ckpt)
         origin = {"resumed_from": str(run.ckpt_path.resolve()), "g_steps": int(ckpt["state_dict"].get("g_steps", 0))}
         del ckpt
@@ -179,10 +189,20 @@ def train(cfg: TrainConfig, given: set[str] | None = None) -> Run:
             say(f"nothing to train: {run.ckpt_path} is finished ({done}); raise --max_epochs or --max_steps "
                 f"to train on")
             return run
+        for line in changes:
+            say(line)
+    for line in notices(cfg, given):
+        say(line)
     created = not run.run_dir.exists()  # before the loggers, which may make it
     trainer = build_trainer(cfg, run.run_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = build_module(cfg, dm.data_shape)
+    if fitted is not None:
+        # What the checkpoint lacks (an average of G, a penalty's counters) starts as fit_state_dict set it;
+        # Lightning then loads the file's entries over it, leaving those out (and ignoring ones dropped).
+        module.load_state_dict(fitted.state_dict())
+        module.strict_loading = False
+        del fitted
     inherited = RUN_DIR_ENV in os.environ
     if trainer.global_rank == 0 and not inherited:
         run.run_dir.mkdir(parents=True, exist_ok=True)
@@ -283,7 +303,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cfg.dry_run:
         import yaml
 
-        print(yaml.safe_dump(resolve(cfg).to_dict(), sort_keys=False), end="")
+        from gan_lightning.config.validate import notices
+
+        resolved = resolve(cfg)
+        for line in notices(resolved, given):
+            print(line, file=sys.stderr)
+        print(yaml.safe_dump(resolved.to_dict(), sort_keys=False), end="")
         return 0
     train(cfg, given)
     return 0
