@@ -108,3 +108,68 @@ def test_ctrl_c_exits_130_with_how_to_resume(tmp_path, capsys):
     assert "Traceback" not in err
     assert (tmp_path / "C" / "checkpoints" / "last.ckpt").is_file()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works again afterwards
+
+
+# -- what a branch may change: penalties and weight averages add no network, shape flags name themselves (issue 25)
+def _branch(run_a, *flags):
+    return run_cli(train_main, ["--resume", str(run_a / "checkpoints" / "last.ckpt"), "--run_name", "B", *flags])
+
+
+@pytest.mark.parametrize("flags", [["--remedy", "r1"], ["--r2_weight", "1", "--reg_every", "2"],
+                                   ["--historical_averaging", "0.1"]])
+def test_a_branch_may_add_a_penalty_whose_state_starts_afresh(run_a, capsys, flags):
+    assert _branch(run_a, *flags, "--max_steps", "6") == 0, capsys.readouterr().err
+    state = _weights(run_a.parent / "B" / "checkpoints" / "last.ckpt")
+    assert int(state["g_steps"]) == 6 and any(k.startswith("d_penalties.") for k in state)
+
+
+def test_a_branch_may_drop_a_penalty(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert run_cli(train_main, [*FAST, "--out_dir", str(runs), "--run_name", "A", "--remedy", "r1"]) == 0
+    assert _branch(runs / "A", "--remedy", "none", "--r1_weight", "0", "--max_steps", "6") == 0, capsys.readouterr().err
+    assert not any(k.startswith("d_penalties.") for k in _weights(runs / "B" / "checkpoints" / "last.ckpt"))
+
+
+def test_adding_g_ema_on_a_branch_starts_the_average_from_the_loaded_g(run_a, capsys):
+    capsys.readouterr()
+    assert _branch(run_a, "--g_ema", "0.9", "--max_steps", "5") == 0  # one G step
+    err = capsys.readouterr().err
+    assert "notice: --g_ema on a checkpoint without an average of G: the average starts from the checkpoint's G " \
+           "weights" in err, err
+    before, after = _weights(run_a / "checkpoints" / "last.ckpt"), _weights(run_a.parent / "B" / "checkpoints" / "last.ckpt")
+    d = min(0.9, 2 / 11)  # WeightEMA's warm-up decay at its first update
+    for key in (k for k in after if k.startswith("generator.") and after[k].is_floating_point()):
+        ema = after["g_ema.net." + key[len("generator."):]]
+        if "running_" in key:  # BatchNorm statistics are copied, not averaged
+            torch.testing.assert_close(ema, after[key])
+        else:
+            torch.testing.assert_close(ema, d * before[key] + (1 - d) * after[key])
+    assert int(after["g_ema.updates"]) == 1
+
+
+def test_dropping_g_ema_on_a_branch_says_so(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert run_cli(train_main, [*FAST, "--out_dir", str(runs), "--run_name", "A", "--g_ema", "0.9"]) == 0
+    capsys.readouterr()
+    assert _branch(runs / "A", "--g_ema", "0", "--max_steps", "6") == 0
+    err = capsys.readouterr().err
+    assert "notice: --g_ema 0 on a checkpoint with an average of G: the average is dropped, this run uses the " \
+           "live G" in err, err
+    assert not any(k.startswith("g_ema.") for k in _weights(runs / "B" / "checkpoints" / "last.ckpt"))
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--remedy", "sn"], "--remedy sn (--d_spectral_norm=True) differs from the checkpoint's False; omit --remedy sn "
+                         "to resume"),
+    (["--minibatch_discrimination"], "--minibatch_discrimination=True differs from the checkpoint's False; omit "
+                                     "--minibatch_discrimination"),
+    (["--g_norm", "vbn"], "--g_norm=vbn differs from the checkpoint's 'batch'; omit --g_norm"),
+])
+def test_a_branch_that_changes_a_network_names_the_flag_and_writes_nothing(run_a, capsys, flags, says):
+    from script_harness import assert_one_line
+
+    before = tree(run_a.parent)
+    capsys.readouterr()
+    code = _branch(run_a, *flags, "--max_steps", "6")
+    assert_one_line(code, capsys.readouterr().err, says)
+    assert tree(run_a.parent) == before
