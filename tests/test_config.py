@@ -169,3 +169,77 @@ def test_technique_bad_input_one_line_exit_2(argv, fragment, capsys):
     assert run_cli(main, argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and fragment in err, err
+
+
+# -- anneal lengths follow the run (issue 25) ------------------------------------------------------
+RING_EPOCH = 10_000 // 64  # G steps in one epoch of ring at batch size 64 (the partial last batch is dropped)
+
+
+@pytest.mark.parametrize("argv, steps", [
+    (["--dataset", "ring", "--max_epochs", "3"], 3 * RING_EPOCH),
+    (["--dataset", "ring", "--max_epochs", "3", "--max_steps", "100"], 100),  # the limit reached first
+    (["--dataset", "ring", "--max_epochs", "1", "--max_steps", "1000"], RING_EPOCH),
+    (["--dataset", "ring", "--max_epochs", "-1", "--max_steps", "70"], 70),
+    (["--dataset", "ring", "--max_epochs", "2", "--batch_size", "100", "--n_critic", "5"], 200),  # n_critic: same batch
+    (["--dataset", "ring", "--max_epochs", "2", "--devices", "2", "--accelerator", "cpu"], 2 * (5_000 // 64)),  # DDP
+    ([], 20 * (4_000 // 64)),  # the default run: 1,240 G steps of mnist5k
+])
+def test_run_g_steps(argv, steps):
+    from gan_lightning.config import run_g_steps
+
+    assert run_g_steps(parse_args(argv)[0]) == steps
+
+
+@pytest.mark.parametrize("remedy, key", [("noise", "noise_anneal_steps"), ("roth", "roth_anneal_steps")])
+def test_dry_run_shows_a_presets_anneal_over_the_whole_run(remedy, key, capsys):
+    assert run_cli(main, ["--dry_run", "--remedy", remedy, "--dataset", "ring", "--max_epochs", "3"]) == 0
+    out, err = capsys.readouterr()
+    assert yaml.safe_load(out)[key] == 3 * RING_EPOCH and err == ""
+    # a length given wins, and one longer than the run says so in one line (stderr: stdout stays YAML)
+    assert run_cli(main, ["--dry_run", "--remedy", remedy, "--dataset", "ring", "--max_epochs", "3", f"--{key}",
+                          "10000"]) == 0
+    out, err = capsys.readouterr()
+    assert yaml.safe_load(out)[key] == 10_000
+    # 0.2 * (1 - 468 / 10000) = 0.191 (linear); 2 * 0.01 ** (468 / 10000) = 1.61 (exponential)
+    what = "sigma ends at 0.191, not at 0" if remedy == "noise" else "Roth's gamma ends at 1.61, not at 0.02"
+    assert err.splitlines() == [f"notice: --{key} 10000 is longer than the run ({3 * RING_EPOCH} G steps): {what}; "
+                                f"--{key} -1 anneals over the whole run"]
+
+
+def test_an_anneal_that_is_off_stays_minus_one_and_loads_no_data(monkeypatch):
+    from gan_lightning.config import resolve
+
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("gan_lightning.config.resolve"), "_train_size", None)  # no call
+    cfg = resolve(parse_args(["--remedy", "noise", "--noise_schedule", "constant"])[0])
+    assert (cfg.noise_anneal_steps, cfg.roth_anneal_steps) == (-1, -1)
+
+
+def test_metric_live_g_without_g_ema_gives_a_notice(capsys):
+    assert run_cli(main, ["--dry_run", "--dataset", "ring", "--metric_live_g"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "notice: --metric_live_g has no effect without --g_ema (there is no average of G: the metrics score the "
+        "live G under the plain keys anyway)"]
+    assert run_cli(main, ["--dry_run", "--dataset", "ring", "--metric_live_g", "--g_ema", "0.99"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_notices_come_before_a_run_trains(tmp_path, capsys):
+    argv = ["--dataset", "ring", "--max_steps", "2", "--logger", "none", "--metric_every_n_epochs", "0",
+            "--diagnostics", "false", "--remedy", "noise", "--noise_anneal_steps", "10", "--out_dir", str(tmp_path)]
+    assert run_cli(main, argv) == 0
+    err = capsys.readouterr().err
+    assert "notice: --noise_anneal_steps 10 is longer than the run (2 G steps): sigma ends at 0.16, not at 0" in err
+    assert err.index("notice:") < err.index("run folder:")
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--noise_anneal_steps", "0"], "--noise_anneal_steps: must be >= 1, or -1 for the whole run, got 0"),
+    (["--roth_anneal_steps", "-2"], "--roth_anneal_steps: must be >= 1, or -1 for the whole run, got -2"),
+])
+def test_bad_anneal_lengths_are_one_line(argv, says, tmp_path, capsys):
+    from script_harness import assert_one_line
+
+    assert_one_line(run_cli(main, [*argv, "--out_dir", str(tmp_path / "runs")]), capsys.readouterr().err, says)
+    assert not (tmp_path / "runs").exists()
