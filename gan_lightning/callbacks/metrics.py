@@ -239,7 +239,7 @@ class MetricsCallback(L.Callback):
             pl_module.log(f"{key} best", self.best[key][0], on_step=False, on_epoch=True, prog_bar=True,
                           logger=False)
         self.last_metrics, self._scored_at = logged, trainer.global_step
-        if headline and not trainer.progress_bar_callback:  # a log file: one line per evaluation instead
+        if headline and getattr(trainer, "progress_bar_callback", True) is None:  # no bar (a log file): a line
             rank_zero_say(f"epoch {trainer.current_epoch + 1}: {self.summary()}")
         return logged
 
