@@ -207,12 +207,12 @@ def score(entry: Entry, corpus: Path) -> Scored:
     run = corpus / entry.name
     record_file = corpus / f"{entry.name}.build.json"
     record = json.loads(record_file.read_text()) if record_file.is_file() else {}
-    if not (run / "metrics.csv").is_file():
-        raise UsageError(f"{run}: no metrics.csv; a corpus folder holds the run folders calibrate_verdicts.py builds")
     seconds = float(record.get("seconds", 0.0))
     crashed = [code for code in record.get("exits", []) if code not in OK_EXITS]
     if crashed:
         return Scored(entry, (), (), "", f"crashed (exit {crashed[0]}, see {entry.name}.log)", seconds)
+    if not (run / "metrics.csv").is_file():
+        raise UsageError(f"{run}: no metrics.csv; a corpus folder holds the run folders calibrate_verdicts.py builds")
     config, rows = local_run(run)
     stopped = "a non-finite loss" if 3 in record.get("exits", []) else ""
     found = assess(rows, config, num_modes=num_modes(config), stopped=stopped)
