@@ -18,9 +18,10 @@ from typing import Any, Mapping, Sequence
 
 from gan_lightning.diagnostics.verdicts import HEALTHY, Verdict, diagnose, keys_with_prefix, series
 
-# A symptom hurt the run where the primary metric at the end is no better than when the symptom began
-# (FID: end >= STALL_RATIO x start). 1.0: any improvement after it counts as "kept improving".
-STALL_RATIO = 1.0
+# A symptom hurt the run where the primary metric at the end is no better than when the symptom began:
+# FID at the end >= STALL_RATIO x its value then. Below 1 so that a frozen G, whose FID moves in the
+# 5th digit, is not "improving"; decided on the calibration corpus (docs/verdicts_calibration.md).
+STALL_RATIO = 0.98
 NOT_LEARNED_QUALITY = 0.1  # 2-D points: under this fraction of samples near a mode at the end, G has not learned the data
 # Which logged values say how good a run is, in the order they are looked for, and which way they improve.
 PRIMARY = (("fid/", "min"), ("modes_covered/", "max"), ("ssl/test_error", "min"))

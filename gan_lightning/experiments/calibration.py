@@ -9,8 +9,9 @@ outcome, never from the verdict code:
 - a run built healthy is labeled ``healthy`` only if its outcome is (:func:`outcome_label`: FID falling
   to the end, or every mode covered with most samples near one); otherwise it is left out of the counts
   with the reason;
-- a run built to fail is labeled with the verdicts its construction produces (``labels``); symptoms the
-  construction produces as well are listed in ``also`` and count neither way;
+- a run built to fail is labeled with the verdicts its construction produces (``labels``), once its
+  outcome shows the failure where that can be read (``confirm``: modes lost, a loss that exploded);
+  symptoms the construction produces as well are listed in ``also`` and count neither way;
 - a run whose training crashed (an exit code other than 0, or 3 for a diverged run) is reported as
   crashed and left out.
 
@@ -57,6 +58,7 @@ class Entry:
     then: tuple[str, ...] = ()
     also: tuple[str, ...] = ()
     short: bool = False  # seconds to train: run by the test suite
+    confirm: str = ""  # the outcome that shows the failure happened (FAILURES), checked before it is labeled
 
     @property
     def healthy(self) -> bool:
@@ -96,24 +98,27 @@ CORPUS: tuple[Entry, ...] = tuple([
     # -- the -log D gradient of a frozen G against a D trained on (A&B's protocol in two sessions) -------
     *_seeds("ring-unstable", "unstable -log D gradient (G frozen, D trained)", ("unstable_gradient",),
             (*RING, "--lr_g", "0.001", "--lr_d", "0.001", "--max_steps", "500", "--max_epochs", "-1"),
-            then=("--lr_g", "1e-9", "--lr_d", "0.002", "--n_critic", "10", "--max_steps", "1200"), also=SAT),
+            then=("--lr_g", "1e-9", "--lr_d", "0.002", "--n_critic", "10", "--max_steps", "1200"),
+            also=(*SAT, "mode_collapse")),  # its first session is the plain ring GAN of the collapse family
     *_seeds("mnist-unstable", "unstable -log D gradient (G frozen, D trained)", ("unstable_gradient",),
             (*MNIST, "--max_epochs", "2"),
             then=("--lr_g", "1e-9", "--lr_d", "0.001", "--n_critic", "5", "--max_epochs", "4"), also=SAT),
     # -- mode collapse: the plain GAN on the ring hops between modes and loses them ----------------------
     *_seeds("ring-collapse", "mode collapse (ring)", ("mode_collapse",),
-            (*RING, "--g_width", "64", "--d_width", "64", "--lr_g", "0.001", "--lr_d", "0.001", "--max_epochs", "12")),
+            (*RING, "--g_width", "64", "--d_width", "64", "--lr_g", "0.001", "--lr_d", "0.001", "--max_epochs", "12"),
+            confirm="modes_lost"),
     *_seeds("ring-collapse-fast", "mode collapse (ring)", ("mode_collapse",),
-            (*RING, "--g_width", "64", "--d_width", "64", "--lr_g", "0.002", "--lr_d", "0.002", "--max_epochs", "12")),
+            (*RING, "--g_width", "64", "--d_width", "64", "--lr_g", "0.002", "--lr_d", "0.002", "--max_epochs", "12"),
+            confirm="modes_lost"),
     # -- divergence: non-finite, exploding --------------------------------------------------------------
     *_seeds("ring-nonfinite", "divergence (non-finite)", ("divergence",),
             (*RING, "--lr_g", "1e20", "--lr_d", "1e20", "--max_epochs", "1"), short=True, also=VERDICTS),
     *_seeds("mnist-nonfinite", "divergence (non-finite)", ("divergence",),
             (*MNIST, "--lr_g", "1e20", "--lr_d", "1e20", "--max_epochs", "1"), also=VERDICTS),
     *_seeds("ring-exploding", "divergence (exploding)", ("divergence",),
-            (*RING, "--lr_g", "5", "--lr_d", "5", "--max_epochs", "2"), short=True, also=VERDICTS),
+            (*RING, "--lr_g", "5", "--lr_d", "5", "--max_epochs", "2"), short=True, also=VERDICTS, confirm="exploded"),
     *_seeds("ring-exploding-1", "divergence (exploding)", ("divergence",),
-            (*RING, "--lr_g", "1", "--lr_d", "1", "--max_epochs", "2"), also=VERDICTS),
+            (*RING, "--lr_g", "1", "--lr_d", "1", "--max_epochs", "2"), also=VERDICTS, confirm="exploded"),
 ])
 
 
@@ -142,6 +147,28 @@ def outcome_label(rows: Sequence[dict[str, str]], num_modes: int | None) -> str:
             return ""
         return f"{modes[-1]:.0f} of {num_modes} modes, {quality[-1] if quality else math.nan:.0%} near a mode at the end"
     return "no quality metric logged"
+
+
+MODES_LOST = 2  # a collapse happened: modes covered ended at least this many below their best
+EXPLODED_LOSS = 1e3  # an explosion happened: a loss of at least this magnitude
+
+
+def failure_confirmed(check: str, rows: Sequence[dict[str, str]]) -> str:
+    """"" when the outcome shows that a run built to fail did (``Entry.confirm``), else why not. Reads the
+    logged values directly (not the verdict code)."""
+    def values(key: str) -> list[float]:
+        return [float(row[key]) for row in rows if row.get(key)]
+
+    if check == "modes_lost":
+        keys = sorted({k for row in rows for k in row if k.startswith("modes_covered/")})
+        modes = values(keys[0]) if keys else []
+        if modes and max(modes) - modes[-1] >= MODES_LOST:
+            return ""
+        return f"modes covered {modes[-1]:.0f} at the end, best {max(modes):.0f}: none lost" if modes else "no modes logged"
+    if check == "exploded":
+        top = max((abs(v) for key in ("loss/d", "loss/g") for v in values(key)), default=0.0)
+        return "" if not math.isfinite(top) or top >= EXPLODED_LOSS else f"largest loss {top:.3g}: nothing exploded"
+    return ""
 
 
 # -- building ----------------------------------------------------------------------------------------
@@ -220,8 +247,12 @@ def score(entry: Entry, corpus: Path) -> Scored:
     labels, why = entry.labels, ""
     if entry.healthy:
         why = outcome_label(rows, num_modes(config))
-        labels = () if why else labels
-    return Scored(entry, labels, problems, status(found), f"built healthy, but {why}" if why else "", seconds)
+        why = f"built healthy, but {why}" if why else ""
+    else:
+        why = failure_confirmed(entry.confirm, rows)
+        why = f"built to fail, but {why}" if why else ""
+    labels = () if why else labels
+    return Scored(entry, labels, problems, status(found), why, seconds)
 
 
 def confusion(scored: Sequence[Scored]) -> dict[str, dict[str, int]]:
