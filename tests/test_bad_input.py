@@ -70,7 +70,7 @@ CASES = [
          "do not fit"),
     case("resume-with-a-flag-that-changes-d", "train",
          lambda f: ["--resume", str(f.ring), "--minibatch_discrimination", "true", "--max_steps", "7"],
-         "do not fit"),
+         "--minibatch_discrimination=True differs from the checkpoint's False"),
     # scripts/evaluate.py
     case("unknown-flag", "evaluate", lambda f: [str(f.ring), "--bogus"], "unrecognized arguments: --bogus"),
     case("wrong-type", "evaluate", lambda f: [str(f.ring), "--num_samples", "many"],

@@ -393,7 +393,8 @@ class SaveRankState(L.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module):
         if trainer.is_global_zero:
-            logged = {k: float(v) for k, v in trainer.callback_metrics.items() if "lenet" in k}
+            # " best" keys are the progress bar's (logger=False), not logged values
+            logged = {k: float(v) for k, v in trainer.callback_metrics.items() if "lenet" in k and " best" not in k}
             torch.save({"state_dict": pl_module.state_dict(), "logged": logged}, Path(self.folder) / "rank0.pt")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field, fields
-from typing import Any, Sequence, get_type_hints
+from typing import Any, Mapping, Sequence, get_type_hints
 
 from gan_lightning.errors import UsageError
 
@@ -207,3 +207,12 @@ def flags_markdown() -> str:
         default = "" if f.default == "" else f"`{f.default}`"
         rows.append(f"| `--{f.name}` | {FIELD_TYPES[f.name].__name__} | {default} | {f.metadata['help']} |")
     return "\n".join(rows)
+
+
+def flag_text(key: str, value: Any, implied: Mapping[str, str]) -> str:
+    """``--<key>``, or ``<the flag that set it> (--<key> <value>)`` for a key in ``implied``; a bool
+    that is on shows no value (``--remedy sn (--d_spectral_norm)``)."""
+    if key not in implied:
+        return f"--{key}"
+    shown = "" if value is True or value is None else f" {value:g}" if isinstance(value, float) else f" {value}"
+    return f"{implied[key]} (--{key}{shown})"

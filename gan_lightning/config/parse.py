@@ -11,7 +11,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from gan_lightning.config.flags import FIELD_TYPES, LOSS_ALIASES, REMEDIES, TrainConfig
+from gan_lightning.config.flags import FIELD_TYPES, LOSS_ALIASES, REMEDIES, TrainConfig, flag_text
 from gan_lightning.errors import UsageError
 
 
@@ -125,15 +125,6 @@ class Given(set):
         """``key`` as the user set it, for a message: ``--remedy r1 (--r1_weight 10)`` where a preset or
         alias set it, else ``--r1_weight``."""
         return flag_text(key, value, self.implied)
-
-
-def flag_text(key: str, value: Any, implied: Mapping[str, str]) -> str:
-    """``--<key>``, or ``<the flag that set it> (--<key> <value>)`` for a key in ``implied``; a bool
-    that is on shows no value (``--remedy sn (--d_spectral_norm)``)."""
-    if key not in implied:
-        return f"--{key}"
-    shown = "" if value is True or value is None else f" {value:g}" if isinstance(value, float) else f" {value}"
-    return f"{implied[key]} (--{key}{shown})"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, Given]:

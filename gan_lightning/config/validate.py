@@ -130,7 +130,7 @@ def validate(cfg: TrainConfig, given: Collection[str] | None = None) -> None:
         raise UsageError(f"--image_size {cfg.image_size} is not supported by --arch {arch_name}; use one of {sizes}")
     check_name("g_norm", cfg.g_norm, arch.g_norms)
     check_name("d_norm", given.d_norm, [AUTO, *arch.d_norms])
-    from gan_lightning.config.parse import flag_text
+    from gan_lightning.config.flags import flag_text
 
     sn = flag_text("d_spectral_norm", True, implied)
     if cfg.d_spectral_norm and not arch.d_spectral_norm:
@@ -166,7 +166,7 @@ def _validate_regularizers(given: TrainConfig, cfg: TrainConfig, implied: Mappin
     """
     import math
 
-    from gan_lightning.config.parse import flag_text
+    from gan_lightning.config.flags import flag_text
     from gan_lightning.config.resolve import WHOLE_RUN, noise_enabled
 
     on = {"none": True, "noise": noise_enabled(cfg), "r1": cfg.r1_weight > 0, "roth": cfg.roth_gamma > 0,
@@ -218,7 +218,7 @@ SSL_UNUSED: dict[str, Any] = {"n_critic": 1, "gp_weight": 0.0, "weight_clip": 0.
 
 def _validate_task(cfg: TrainConfig, implied: Mapping[str, str]) -> None:
     from gan_lightning.config.flags import TASKS
-    from gan_lightning.config.parse import flag_text
+    from gan_lightning.config.flags import flag_text
     from gan_lightning.config.resolve import noise_enabled
     from gan_lightning.data.datasets import DATASETS
     from gan_lightning.data.semi_supervised import UNLABELED_CHOICES

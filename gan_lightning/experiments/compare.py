@@ -269,10 +269,12 @@ def local_curves(runs_dir: str | Path, metric: str = "", group_by: Sequence[str]
     if not metric:
         raise UsageError(f"no run under {runs_dir} logs a quality metric (fid/*, modes_covered/*, ...); pass --metric "
                          "(e.g. loss/d)")
+    from gan_lightning.runs.diagnosis import verdict_line
+
     curves = []
     for run_name, config, rows, keys in runs:
         curve = curve_from_rows(run_name, config, rows, metric, group_by)
-        curve.verdict = run_verdict(config, rows)
+        curve.verdict = verdict_line(config, rows)
         curves.append(curve)
     return _select(curves, [keys for *_, keys in runs], metric, why, left_out, runs_dir)
 
@@ -290,18 +292,6 @@ def _select(curves: list[Curve], logged: Sequence[set[str]], metric: str, why: s
         raise UsageError(f"no run under {where} logged {metric}; {lines[0].removeprefix('left out: ')}"
                          if lines else f"no run under {where} logged {metric}; pass another --metric")
     return Selection(kept, metric, why, left_out)
-
-
-def run_verdict(config: dict[str, Any], rows: Sequence[dict[str, str]]) -> str:
-    """The stability verdict of a run's rows, graded by its outcome: the problems first, "healthy" when
-    there are only notes (the line diagnosis.md heads with); "" when the rows hold nothing to diagnose."""
-    from gan_lightning.diagnostics.diagnosis import has_diagnostics
-    from gan_lightning.diagnostics.outcome import assess, status
-    from gan_lightning.runs.diagnosis import num_modes
-
-    if not has_diagnostics(rows):
-        return ""
-    return status(assess(rows, config, num_modes=num_modes(config)))
 
 
 def wandb_curves(project: str, metric: str = "", filters: dict[str, Any] | None = None,

@@ -80,3 +80,13 @@ def after_training(run_dir: Path, loggers: Sequence[Any], stopped: str = "", say
         if isinstance(logger, WandbLogger) and logger._experiment is not None:
             logger._experiment.summary.update(summary_values(found))
     return found
+
+
+def verdict_line(config: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
+    """The stability verdict of a run's rows, graded by its outcome: the problems first, "healthy" when
+    there are only notes (the line diagnosis.md heads with); "" when the rows hold nothing to diagnose."""
+    from gan_lightning.diagnostics.outcome import assess, status
+
+    if not has_diagnostics(rows):
+        return ""
+    return status(assess(rows, config, num_modes=num_modes(config)))
