@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import zipfile
@@ -40,8 +41,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         :func:`gan_lightning.torch_utils.rng_state`), so nothing needs full unpickling; Lightning leaves the choice to torch's
         default, which an environment variable (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``) can turn off.
         """
-        return super().load_checkpoint(path, map_location=map_location,
-                                       weights_only=True if weights_only is None else weights_only)
+        weights_only = True if weights_only is None else weights_only
+        if "weights_only" in inspect.signature(super().load_checkpoint).parameters:
+            return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+        # Lightning < 2.5 reads with torch's default; a local file is read here the same way, weights only
+        import torch
+
+        return torch.load(path, map_location=map_location, weights_only=weights_only)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
