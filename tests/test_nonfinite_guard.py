@@ -168,3 +168,16 @@ def test_semi_supervised_skip_trains_on(tmp_path, monkeypatch):
     assert int(sd["skipped_steps"]) == 5 and int(sd["d_steps"]) == 3 and int(sd["g_steps"]) == 8
     assert int(sd["ema.updates"]) == 8  # D's EMA counts every step for its warm-up but moved on 3
     assert all(torch.isfinite(v).all() for v in sd.values() if v.is_floating_point())
+
+
+def test_a_semi_supervised_checkpoint_from_before_the_guard_resumes(tmp_path, capsys):
+    """Checkpoints written before the semi-supervised loop was guarded hold no skipped_steps: it starts at 0."""
+    out = ["--out_dir", str(tmp_path), "--run_name", "old"]
+    assert run_cli(main, [*SSL, *out, "--max_epochs", "1"]) == 0
+    ckpt = tmp_path / "old" / "checkpoints" / "last.ckpt"
+    state = torch.load(ckpt, weights_only=True)
+    del state["state_dict"]["skipped_steps"]
+    torch.save(state, ckpt)
+    assert run_cli(main, [*SSL, *out, "--resume", "last", "--max_epochs", "2"]) == 0, capsys.readouterr().err
+    sd = torch.load(ckpt, weights_only=True)["state_dict"]
+    assert int(sd["skipped_steps"]) == 0 and int(sd["g_steps"]) == 2 * (1437 // 50)

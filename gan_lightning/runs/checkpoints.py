@@ -89,6 +89,7 @@ def _unreadable(path: Path, error: Exception) -> str:
 # State in a module's state_dict that is no network, so a checkpoint without it (or with it where the
 # config has none) still fits: a penalty's counters and averages (the lazy-regularization counter of
 # R1/R2, historical averaging's running means), which start afresh.
+LATER_COUNTERS = ("skipped_steps",)  # counters older checkpoints lack: they start at 0
 PENALTY_PREFIXES = ("d_penalties.", "g_penalties.")
 # Weight averages: (prefix of the average, prefix of the network it follows, the flag that turns it on, its name).
 AVERAGES = (("g_ema.", "generator.", "--g_ema", "G"), ("ema.", "discriminator.", "--ema_decay", "D"))
@@ -104,6 +105,9 @@ def fit_state_dict(own: Mapping[str, Any], stored: Mapping[str, Any]) -> tuple[d
       stored weights of the network it follows (its update count at 0, so it warms up again); one
       that ``stored`` has and ``own`` lacks is dropped.
 
+    - A counter added to the modules after a checkpoint was written (LATER_COUNTERS: ``skipped_steps`` of
+      the semi-supervised task, guarded since) starts at 0.
+
     Everything else is left as it is, for :func:`load_weights` to compare.
 
     Args:
@@ -116,7 +120,7 @@ def fit_state_dict(own: Mapping[str, Any], stored: Mapping[str, Any]) -> tuple[d
     state = dict(stored)
     notes: list[str] = []
     for key in own:
-        if key.startswith(PENALTY_PREFIXES) and key not in state:
+        if (key.startswith(PENALTY_PREFIXES) or key in LATER_COUNTERS) and key not in state:
             state[key] = own[key]
     for key in stored:
         if key.startswith(PENALTY_PREFIXES) and key not in own:
