@@ -14,6 +14,9 @@ from gan_lightning.errors import DivergenceError
 from gan_lightning.modules.ema import WeightEMA
 from gan_lightning.torch_utils import eval_mode, frozen, host_value
 
+# Counters added to the modules after checkpoints had been written (skipped_steps: the semi-supervised
+# loop was guarded later): a checkpoint without one starts it at 0 (here and in runs/checkpoints.py).
+LATER_COUNTERS = ("skipped_steps",)
 FIXED_Z_SEED = 1234  # the latents of the sample grids: drawn from their own RNG, the global stream is untouched
 
 
@@ -123,8 +126,8 @@ class GeneratorSystem:
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         stored = checkpoint.get("gan_lightning", {})
         state = checkpoint.get("state_dict")
-        if state is not None and "skipped_steps" not in state:  # written before the semi-supervised loop had a guard
-            state["skipped_steps"] = torch.zeros((), dtype=torch.long)
+        for name in LATER_COUNTERS if state is not None else ():
+            state.setdefault(name, torch.zeros((), dtype=torch.long))
         self._restored_rng, self._restored_rng_per_rank = stored.get("rng"), stored.get("rng_per_rank")
 
     @override

@@ -89,7 +89,6 @@ def _unreadable(path: Path, error: Exception) -> str:
 # State in a module's state_dict that is no network, so a checkpoint without it (or with it where the
 # config has none) still fits: a penalty's counters and averages (the lazy-regularization counter of
 # R1/R2, historical averaging's running means), which start afresh.
-LATER_COUNTERS = ("skipped_steps",)  # counters older checkpoints lack: they start at 0
 PENALTY_PREFIXES = ("d_penalties.", "g_penalties.")
 # Weight averages: (prefix of the average, prefix of the network it follows, the flag that turns it on, its name).
 AVERAGES = (("g_ema.", "generator.", "--g_ema", "G"), ("ema.", "discriminator.", "--ema_decay", "D"))
@@ -117,6 +116,8 @@ def fit_state_dict(own: Mapping[str, Any], stored: Mapping[str, Any]) -> tuple[d
     Returns:
         The state_dict to load, and the notice lines (empty when nothing was changed).
     """
+    from gan_lightning.modules.base import LATER_COUNTERS
+
     state = dict(stored)
     notes: list[str] = []
     for key in own:
