@@ -77,3 +77,17 @@ def test_help_shows_a_default_only_where_there_is_one():
     assert "a count (default: 3)" in text
     assert "(default: the last) (default" not in text and "(default: None)" not in text
     assert "some names (default: )" not in text
+
+
+def test_a_resumed_run_reports_the_best_of_the_whole_run(tmp_path, capsys):
+    out = ["--out_dir", str(tmp_path), "--run_name", "r"]
+    assert run_cli(main, [*RING, "--max_epochs", "1", *out]) == 0
+    first = next(line for line in capsys.readouterr().err.splitlines() if line.startswith("result: "))
+    best = float(re.search(r"\(best (\S+) at G step", first).group(1))
+    assert run_cli(main, [*RING, "--max_epochs", "2", "--resume", "last", *out]) == 0
+    again = next(line for line in capsys.readouterr().err.splitlines() if line.startswith("result: "))
+    resumed_best = float(re.search(r"\(best (\S+) at G step", again).group(1))
+    assert resumed_best >= best  # modes covered: the best over both sessions, never only the second's
+    state = torch.load(tmp_path / "r" / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]
+    saved = next(v for k, v in state.items() if k.startswith("MetricsCallback"))
+    assert set(saved["best"]) == {"modes_covered/500", "high_quality/500"}

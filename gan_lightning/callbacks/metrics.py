@@ -257,6 +257,17 @@ class MetricsCallback(L.Callback):
                 self.best[key] = (value, g_step)
         return headline
 
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        """The best headline values and the last evaluation, saved in checkpoints: a resumed run's progress
+        bar and closing line report the best of the whole run, not of its last session."""
+        return {"best": {k: list(v) for k, v in self.best.items()}, "last_metrics": dict(self.last_metrics)}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best = {k: (float(v), int(at)) for k, (v, at) in state_dict.get("best", {}).items()}
+        self.last_metrics = dict(state_dict.get("last_metrics", {}))
+
     def summary(self) -> str:
         """The headline values of the last evaluation with their best, e.g. ``fid/lenet_5k 9.73 (best 9.73
         at G step 1240)``; "" before the first evaluation."""
