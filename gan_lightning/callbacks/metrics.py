@@ -257,6 +257,16 @@ class MetricsCallback(L.Callback):
                 self.best[key] = (value, g_step)
         return headline
 
+    @property
+    @override
+    def state_key(self) -> str:
+        # several MetricsCallbacks in one Trainer (other data, sample counts or metrics) keep their own state
+        return self._generate_state_key(every_n_epochs=self.every_n_epochs, num_samples=self.num_samples,
+                                        extractor=self.extractor, metrics=self.metrics, dataset=self.dataset,
+                                        image_size=self.image_size, split=self.split, num_real=self.num_real,
+                                        kid_subset_size=self.kid_subset_size, weights_path=self.weights_path,
+                                        live_g=self.live_g)
+
     @override
     def state_dict(self) -> dict[str, Any]:
         """The best headline values and the last evaluation, saved in checkpoints: a resumed run's progress
