@@ -1,10 +1,13 @@
-"""What every GAN system shares: the two players and their Adam optimizers, latents, counters,
-G's update (and the optional EMA of G's weights), sampling in eval mode, and the RNG state in checkpoints."""
+"""The LightningModule every GAN system subclasses: one constructor for the shared settings (the two
+players and their Adam optimizers, G's objective and penalties, the EMA of G, the fixed latents, the
+non-finite guard), G's update, the guard of every optimizer step, sampling in eval mode, and the
+config and RNG state in checkpoints."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
+import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
@@ -20,10 +23,16 @@ LATER_COUNTERS = ("skipped_steps",)
 FIXED_Z_SEED = 1234  # the latents of the sample grids: drawn from their own RNG, the global stream is untouched
 
 
-class GeneratorSystem:
-    """Mixed into a LightningModule that has ``generator``, ``discriminator``, ``z_dim``,
-    a ``fixed_z`` buffer (num_fixed, z_dim), ``lr_g``, ``lr_d``, ``betas``, ``adam_eps``, ``g_objective`` and
-    ``config`` (the run's resolved config, stored in checkpoints with the RNG state).
+class GeneratorSystem(L.LightningModule):
+    """The LightningModule both training loops subclass: the two players and their Adam optimizers
+    (manual optimization), G's objective and penalties, the EMA of G, the fixed latents, the step
+    counters, the non-finite guard of every optimizer step, and the run's config and RNG state in
+    checkpoints. A subclass adds its D step and ``training_step``, and ``discriminate(x) -> (logits
+    (B,), features (B, F))``, the one call site of D that G's update uses.
+
+    Counters (0-dim long buffers, saved in checkpoints): ``images_seen`` (real images over all ranks,
+    :meth:`_count_images`), ``d_steps`` and ``g_steps`` (updates applied), ``skipped_steps`` (updates
+    skipped for a non-finite loss).
 
     Shadow gradient norms: when a callback sets ``shadow_due = True`` before a batch, G's update
     of that batch (:meth:`g_backward`) also measures G's gradient norm under both costs of
@@ -32,61 +41,84 @@ class GeneratorSystem:
 
     EMA of G (``g_ema``, a :class:`~gan_lightning.modules.ema.WeightEMA` or None): updated after each
     G step, not moved by a skipped one; :meth:`generate` samples from it by default, and
-    :attr:`sampling_generator` is the one place that chooses between it and the live G.
+    :meth:`sampling_generator` is the one place that chooses between it and the live G.
+
+    Args:
+        generator: maps z (B, z_dim) to samples; must have a ``z_dim`` attribute.
+        discriminator: D, called by the subclass's ``discriminate``.
+        g_objective: what G minimizes, ``g_objective(self, real, fake_logits, fake_features)``.
+        lr_g: Adam learning rate of G.
+        lr_d: Adam learning rate of D.
+        beta1: Adam beta1 (both players).
+        beta2: Adam beta2 (both players).
+        adam_eps: Adam epsilon (both players).
+        g_penalties: modules called as ``p(self, real, fake)`` and added to G's loss (none by default).
+        g_ema: decay of an EMA of G's weights (Karras et al. 2018) updated after each G step; 0: off.
+        num_fixed: number of fixed latent vectors (``fixed_z``, (num_fixed, z_dim)) for sample grids.
+        on_nonfinite: what a non-finite loss of either player does: "stop" raises DivergenceError at
+            the next log step (the last good checkpoint stays on disk), "skip" skips that update and
+            counts it in ``skipped_steps``. All ranks agree before skipping.
+        weight_check_every: batches between checks of the weights (0: only before a checkpoint);
+            non-finite weights always stop.
+        config: the run's resolved config, stored in checkpoints so scripts can rebuild the run.
+
+    Raises:
+        ValueError: a learning rate <= 0, a g_ema decay outside [0, 1), ``on_nonfinite`` not "stop"
+            or "skip", or a negative ``weight_check_every``.
     """
 
-    # -- set-up -----------------------------------------------------------------------------
-    def _init_players(self, generator: nn.Module, discriminator: nn.Module, *, lr_g: float, lr_d: float,
-                      beta1: float, beta2: float, adam_eps: float) -> None:
-        """Keep the two networks and their Adam settings; training uses manual optimization.
-
-        Raises:
-            ValueError: a learning rate <= 0.
-        """
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        g_objective: nn.Module,
+        *,
+        lr_g: float,
+        lr_d: float,
+        beta1: float = 0.5,
+        beta2: float = 0.999,
+        adam_eps: float = 1e-8,
+        g_penalties: Sequence[nn.Module] = (),
+        g_ema: float = 0.0,
+        num_fixed: int = 64,
+        on_nonfinite: str = "stop",
+        weight_check_every: int = 10,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
         if lr_g <= 0 or lr_d <= 0:
             raise ValueError(f"learning rates must be > 0, got lr_g={lr_g}, lr_d={lr_d}")
-        self.automatic_optimization = False
-        self.generator = generator
-        self.discriminator = discriminator
-        self.lr_g, self.lr_d, self.betas, self.adam_eps = lr_g, lr_d, (beta1, beta2), adam_eps
-        self.g_ema: WeightEMA | None = None  # see _init_g_ema (not a class attribute: it would hide the submodule)
-
-    def _init_g_ema(self, decay: float) -> None:
-        """``g_ema``: an EMA of G's weights with this decay (Karras et al. 2018), or None for 0 (off).
-
-        Raises:
-            ValueError: a decay outside [0, 1).
-        """
-        if not 0.0 <= decay < 1.0:
-            raise ValueError(f"g_ema must be in [0, 1) (0: off), got {decay}")
-        self.g_ema = WeightEMA(self.generator, decay) if decay > 0 else None
-
-    def _init_buffers(self, num_fixed: int, counters: Sequence[str]) -> None:
-        """``fixed_z`` (num_fixed, z_dim) for sample grids and the step counters (0-dim long buffers,
-        saved in checkpoints); ``z_dim`` is read from the generator."""
-        self.z_dim = int(self.generator.z_dim)
-        fixed = torch.randn(num_fixed, self.z_dim, generator=torch.Generator().manual_seed(FIXED_Z_SEED))
-        self.register_buffer("fixed_z", fixed)  # (num_fixed, z_dim)
-        for name in counters:
-            self.register_buffer(name, torch.zeros((), dtype=torch.long))
-        self._g_count = (0, self.g_steps._version)  # (G steps, the version of g_steps it matches): see g_step_count
-
-    def _init_guard(self, on_nonfinite: str, weight_check_every: int) -> None:
-        """The non-finite guard of every optimizer step (both training loops): ``skipped_steps`` (a
-        counter saved in checkpoints) and ``_bad``, the first non-finite loss kept on the device until a
-        log step reads it: G step (-1: none), network (0: D, 1: G) and value. ``_bad`` moves with the
-        module but is not saved: a run stops or skips at the step it happens.
-
-        Raises:
-            ValueError: ``on_nonfinite`` not "stop" or "skip", or a negative ``weight_check_every``.
-        """
+        if not 0.0 <= g_ema < 1.0:
+            raise ValueError(f"g_ema must be in [0, 1) (0: off), got {g_ema}")
         if on_nonfinite not in ("stop", "skip"):
             raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
         if weight_check_every < 0:
             raise ValueError(f"weight_check_every must be >= 0 (0: off), got {weight_check_every}")
+        super().__init__()
+        self.automatic_optimization = False
+        self.generator = generator
+        self.discriminator = discriminator
+        self.lr_g, self.lr_d, self.betas, self.adam_eps = lr_g, lr_d, (beta1, beta2), adam_eps
+        self.g_ema = WeightEMA(generator, g_ema) if g_ema > 0 else None
+        self.g_objective = g_objective
+        self.g_penalties = nn.ModuleList(g_penalties)
         self.on_nonfinite, self.weight_check_every = on_nonfinite, weight_check_every
-        self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.long))
+        self.config = dict(config or {})
+
+        self.z_dim = int(generator.z_dim)
+        fixed = torch.randn(num_fixed, self.z_dim, generator=torch.Generator().manual_seed(FIXED_Z_SEED))
+        self.register_buffer("fixed_z", fixed)  # (num_fixed, z_dim)
+        for name in ("images_seen", "d_steps", "g_steps", "skipped_steps"):
+            self.register_buffer(name, torch.zeros((), dtype=torch.long))
+        self._g_count = (0, self.g_steps._version)  # (G steps, the version of g_steps it matches): see g_step_count
+        # The first non-finite loss, kept on the device until a log step reads it: G step (-1: none),
+        # network (0: D, 1: G) and value. It moves with the module but is not saved: a run stops or
+        # skips at the step it happens.
         self.register_buffer("_bad", torch.full((3,), -1.0), persistent=False)
+
+        self.shadow_due = False
+        self.shadow_norms: dict[str, Tensor] | None = None
+        self._restored_rng: dict[str, Any] | None = None  # from a checkpoint, applied at on_train_start
+        self._restored_rng_per_rank: list[dict[str, Any]] | None = None  # the same for each rank of a DDP run
 
     @property
     def g_step_count(self) -> int:
@@ -99,11 +131,6 @@ class GeneratorSystem:
         """
         self._g_count = host_value(self.g_steps, self._g_count)
         return self._g_count[0]
-
-    shadow_due: bool = False
-    shadow_norms: dict[str, Tensor] | None = None
-    _restored_rng: dict[str, Any] | None = None  # from a checkpoint, applied at on_train_start
-    _restored_rng_per_rank: list[dict[str, Any]] | None = None  # the same for each rank of a DDP run
 
     # -- checkpoints: version, config and RNG, so a resumed run continues exactly ----------------
     @override
@@ -161,9 +188,8 @@ class GeneratorSystem:
         with frozen(self.discriminator):
             fake_logits, fake_features = self.discriminate(fake)
             loss = self.g_objective(self, real, fake_logits, fake_features)
-            penalties = getattr(self, "g_penalties", None)  # GAN: historical averaging on G
-            if penalties:
-                loss = loss + sum(p(self, real, fake) for p in penalties)
+            if self.g_penalties:  # none: the loss stays the objective's tensor
+                loss = loss + sum(p(self, real, fake) for p in self.g_penalties)
             bad = self._guard(loss, "G")
             g_opt.zero_grad(set_to_none=True)
             self.g_backward(loss, fake_logits)
@@ -279,7 +305,7 @@ class GeneratorSystem:
         from gan_lightning.diagnostics.gradients import PAPER_G_COSTS
         from gan_lightning.core.objectives import AdversarialObjective
 
-        if getattr(self, "g_penalties", None) or not isinstance(self.g_objective, AdversarialObjective):
+        if self.g_penalties or not isinstance(self.g_objective, AdversarialObjective):
             return None
         if self._trainer is not None and str(self.trainer.precision).startswith("16"):
             return None

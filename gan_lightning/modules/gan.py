@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-import lightning as L
 import torch
 from torch import Tensor, nn
 from typing_extensions import override
@@ -18,7 +17,7 @@ Penalty = Callable[..., Tensor]      # penalty(module, real, fake) -> scalar
 Constraint = Callable[[nn.Module], None]
 
 
-class GAN(GeneratorSystem, L.LightningModule):
+class GAN(GeneratorSystem):
     """A GAN as a Lightning system: networks, losses and techniques are passed in, not named.
 
     Per training batch: ``n_critic`` discriminator updates (a fresh G(z) each, the same real
@@ -92,21 +91,18 @@ class GAN(GeneratorSystem, L.LightningModule):
         g_ema: float = 0.0,
         config: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
         if n_critic < 1:
             raise ValueError(f"n_critic must be >= 1, got {n_critic}")
-        self._init_players(generator, discriminator, lr_g=lr_g, lr_d=lr_d, beta1=beta1, beta2=beta2, adam_eps=adam_eps)
-        self._init_g_ema(g_ema)
+        super().__init__(
+            generator, discriminator, g_objective if g_objective is not None else AdversarialObjective(g_loss),
+            lr_g=lr_g, lr_d=lr_d, beta1=beta1, beta2=beta2, adam_eps=adam_eps, g_penalties=g_penalties, g_ema=g_ema,
+            num_fixed=num_fixed, on_nonfinite=on_nonfinite, weight_check_every=weight_check_every, config=config,
+        )
         self.d_loss = d_loss
-        self.g_objective = g_objective if g_objective is not None else AdversarialObjective(g_loss)
         self.n_critic = n_critic
         self.d_penalties = nn.ModuleList(d_penalties)
         self.d_constraints = list(d_constraints)
-        self.g_penalties = nn.ModuleList(g_penalties)
         self.d_input = d_input if d_input is not None else InstanceNoise.off()
-        self.config = dict(config or {})
-        self._init_buffers(num_fixed, ("images_seen", "d_steps", "g_steps"))
-        self._init_guard(on_nonfinite, weight_check_every)
 
     # -- the one call site of D -------------------------------------------------------------
     def discriminate(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -125,7 +124,7 @@ def init_discriminator_from_data(discriminator: nn.Module, x: Tensor) -> int:
 # -- the system ------------------------------------------------------------------------------
 
 
-class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
+class SemiSupervisedGAN(GeneratorSystem):
     """Semi-supervised GAN (Salimans et al. 2016, sec. 5) as a Lightning system.
 
     Per training batch ``{"labeled": (x_lab, y_lab), "unlabeled": x_unl, "unlabeled_g": x_unl2}`` (see
@@ -207,7 +206,6 @@ class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
         weight_check_every: int = 10,
         config: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         if unsup_weight < 0:
@@ -218,17 +216,17 @@ class SemiSupervisedGAN(GeneratorSystem, L.LightningModule):
             raise ValueError(f"lr_decay_steps must be >= 0 (0: constant), got {lr_decay_steps}")
         if data_init < 0 or data_init == 1:
             raise ValueError(f"data_init must be 0 (off) or >= 2 examples, got {data_init}")
+        super().__init__(
+            generator, discriminator, g_objective if g_objective is not None else FeatureMatching("l2"),
+            lr_g=lr_g, lr_d=lr_d, beta1=beta1, beta2=beta2, adam_eps=adam_eps, g_ema=g_ema, num_fixed=num_fixed,
+            on_nonfinite=on_nonfinite, weight_check_every=weight_check_every, config=config,
+        )
         self.data_init = data_init
-        self._init_players(generator, discriminator, lr_g=lr_g, lr_d=lr_d, beta1=beta1, beta2=beta2, adam_eps=adam_eps)
-        self._init_g_ema(g_ema)
         self.num_classes = num_classes
         self.unsup_weight = unsup_weight
         self.lr_decay_steps = lr_decay_steps
-        self.g_objective = g_objective if g_objective is not None else FeatureMatching("l2")
         self.ema = WeightEMA(discriminator, ema_decay) if ema_decay > 0 else None
-        self.config = dict(config or {})
-        self._init_buffers(num_fixed, ("images_seen", "d_steps", "g_steps", "data_initialized"))
-        self._init_guard(on_nonfinite, weight_check_every)
+        self.register_buffer("data_initialized", torch.zeros((), dtype=torch.long))  # 1 once D was initialized from data
 
     # -- data-dependent initialization ------------------------------------------------------
     @override
