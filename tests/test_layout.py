@@ -17,6 +17,7 @@ BASE = {"errors", "torch_utils", "images", "version"}
 # unit -> the units it may import ("unit": the first name under gan_lightning, e.g. core, build).
 ALLOWED: dict[str, set[str]] = {
     "errors": set(), "torch_utils": set(), "images": set(), "version": set(),
+    "lightning_state": set(),  # Lightning's private state, read in one place by the layers that run in a Trainer
     "core": BASE,
     "layers": BASE,
     "networks": BASE | {"layers"},
@@ -24,14 +25,14 @@ ALLOWED: dict[str, set[str]] = {
     "metrics": BASE | {"data"},
     "diagnostics": BASE | {"core", "layers"},
     "config": BASE | {"core", "data", "networks", "metrics"},
-    "modules": BASE | {"core", "layers", "networks", "diagnostics"},
-    "callbacks": BASE | {"core", "data", "diagnostics", "metrics"},
+    "modules": BASE | {"core", "layers", "networks", "diagnostics", "lightning_state"},
+    "callbacks": BASE | {"core", "data", "diagnostics", "metrics", "lightning_state"},
     "build": BASE | {"config", "core", "layers", "networks", "data", "metrics", "diagnostics", "modules", "callbacks",
-                     "runs"},
+                     "runs", "lightning_state"},
     "runs": BASE | {"config", "core", "layers", "networks", "data", "metrics", "diagnostics", "modules", "callbacks",
-                    "build"},
+                    "build", "lightning_state"},
     "experiments": BASE | {"config", "core", "layers", "networks", "data", "metrics", "diagnostics", "modules",
-                           "callbacks", "build", "runs", "experiments"},
+                           "callbacks", "build", "runs", "experiments", "lightning_state"},
     "__init__": BASE | {"config", "core", "layers", "networks", "data", "metrics", "diagnostics", "modules",
                         "callbacks"},
 }

@@ -24,7 +24,8 @@ The run-control callbacks (:class:`SampleGrid`, :class:`ProbeCallback`, :class:`
 :class:`StopAtGSteps`) also read a ``g_steps`` counter, and SampleGrid a ``fixed_z`` buffer and
 ``generate()`` without arguments; their docstrings say so.
 
-May import: ``core``, ``data``, ``diagnostics``, ``metrics``, ``errors``, ``torch_utils``, ``images``.
+May import: ``core``, ``data``, ``diagnostics``, ``metrics``, ``errors``, ``torch_utils``, ``images``,
+``lightning_state`` (Lightning's private state: the batch count, the log step).
 """
 
 from gan_lightning.callbacks.accuracy import DiscriminatorAccuracy, discriminator_stats

@@ -14,6 +14,7 @@ from torchmetrics.utilities.distributed import gather_all_tensors
 from typing_extensions import override
 
 from gan_lightning.core.losses import says_fake, says_real
+from gan_lightning.lightning_state import batch_number
 
 LOG4 = math.log(4.0)
 
@@ -182,8 +183,7 @@ class DiscriminatorAccuracy(L.Callback):
         if self._pooled.device != real_logits.device:
             self._pooled.to(real_logits.device)
         self._pooled.update(real_logits, fake_logits)
-        # total_batch_idx counts batches across epochs; +1 as in Trainer(log_every_n_steps).
-        if (trainer.fit_loop.epoch_loop.total_batch_idx + 1) % self.every_n_steps:
+        if batch_number(trainer) % self.every_n_steps:  # counted over epochs, as Trainer(log_every_n_steps)
             return
         stats = _stats_from_sums(self._pooled.compute())  # pooled over ranks: same on every rank
         self._pooled.reset()

@@ -11,6 +11,7 @@ from typing_extensions import override
 
 from gan_lightning.diagnostics.gradients import PAPER_G_COSTS, generator_grad_norms
 from gan_lightning.errors import is_count
+from gan_lightning.lightning_state import batch_number, log_step
 from gan_lightning.torch_utils import rng_kept
 
 # What the shadow measurement reads from the module (the GAN module has all of them).
@@ -115,8 +116,7 @@ class GradientNorms(L.Callback):
 
     @staticmethod
     def _due(trainer: L.Trainer, every: int) -> bool:
-        # total_batch_idx counts batches across epochs; +1 as in Trainer(log_every_n_steps).
-        return (trainer.fit_loop.epoch_loop.total_batch_idx + 1) % every == 0
+        return batch_number(trainer) % every == 0  # counted over epochs, as Trainer(log_every_n_steps)
 
     # -- gradients of the training steps ------------------------------------------------------
     @override
@@ -171,7 +171,7 @@ class GradientNorms(L.Callback):
                   for name, norm in norms.items()}
         self.last_shadow = values  # the same on every rank (reduced): for callers and tests
         if values:
-            step = trainer.fit_loop.epoch_loop._batches_that_stepped  # as Lightning's LearningRateMonitor
+            step = log_step(trainer)  # the step of this batch's other rows
             for logger in trainer.loggers:
                 logger.log_metrics(values, step=step)
 

@@ -10,6 +10,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
 from gan_lightning.callbacks.messages import rank_zero_say
+from gan_lightning.lightning_state import epoch_batch_number, log_step
 
 
 class LastCheckpoint(L.Callback):
@@ -59,8 +60,8 @@ class LastCheckpoint(L.Callback):
     @staticmethod
     def _cut_short(trainer: L.Trainer) -> bool:
         """True when the current epoch stops before its last batch (checked at a batch end or the epoch end)."""
-        ready = trainer.fit_loop.epoch_loop.batch_progress.current.ready  # batches of this epoch so far
-        return trainer.num_training_batches != float("inf") and ready < trainer.num_training_batches
+        batches = trainer.num_training_batches
+        return batches != float("inf") and epoch_batch_number(trainer) < batches
 
     @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -71,7 +72,7 @@ class LastCheckpoint(L.Callback):
                              batch_idx: int) -> None:
         if self._resumed:  # the first batch after the checkpoint: what was logged from its step on is stale
             self._resumed = False
-            step = trainer.fit_loop.epoch_loop._batches_that_stepped  # the step loggers get, as in LearningRateMonitor
+            step = log_step(trainer)
             for logger in trainer.loggers:
                 if callable(getattr(logger, "drop_rows_from", None)):
                     logger.drop_rows_from(step)
@@ -86,7 +87,7 @@ class LastCheckpoint(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._cut_short(trainer):
             if self._saved_at != trainer.global_step:  # a stop this callback did not see at the batch end
-                progress = trainer.fit_loop.epoch_loop.batch_progress.current.ready
+                progress = epoch_batch_number(trainer)
                 rank_zero_warn(
                     f"training stopped after batch {progress} of {trainer.num_training_batches} of epoch "
                     f"{trainer.current_epoch} by a callback or hook that runs after LastCheckpoint; "

@@ -10,6 +10,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from typing_extensions import override
 
 from gan_lightning.images import save_image_grid, save_scatter
+from gan_lightning.lightning_state import log_step
 
 
 def which_generator(pl_module: L.LightningModule) -> str:
@@ -86,7 +87,7 @@ class SampleGrid(L.Callback):
         self.last_written, self._written_at = path, int(pl_module.g_steps)
         from lightning.pytorch.loggers import WandbLogger
 
-        step = trainer.fit_loop.epoch_loop._batches_that_stepped  # Lightning's logging step, as every other row
+        step = log_step(trainer)  # the step of every other row of this batch
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image(key="samples", images=[str(path)], step=step, caption=[title])

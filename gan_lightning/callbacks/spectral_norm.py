@@ -10,6 +10,7 @@ from typing_extensions import override
 
 from gan_lightning.diagnostics.spectral import largest_singular_values
 from gan_lightning.errors import is_count
+from gan_lightning.lightning_state import batch_number
 
 PREFIX = "sn/"  # sn/<name of the layer in D>, e.g. sn/body.0, sn/head
 
@@ -61,8 +62,7 @@ class SpectralNorms(L.Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        # total_batch_idx counts batches across epochs; +1 as in Trainer(log_every_n_steps).
-        if (trainer.fit_loop.epoch_loop.total_batch_idx + 1) % self.every_n_steps:
+        if batch_number(trainer) % self.every_n_steps:  # counted over epochs, as Trainer(log_every_n_steps)
             return
         for name, sigma in largest_singular_values(pl_module.discriminator).items():
             pl_module.log(PREFIX + name, sigma, on_step=True, on_epoch=False, sync_dist=False)

@@ -46,7 +46,7 @@ class ResumableLoader(DataLoader):
     """A DataLoader that a checkpoint written mid-epoch resumes at the next batch of the same order.
 
     Lightning stores ``state_dict()`` of every training loader in each checkpoint
-    (``loops.fit_loop.state_dict.combined_loader``) and hands it to ``load_state_dict`` when it
+    (with the training loop's state, under ``loops``) and hands it to ``load_state_dict`` when it
     resumes mid-epoch; for a loader without them it warns and the resumed epoch starts the
     batch order over (batches seen twice, others never). The state here is the number of
     batches the epoch's iterator has handed out; the next iterator leaves that many out, drawing

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from gan_lightning.errors import DivergenceError
+from gan_lightning.lightning_state import attached_trainer, batch_number
 from gan_lightning.modules.ema import WeightEMA
 from gan_lightning.torch_utils import eval_mode, frozen, host_value
 
@@ -142,7 +143,7 @@ class GeneratorSystem(L.LightningModule):
         self._check_weights()
         rng = rng_state()
         stored = {"version": __version__, "config": self.config, "rng": rng}
-        if self._trainer is not None and self.trainer.world_size > 1 and torch.distributed.is_initialized():
+        if attached_trainer(self) is not None and self.trainer.world_size > 1 and torch.distributed.is_initialized():
             # Each rank draws its own latents; all of them write the checkpoint together, rank 0 the file.
             per_rank: list[Any] = [None] * self.trainer.world_size
             torch.distributed.all_gather_object(per_rank, rng)
@@ -207,7 +208,7 @@ class GeneratorSystem(L.LightningModule):
         skipped (:meth:`_step`), counted in ``skipped_steps``, and under on_nonfinite="stop" the first one
         is reported at the next log step (:meth:`check_finite`)."""
         bad = (~torch.isfinite(loss.detach())).to(torch.float32)
-        if self._trainer is not None and self.trainer.world_size > 1:
+        if attached_trainer(self) is not None and self.trainer.world_size > 1:
             torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)  # all ranks skip or none
         this = torch.stack([self.g_steps.to(torch.float32), bad.new_tensor(float(network == "G")),
                             loss.detach().to(torch.float32)])
@@ -241,7 +242,8 @@ class GeneratorSystem(L.LightningModule):
 
     def _grad_scaler(self) -> Any:
         """The GradScaler of 16-mixed precision, or None."""
-        return getattr(getattr(self._trainer, "precision_plugin", None), "scaler", None) if self._trainer else None
+        trainer = attached_trainer(self)
+        return getattr(getattr(trainer, "precision_plugin", None), "scaler", None) if trainer else None
 
     def check_finite(self) -> None:
         """Raise DivergenceError if a loss was not finite since the run started (on_nonfinite="stop").
@@ -271,14 +273,15 @@ class GeneratorSystem(L.LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         # At Lightning's log steps (counted over epochs, as Trainer(log_every_n_steps)): the only
         # device reads of a training step happen there.
-        done = self.trainer.fit_loop.epoch_loop.total_batch_idx + 1 if self._trainer is not None else batch_idx + 1
+        trainer = attached_trainer(self)
+        done = batch_number(trainer) if trainer is not None else batch_idx + 1
         if self.weight_check_every and done % self.weight_check_every == 0:
             self.check_finite()
             self._check_weights()
 
     def _count_images(self, real: Tensor) -> None:
         """Add a batch of real images, over all processes, to ``images_seen``."""
-        world = self.trainer.world_size if self._trainer is not None else 1
+        world = self.trainer.world_size if attached_trainer(self) is not None else 1
         self.images_seen += len(real) * world
 
     def g_backward(self, loss: Tensor, fake_logits: Tensor) -> None:
@@ -307,7 +310,7 @@ class GeneratorSystem(L.LightningModule):
 
         if self.g_penalties or not isinstance(self.g_objective, AdversarialObjective):
             return None
-        if self._trainer is not None and str(self.trainer.precision).startswith("16"):
+        if attached_trainer(self) is not None and str(self.trainer.precision).startswith("16"):
             return None
         return next((name for name, cost in PAPER_G_COSTS.items() if self.g_objective.g_loss is cost), None)
 

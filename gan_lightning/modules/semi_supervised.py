@@ -226,7 +226,7 @@ class SemiSupervisedGAN(GeneratorSystem):
         self.unsup_weight = unsup_weight
         self.lr_decay_steps = lr_decay_steps
         self.ema = WeightEMA(discriminator, ema_decay) if ema_decay > 0 else None
-        self.register_buffer("data_initialized", torch.zeros((), dtype=torch.long))  # 1 once D was initialized from data
+        self.register_buffer("data_initialized", torch.zeros((), dtype=torch.long))  # 1 once D is initialized from data
 
     # -- data-dependent initialization ------------------------------------------------------
     @override

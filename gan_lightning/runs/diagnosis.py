@@ -11,6 +11,7 @@ from typing import Any, Mapping, Sequence
 from gan_lightning.diagnostics.diagnosis import has_diagnostics, read_rows, write_diagnosis
 from gan_lightning.diagnostics.verdicts import Verdict
 from gan_lightning.errors import UsageError
+from gan_lightning.lightning_state import experiment_if_created
 
 
 def num_modes(config: Mapping[str, Any]) -> int | None:
@@ -77,8 +78,9 @@ def after_training(run_dir: Path, loggers: Sequence[Any], stopped: str = "", say
     from lightning.pytorch.loggers import WandbLogger
 
     for logger in loggers:
-        if isinstance(logger, WandbLogger) and logger._experiment is not None:
-            logger._experiment.summary.update(summary_values(found))
+        run = experiment_if_created(logger) if isinstance(logger, WandbLogger) else None
+        if run is not None:
+            run.summary.update(summary_values(found))
     return found
 
 

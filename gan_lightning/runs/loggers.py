@@ -20,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from typing_extensions import override
 
 from gan_lightning.config import TrainConfig, noise_enabled
+from gan_lightning.lightning_state import experiment_if_created, set_experiment_cache
 
 G_STEPS, IMAGES_SEEN = "progress/g_steps", "progress/images_seen"
 
@@ -90,10 +91,10 @@ class AppendingCSVLogger(ProgressColumns, CSVLogger):
 
     @property
     def experiment(self) -> ExperimentWriter:
-        if self._experiment is None:
+        if experiment_if_created(self) is None:  # CSVLogger's own cache, which its finalize() reads too
             os.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _AppendingWriter(log_dir=self.log_dir)
-        return self._experiment
+            set_experiment_cache(self, _AppendingWriter(log_dir=self.log_dir))
+        return experiment_if_created(self)
 
     @rank_zero_only
     def drop_rows_from(self, step: int) -> None:
@@ -144,9 +145,10 @@ def finish_wandb(loggers: Sequence[Any], exit_code: int = 0) -> None:
     """End the W&B run of a finished training run (Lightning leaves it open), so that the next
     training run in this process (a test, a local sweep) starts a W&B run of its own."""
     for logger in loggers:
-        if isinstance(logger, WandbLogger) and logger._experiment is not None:
-            logger._experiment.finish(exit_code=exit_code)
-            logger._experiment = None  # finished once
+        run = experiment_if_created(logger) if isinstance(logger, WandbLogger) else None
+        if run is not None:
+            run.finish(exit_code=exit_code)
+            set_experiment_cache(logger, None)  # finished once
 
 
 def wandb_mode() -> tuple[str, str]:

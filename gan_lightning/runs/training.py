@@ -13,6 +13,7 @@ from gan_lightning.build import build_trainer
 from gan_lightning.config import TrainConfig, config_from_dict, parse_args, resolve, validate
 from gan_lightning.config.flags import SHAPE_KEYS, shape_keys
 from gan_lightning.errors import DivergenceError, NotApplicable, UsageError
+from gan_lightning.lightning_state import epochs_done
 from gan_lightning.runs.outputs import say
 
 RUN_DIR_ENV = "GAN_LIGHTNING_RUN_DIR"  # set by rank 0 so processes started by DDP use the same folder
@@ -140,8 +141,7 @@ def quiet_lightning() -> None:
 def finished(cfg: TrainConfig, ckpt: dict[str, Any]) -> str:
     """Why a checkpoint's run has nothing left to train under ``cfg`` ("" if it has)."""
     # "processed" counts epochs whose batches all ran; "completed" lags by one in an epoch-end checkpoint.
-    progress = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
-    epochs = progress.get("processed", 0)
+    epochs = epochs_done(ckpt) or 0
     g_steps = int(ckpt["state_dict"].get("g_steps", 0))
     if cfg.max_steps > 0 and g_steps >= cfg.max_steps:
         return f"it made {g_steps} G steps, --max_steps is {cfg.max_steps}"
