@@ -12,23 +12,17 @@ line per reason runs were not compared (another metric, no config.yaml or metric
 naming them; prints the same. Bad input ends with one line and exit code 2.
 """
 
-import argparse
 import sys
 
-from gan_lightning.runs.cli import run_cli
+from gan_lightning.runs.cli import Parser, run_cli
 from gan_lightning.errors import UsageError
 from gan_lightning.runs.outputs import check_out_dir
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        raise UsageError(message)
 
 
 def main(argv=None) -> int:
     from gan_lightning.experiments import compare
 
-    p = _Parser(prog="compare_runs.py", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="compare_runs.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--runs_dir", default="", help="folder of run folders (searched recursively; default: runs)")
     p.add_argument("--project", default="", help="W&B project (entity/project) to read instead of --runs_dir")
     p.add_argument("--filters", default="", help='W&B API filters as JSON, e.g. \'{"group": "minimax-noise_none"}\'')

@@ -10,17 +10,11 @@ into ``diagnosis-<RUN_ID>`` unless ``--out`` is given) and prints the verdict. E
 writes the same files at its end. Bad input ends with one line and exit code 2, nothing written.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
 from gan_lightning.errors import UsageError
-from gan_lightning.runs.cli import run_cli
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        raise UsageError(message)
+from gan_lightning.runs.cli import Parser, run_cli
 
 
 def main(argv=None) -> int:
@@ -28,7 +22,7 @@ def main(argv=None) -> int:
     from gan_lightning.runs.diagnosis import diagnose_run, local_run
     from gan_lightning.runs.outputs import check_out_dir
 
-    p = _Parser(prog="diagnose.py", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="diagnose.py", description=__doc__.split("\n\n")[0])
     p.add_argument("run_dir", nargs="?", default="", help="run folder of scripts/train.py (holds metrics.csv)")
     p.add_argument("--wandb", default="", metavar="ENTITY/PROJECT/RUN_ID", help="diagnose a W&B run instead")
     p.add_argument("--out", default="", help="folder for diagnosis.md and diagnosis.png (default: the run folder)")

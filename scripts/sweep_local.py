@@ -11,23 +11,17 @@ stops runs with SIGTERM as W&B would. A failed run is reported and the sweep goe
 prints a table of the sweep's metric per run. Exit status: 0, 1 if a run failed, 2 for bad input.
 """
 
-import argparse
 import sys
 
-from gan_lightning.runs.cli import run_cli
+from gan_lightning.runs.cli import Parser, run_cli
 from gan_lightning.errors import UsageError
 from gan_lightning.runs.outputs import check_out_dir
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        raise UsageError(message)
 
 
 def main(argv=None) -> int:
     from gan_lightning.experiments.sweep_local import run_sweep
 
-    p = _Parser(prog="sweep_local.py", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="sweep_local.py", description=__doc__.split("\n\n")[0])
     p.add_argument("sweep", help="sweep YAML, e.g. sweeps/smoke.yaml")
     p.add_argument("--count", type=int, default=1,
                    help="most runs to make (default: 1; a grid may end sooner, so pass its size to run it all)")

@@ -14,24 +14,18 @@ writes each finished run's best value to its summary (``best/<metric>``, needs w
 best bars show it. Bad input ends with one line and exit code 2.
 """
 
-import argparse
 import json
 import sys
 
 from gan_lightning.errors import UsageError
-from gan_lightning.runs.cli import run_cli
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        raise UsageError(message)
+from gan_lightning.runs.cli import Parser, run_cli
 
 
 def main(argv=None) -> int:
     from gan_lightning.experiments import wandb_report as wr
     from gan_lightning.experiments.wandb_report_panels import report_spec
 
-    p = _Parser(prog="wandb_report.py", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="wandb_report.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--sweep", default="", help="W&B sweep ENTITY/PROJECT/SWEEP_ID (what `wandb sweep` prints)")
     p.add_argument("--project", default="", help="W&B project ENTITY/PROJECT: a report of its runs (see --filters)")
     p.add_argument("--filters", default="", help="with --project: W&B API filters as JSON, e.g. "

@@ -20,6 +20,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -258,3 +259,27 @@ def write_outputs(out_dir: Path, settings: Settings, rows: list[dict[str, Any]],
               "finished before were reused, not timed)."]
     (out_dir / "results.md").write_text("\n".join(lines) + "\n")
     return [out_dir / "summary.json", out_dir / "results.md", save_figure(out_dir / "fig_remedies_table.png", rows)]
+
+
+def compare(settings: Settings, out_dir: str, overwrite: bool = False) -> int:
+    """What scripts/compare_remedies.py runs: every training run and probe (those that finished before are
+    reused), then the summary, table and figure in ``out_dir``; prints results.md.
+
+    Raises:
+        UsageError: remedies without ``none`` (the probe's G), an ``out_dir`` that cannot be written or
+            holds an earlier comparison (without ``overwrite``).
+    """
+    from gan_lightning.runs.outputs import check_out_dir
+
+    if "none" not in settings.remedies:
+        raise UsageError("--remedies must include none: the probe takes G from the runs without a remedy")
+    check_out_dir(out_dir, results=("summary.json", "results.md"), overwrite=overwrite)
+    start, out = time.time(), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = train_all(settings, out, say=print)
+    probes = probe_all(settings, runs, out, say=print)
+    rows = summarize(settings, runs, probes)
+    written = write_outputs(out, settings, rows, time.time() - start)
+    print((out / "results.md").read_text())
+    print("wrote " + ", ".join(str(w) for w in written), file=sys.stderr)
+    return 0

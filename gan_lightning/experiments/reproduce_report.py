@@ -1,4 +1,5 @@
-"""What ``scripts/reproduce_improved_gan.py`` writes: summary.json, results.md and figures.
+"""What ``scripts/reproduce_improved_gan.py`` writes: summary.json, results.md and figures; :func:`reproduce`,
+the whole reproduction from the script's flags.
 
 matplotlib is imported inside the functions and used through ``Figure`` objects (no pyplot
 state), so this works on machines without a display.
@@ -6,10 +7,16 @@ state), so this works on machines without a display.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import os
+import sys
+import time
 from pathlib import Path
 from typing import Any, Sequence
+
+from gan_lightning.errors import UsageError
 
 SUMMARY_KEYS = ("semi_supervised", "mode_coverage", "ablation")
 
@@ -206,3 +213,40 @@ def write_outputs(summary: dict[str, Any], settings: dict[str, Any], out_dir: Pa
     if summary.get("ablation"):
         written.append(fig_ablation(summary["ablation"], out_dir / "fig_ablation.png"))
     return written
+
+
+def reproduce(quick: bool, out_dir: str, only: str, accelerator: str, jobs: int, overwrite: bool) -> int:
+    """Run the studies ``only`` names (comma-separated keys of ``STUDIES``) with the QUICK or FULL settings
+    and write their outputs into ``out_dir``; prints results.md. The arguments are the script's flags.
+
+    Raises:
+        UsageError: an ``out_dir`` that cannot be written or holds results (without ``overwrite``), an
+            unknown accelerator or study, ``jobs`` outside [0, 64] (0: one per CPU core, at most 2, on a CPU).
+    """
+    from gan_lightning.config import ACCELERATORS
+    from gan_lightning.experiments.reproduce import FULL, QUICK, STUDIES
+    from gan_lightning.runs.outputs import check_out_dir
+
+    out_dir = out_dir or ("runs/improved_gan_quick" if quick else "runs/improved_gan")
+    check_out_dir(out_dir, results=("summary.json", "results.md"), overwrite=overwrite)
+    if accelerator not in ACCELERATORS:
+        raise UsageError(f"--accelerator: unknown value {accelerator!r}; valid values are: {', '.join(ACCELERATORS)}")
+    if not 0 <= jobs <= 64:
+        raise UsageError(f"--jobs: must be in [1, 64] (0: the default), got {jobs}")
+    jobs = jobs or (min(2, os.cpu_count() or 1) if accelerator == "cpu" else 1)
+    studies = [s.strip() for s in only.split(",") if s.strip()]
+    unknown = [s for s in studies if s not in STUDIES]
+    if unknown or not studies:
+        raise UsageError(f"--only: unknown study {unknown[0] if unknown else '(none)'}; "
+                         f"choose from {', '.join(STUDIES)}")
+    settings = dataclasses.replace(QUICK if quick else FULL, jobs=jobs,
+                                   extra=("--accelerator", accelerator, "--logger", "csv"))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    say = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", file=sys.stderr, flush=True)  # noqa: E731
+    start = time.time()
+    summary = {name: STUDIES[name](settings, out / "runs", say) for name in studies}
+    written = write_outputs(summary, dataclasses.asdict(settings), out, time.time() - start)
+    print((out / "results.md").read_text())
+    say(f"wrote {', '.join(str(p) for p in written)} in {(time.time() - start) / 60:.1f} min")
+    return 0

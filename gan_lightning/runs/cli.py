@@ -1,11 +1,13 @@
-"""Entry-point helper: user errors end in one line on stderr (exit 2), divergence too (exit 3)."""
+"""Entry-point helpers: user errors end in one line on stderr (exit 2), divergence too (exit 3); the
+scripts' one parser and the list and number types of their flags."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from gan_lightning.errors import DivergenceError, UsageError
 
@@ -56,3 +58,65 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(message)
+
+
+# -- flag types: each turns the flag's text into its value or raises ArgumentTypeError, which the
+# parser reports as ``error: argument --flag: <message>``
+def scalar(kind: type, minimum: float, maximum: float, malformed: str = "") -> Callable[[str], Any]:
+    """One ``kind`` (int or float) in [minimum, maximum]; ``malformed`` is what the message expects of
+    text that is no ``kind`` at all (default: the range)."""
+    expected = f"an integer in [{minimum:,}, {maximum:,}]" if kind is int else f"a number in [{minimum:g}, {maximum:g}]"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {malformed or expected}, got {text!r}") from None
+        if not (math.isfinite(value) and minimum <= value <= maximum):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+    return parse
+
+
+def count(maximum: int, malformed: str = "") -> Callable[[str], int]:
+    """An integer in [1, maximum] (see :func:`scalar`)."""
+    return scalar(int, 1, maximum, malformed)
+
+
+def numbers(kind: type, minimum: float, maximum: float) -> Callable[[str], list]:
+    """A comma-separated list of ``kind`` in [minimum, maximum], at least one, as a sorted list without repeats."""
+    def parse(text: str) -> list:
+        try:
+            values = [kind(p) for p in text.split(",") if p.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list of {kind.__name__}s, got {text!r}") from None
+        if not values or not all(math.isfinite(v) and minimum <= v <= maximum for v in values):
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}s in [{minimum:g}, {maximum:g}], got {text!r}")
+        return sorted(set(values))
+    return parse
+
+
+def seeds(text: str) -> tuple[int, ...]:
+    """A comma-separated list of seeds in [0, 2^32), at least one, in the order given, no repeats."""
+    try:
+        chosen = tuple(dict.fromkeys(int(p) for p in text.split(",") if p.strip()))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of seeds, got {text!r}") from None
+    if not chosen or not all(0 <= s < 2**32 for s in chosen):
+        raise argparse.ArgumentTypeError(f"expected seeds in [0, 2^32), got {text!r}")
+    return chosen
+
+
+def names(valid: Sequence[str], required: bool = False) -> Callable[[str], list[str]]:
+    """A comma-separated list of names of ``valid``, in the order given, no repeats. ``required``: at
+    least one, and the message of a bad list lists the valid names first."""
+    def parse(text: str) -> list[str]:
+        chosen = list(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+        unknown = [n for n in chosen if n not in valid]
+        if required and (unknown or not chosen):
+            raise argparse.ArgumentTypeError(f"expected names of {', '.join(valid)}, got {text!r}")
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown name {unknown[0]!r}; valid names are: {', '.join(valid)}")
+        return chosen
+    return parse
