@@ -12,9 +12,9 @@ from typing_extensions import override
 
 from gan_lightning.callbacks.messages import rank_zero_say, rank_zero_warning
 from gan_lightning.errors import UsageError
-from gan_lightning.metrics.fidelity import FidelityMetrics, Reference, generate_samples, shard
-from gan_lightning.metrics.keys import (HEADLINE, METRICS, best_of, default_num_samples, default_split, metric_key,
-                                       parse_metrics)
+from gan_lightning.metrics.fidelity import FidelityMetrics, Reference, shard
+from gan_lightning.metrics.keys import HEADLINE, METRICS, MetricSettings, best_of, metric_settings, parse_metrics
+from gan_lightning.metrics.scoring import Scorer
 from gan_lightning.torch_utils import broadcast_coalesced
 
 
@@ -159,21 +159,18 @@ class MetricsCallback(L.Callback):
             self.off = f"metrics off: unknown dataset {dataset!r} (pass dataset=...)"
             rank_zero_warning(self.off)
             return
-        kind = DATASETS[dataset].kind
-        self.num_samples = self.num_samples or default_num_samples(kind)
-        if kind == "points":
+        settings = metric_settings(dataset, self.extractor, self.num_samples, self.split or "")
+        self.num_samples = settings.num_samples
+        if settings.kind == "points":
             self.points = dataset in MIXTURES
             self.off = "" if self.points else f"metrics off: mode coverage is defined for {', '.join(MIXTURES)} only"
             self.dataset = dataset
         else:
-            from gan_lightning.metrics.extractors import default_extractor
-
-            name = default_extractor(dataset) if self.extractor == "auto" else self.extractor
             if self.download and trainer.world_size > 1:  # one download per machine, not one per process
                 if trainer.local_rank == 0:
-                    self._try_download(name)
+                    self._try_download(settings.extractor)
                 trainer.strategy.barrier()
-            self._setup_fidelity(name, dataset, config)
+            self._setup_fidelity(settings, dataset, config)
         if self.off:
             rank_zero_warning(self.off)
 
@@ -185,18 +182,16 @@ class MetricsCallback(L.Callback):
         except UsageError:
             pass  # every rank then reports it in _setup_fidelity
 
-    def _setup_fidelity(self, name: str, dataset: str, config: dict[str, Any]) -> None:
+    def _setup_fidelity(self, settings: MetricSettings, dataset: str, config: dict[str, Any]) -> None:
         from gan_lightning.metrics.extractors import data_warning, load_extractor
 
-        caveat = data_warning(name, dataset)
+        caveat = data_warning(settings.extractor, dataset)
         if caveat:
             rank_zero_warning(caveat)
-        reference = Reference(
-            dataset, self.split or default_split(dataset), int(self.image_size or config.get("image_size", 32)),
-            self.num_real, str(self.data_root or config.get("data_root", "data")),
-        )
+        reference = Reference(dataset, settings.split, int(self.image_size or config.get("image_size", 32)),
+                              self.num_real, str(self.data_root or config.get("data_root", "data")))
         try:
-            extractor = load_extractor(name, self.weights_path, self.download)
+            extractor = load_extractor(settings.extractor, self.weights_path, self.download)
             self.fidelity = FidelityMetrics(reference, extractor, self.metrics, kid_subset_size=self.kid_subset_size,
                                             batch_size=self.batch_size, cache=self.cache_dir, flags=self.flags)
             problems = self.fidelity.problems(self.num_samples)
@@ -306,19 +301,15 @@ class MetricsCallback(L.Callback):
         else:
             generate, generator = partial(pl_module.generate, ema=ema), pl_module.sampling_generator(ema)
         sync_buffers(trainer, generator)
-        batches = generate_samples(generate, pl_module.z_dim, start, end, self.seed, self.batch_size,
-                                   pl_module.device, self.progress and trainer.is_global_zero, desc="metrics")
-        if self.points:
-            local = {"points": torch.cat(list(batches)).float()}  # (count, 2)
-        else:
-            self.fidelity.extractor.to(pl_module.device)
-            local = self.fidelity.features(batches)  # {layer: (count, D)}
+        scorer = Scorer(self.dataset, self.num_samples, None if self.points else self.fidelity, frozenset(self.skip))
+        local = scorer.rows(generate, pl_module.z_dim, start, end, self.seed, self.batch_size, pl_module.device,
+                            self.progress and trainer.is_global_zero, desc="metrics")  # {name: (count, D)}
         # The same layers in the same order on every rank, so the collectives pair up.
         rows = {k: gather_rows(trainer, v.to(pl_module.device), counts).cpu() for k, v in local.items()}
         values: dict[str, float] | str = {}
         if trainer.is_global_zero:
             try:
-                values = self._score(rows, ema=bool(ema))
+                values = scorer.score(rows, ema=bool(ema))
             except UsageError as e:  # e.g. reference data gone since set-up
                 values = f"metrics off: {e}"
         values = trainer.strategy.broadcast(values, src=0)
@@ -327,14 +318,3 @@ class MetricsCallback(L.Callback):
             rank_zero_warning(values)
             return None
         return values
-
-    def _score(self, rows: dict[str, Tensor], ema: bool = False) -> dict[str, float]:
-        if self.points:
-            from gan_lightning.metrics.mode_coverage import LOGGED, dataset_mode_coverage
-
-            coverage = dataset_mode_coverage(rows["points"], self.dataset)
-            return {metric_key(k, self.num_samples, ema=ema): coverage[k] for k in LOGGED}
-        scored = self.fidelity.score(rows, skip=self.skip)
-        extractor = self.fidelity.extractor
-        return {metric_key(k, self.num_samples, extractor.spec.short, extractor.sha256, ema): v
-                for k, v in scored.items()}

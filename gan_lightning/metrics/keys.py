@@ -6,13 +6,14 @@ validation, the run comparison and the paper reproductions.
   ``kid_mean/inception_50k``, ``fid/lenet-1a2b3c4d_5k``, ``modes_covered/2.5k``), ending in ``_ema``
   when the samples came from the EMA of G's weights (``fid/lenet_5k_ema``, ``--g_ema``).
 - :func:`metric_keys` is the set of names a MetricsCallback with given settings logs.
-- the defaults: generated samples per evaluation, the reference split.
+- the defaults: generated samples per evaluation, the reference split, and :func:`metric_settings`,
+  the one place a metric's ``auto`` settings get their value.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from gan_lightning.errors import UsageError
 
@@ -105,13 +106,37 @@ def default_split(dataset: str) -> str:
     return "train" if dataset == "folder" else "test"
 
 
-
 DEFAULT_NUM_SAMPLES = {"images": 5000, "points": 2500}  # points: PacGAN's 2,500
 
 
 def default_num_samples(kind: str) -> int:
     """Generated samples per evaluation when none are given: 5,000 images, or 2,500 points (PacGAN)."""
     return DEFAULT_NUM_SAMPLES[kind]
+
+
+class MetricSettings(NamedTuple):
+    """What an evaluation of a data set measures, every ``auto`` worked out (:func:`metric_settings`)."""
+
+    kind: str  # "images" or "points" (mode coverage)
+    extractor: str | None  # None: points, which need no extractor
+    num_samples: int
+    split: str
+
+
+def metric_settings(dataset: str, extractor: str = "auto", num_samples: int = 0, split: str = "") -> MetricSettings:
+    """The metric settings of ``dataset`` with each ``auto`` resolved: the extractor (lenet-mnist for
+    digits, inception for other images, None for points), the number of generated samples (0: 5,000
+    images or 2,500 points) and the reference split ("": test, train for ``folder``).
+
+    Raises:
+        KeyError: ``dataset`` is not a key of ``DATASETS``.
+    """
+    from gan_lightning.data.datasets import DATASETS
+    from gan_lightning.metrics.extractors import default_extractor
+
+    kind = DATASETS[dataset].kind
+    return MetricSettings(kind, default_extractor(dataset, kind) if extractor == "auto" else extractor,
+                          num_samples or default_num_samples(kind), split or default_split(dataset))
 
 
 def metric_keys(dataset: str, num_samples: int = 0, extractor: str = "auto", metrics: str | Iterable[str] = METRICS,
@@ -124,15 +149,13 @@ def metric_keys(dataset: str, num_samples: int = 0, extractor: str = "auto", met
     (:func:`~gan_lightning.metrics.keys.metric_key`); a missing file logs nothing (metrics are off).
     ``ema``: the names of the scores of G's EMA (``_ema`` at the end).
     """
-    from gan_lightning.data.datasets import DATASETS
-    from gan_lightning.metrics.extractors import check_name, default_extractor, file_sha256
+    from gan_lightning.metrics.extractors import check_name, file_sha256
     from gan_lightning.metrics.mode_coverage import LOGGED, MIXTURES
 
-    kind = DATASETS[dataset].kind
-    n = num_samples or default_num_samples(kind)
+    kind, name, n, _ = metric_settings(dataset, extractor, num_samples)
     if kind == "points":
         return {metric_key(k, n, ema=ema) for k in LOGGED} if dataset in MIXTURES else set()
-    short = check_name(default_extractor(dataset) if extractor == "auto" else extractor).short
+    short = check_name(name).short
     if weights_path and not Path(weights_path).expanduser().is_file():
         return set()
     sha256 = file_sha256(Path(weights_path).expanduser()) if weights_path else ""
