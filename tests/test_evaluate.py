@@ -221,3 +221,27 @@ def test_a_folder_without_last_ckpt_is_one_line(tmp_path, capsys, layout, says):
         (run / name).write_text(text)
     code, out, err = evaluate(capsys, run)
     assert code == 2 and out == "" and err.count("\n") == 1 and says.format(run=run) in err, err
+
+
+
+def test_a_checkpoint_scores_what_training_logged(tmp_path, capsys):
+    """scripts/evaluate.py and MetricsCallback share one scorer: the same G, latents and settings give the
+    values training logged at its end."""
+    import csv
+
+    from gan_lightning.runs.training import main as train_main
+
+    args = ["--dataset", "digits", "--image_size", "32", "--z_dim", "8", "--g_width", "4", "--d_width", "4",
+            "--batch_size", "16", "--max_steps", "3", "--metric_every_n_epochs", "1", "--metric_num_samples", "200",
+            "--metrics", "fid,is", "--logger", "csv", "--diagnostics", "false", "--out_dir", str(tmp_path),
+            "--run_name", "digits"]
+    assert run_cli(train_main, args) == 0, capsys.readouterr().err
+    with (tmp_path / "digits" / "metrics.csv").open(newline="") as f:
+        logged = [row for row in csv.DictReader(f) if row.get("fid/lenet_200")][-1]
+    code, out, err = evaluate(capsys, tmp_path / "digits", "--json", "--num_samples", 200, "--metrics", "fid,is")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["names"] == {"fid": "fid/lenet_200", "is_mean": "is_mean/lenet_200", "is_std": "is_std/lenet_200"}
+    assert report["fid"] > 1  # G after 3 steps is far from the digits
+    for key, name in report["names"].items():
+        assert report[key] == pytest.approx(float(logged[name]), rel=1e-6), name

@@ -101,6 +101,18 @@ def test_logged_keys_follow_data_extractor_and_counts():
     assert logged_keys("grid") == {"modes_covered/2.5k", "high_quality/2.5k"}
 
 
+@pytest.mark.parametrize("dataset", ["mnist5k", "digits", "cifar10", "folder", "ring"])
+def test_metric_autos_have_one_answer(dataset):
+    from gan_lightning.config import resolve
+    from gan_lightning.metrics.keys import metric_settings
+
+    kind, extractor, num_samples, split = metric_settings(dataset)
+    cfg = resolve(TrainConfig(dataset=dataset))  # what a run logs under
+    assert (cfg.metric_extractor, cfg.metric_num_samples, cfg.metric_split) == (extractor or "none", num_samples, split)
+    assert (kind == "points") == (extractor is None) == (dataset == "ring")
+    assert metric_settings(dataset, "inception", 700, "train")[1:] == ("inception", 700, "train")  # given: kept
+
+
 def test_callback_arguments_are_checked():
     with pytest.raises(UsageError, match="every_n_epochs must be >= 1, got 0"):
         MetricsCallback(every_n_epochs=0)
