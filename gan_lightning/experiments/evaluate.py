@@ -79,12 +79,10 @@ def check_flags(num_samples: int, num_real: int, batch_size: int, kid_subset_siz
     from gan_lightning.metrics.extractors import check_name
     from gan_lightning.metrics.keys import parse_metrics
 
-    for flag, value in (("num_samples", num_samples), ("num_real", num_real)):
-        if value < 0:
-            raise UsageError(f"--{flag}: must be >= 0, got {value}")
-    for flag, value in (("batch_size", batch_size), ("kid_subset_size", kid_subset_size)):
-        if value < 1:
-            raise UsageError(f"--{flag}: must be >= 1, got {value}")
+    for flag, value, least in (("num_samples", num_samples, 0), ("num_real", num_real, 0),
+                               ("batch_size", batch_size, 1), ("kid_subset_size", kid_subset_size, 1)):
+        if value < least:
+            raise UsageError(f"--{flag}: must be >= {least}, got {value}")
     # train.py's limits on the same settings: larger values are typing mistakes that would run for days
     for flag, value, most in (("num_samples", num_samples, SIZE_LIMITS["metric_num_samples"]),
                               ("batch_size", batch_size, SIZE_LIMITS["batch_size"]),

@@ -60,8 +60,7 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-# -- flag types: each turns the flag's text into its value or raises ArgumentTypeError, which the
-# parser reports as ``error: argument --flag: <message>``
+# -- flag types: text -> value, or ArgumentTypeError (the parser says ``error: argument --flag: <message>``)
 def scalar(kind: type, minimum: float, maximum: float, malformed: str = "") -> Callable[[str], Any]:
     """One ``kind`` (int or float) in [minimum, maximum]; ``malformed`` is what the message expects of
     text that is no ``kind`` at all (default: the range)."""
