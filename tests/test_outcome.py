@@ -83,3 +83,14 @@ def test_the_primary_metric_is_the_one_samples_come_from():
     assert outcome.key == "fid/lenet_5k_ema" and outcome.better == "min"
     assert O.primary(rows(2, ssl__test_error=[0.3, 0.2], ssl__test_error_live=[0.3, 0.25])).key == "ssl/test_error"
     assert O.primary(rows(2, loss__d=[1, 2])) is None
+
+
+def test_a_cross_entropy_of_a_hundred_is_an_explosion_but_a_critic_of_that_size_is_not():
+    # ring at Adam lr 1 (the corpus's ring-exploding-1-s0): D's BCE loss 1.6e3 at G step 10, then back to 0.5
+    spiked = rows(6, loss__d=[1580.0, 598.0, 77.8, 8.5, 0.8, 0.5], loss__g=[824.0, 30.0, 7.0, 3.0, 1.1, 1.2])
+    found = O.assess(spiked, {"loss": "nonsaturating"})
+    assert [(v.name, v.severity) for v in found] == [("divergence", O.PROBLEM)]
+    assert "loss/d reached 1.58e+03 at G step 10" in found[0].evidence and "--loss nonsaturating" in found[0].evidence
+    assert O.status(O.assess(spiked, {"loss": "wasserstein_gp"})) == "healthy"  # a critic's values have no scale
+    calm = rows(6, loss__d=[1.4, 1.2, 0.9, 0.8, 0.7, 0.5], loss__g=[0.7, 2.0, 3.0, 9.6, 11.0, 8.0])
+    assert O.status(O.assess(calm, {"loss": "minimax"})) == "healthy"

@@ -147,7 +147,7 @@ def assess(rows: Sequence[Mapping[str, Any]], config: Mapping[str, Any] | None =
     """
     rows, config = list(rows), dict(config or {})
     outcome = primary(rows)
-    found = [grade(v, outcome, config, num_modes) for v in diagnose(rows, num_modes, stopped)
+    found = [grade(v, outcome, config, num_modes) for v in diagnose(rows, num_modes, stopped, config.get("loss", ""))
              if v.name != HEALTHY.name]
     why = not_learned(rows, num_modes)
     if why and not any(v.severity == PROBLEM for v in found):

@@ -21,7 +21,8 @@ The verdicts (thresholds and windows are the named constants below):
   none and is not collapsed); or recall falling COLLAPSE_RECALL_DROP from its best while precision
   stays within COLLAPSE_PRECISION_HOLD of its best.
 - ``divergence``: non-finite logged values (or a run stopped for a non-finite loss); a loss or a
-  trained gradient norm of magnitude EXPLODED or more; the primary image metric (FID) ending
+  trained gradient norm of magnitude EXPLODED or more, or D's loss at EXPLODED_BCE or more under a
+  sigmoid cross-entropy cost (BCE_LOSSES: a cross-entropy of 100 needs a logit 100 on the wrong side); the primary image metric (FID) ending
   DIVERGE_FID_RATIO times above its best; or D's loss swinging: its largest magnitude in the last
   third LOSS_SWING times its median magnitude over the first third and at least LOSS_SWING_MIN.
 - ``healthy``: none of the above.
@@ -51,6 +52,8 @@ COLLAPSE_RECALL_DROP = 0.2
 COLLAPSE_PRECISION_HOLD = 0.1
 DIVERGE_FID_RATIO = 1.5
 EXPLODED = 1e4
+EXPLODED_BCE = 100.0
+BCE_LOSSES = ("minimax", "nonsaturating")  # D's loss is a sigmoid cross-entropy: EXPLODED_BCE applies
 LOSS_SWING = 100.0
 LOSS_SWING_MIN = 10.0
 LOSS_MIN_POINTS = 6
@@ -240,7 +243,7 @@ def mode_collapse(rows: list[Mapping[str, Any]], num_modes: int | None = None) -
     return None
 
 
-def divergence(rows: list[Mapping[str, Any]], stopped: str = "") -> Verdict | None:
+def divergence(rows: list[Mapping[str, Any]], stopped: str = "", loss: str = "") -> Verdict | None:
     if stopped:
         last = max((x for x, _ in series(rows, "loss/d")), default=0.0)
         return _verdict("divergence", f"the run stopped: {stopped}", [(last, last)], harm=True)
@@ -249,12 +252,16 @@ def divergence(rows: list[Mapping[str, Any]], stopped: str = "") -> Verdict | No
         if bad:
             return _verdict("divergence", f"{key} = {bad[0][1]} at {_step(bad[0][0])} ({len(bad)} non-finite values)",
                             [(bad[0][0], bad[-1][0])], harm=True)
-    for key in ("loss/d", "loss/g", "grad_norm/d", "grad_norm/g"):
-        big = [(x, v) for x, v in series(rows, key) if abs(v) >= EXPLODED]
+    limits = [(key, EXPLODED) for key in ("loss/d", "loss/g", "grad_norm/d", "grad_norm/g")]
+    if loss in BCE_LOSSES:
+        limits.insert(0, ("loss/d", EXPLODED_BCE))
+    for key, limit in limits:
+        big = [(x, v) for x, v in series(rows, key) if abs(v) >= limit]
         if big:
             x, top = max(big, key=lambda p: abs(p[1]))
+            bce = f", a sigmoid cross-entropy (--loss {loss})" if limit == EXPLODED_BCE else ""
             return _verdict("divergence", f"{key} reached {_fmt(top)} at {_step(x)} ({len(big)} log steps at "
-                            f"|value| >= {EXPLODED:.0e})", [(big[0][0], big[-1][0])], harm=True)
+                            f"|value| >= {limit:.0e}{bce})", [(big[0][0], big[-1][0])], harm=True)
     for key in keys_with_prefix(rows, "fid/"):
         points = series(rows, key)
         best_x, best = min(points, key=lambda p: p[1])
@@ -273,15 +280,17 @@ def divergence(rows: list[Mapping[str, Any]], stopped: str = "") -> Verdict | No
     return None
 
 
-def diagnose(rows: Iterable[Mapping[str, Any]], num_modes: int | None = None, stopped: str = "") -> list[Verdict]:
+def diagnose(rows: Iterable[Mapping[str, Any]], num_modes: int | None = None, stopped: str = "",
+             loss: str = "") -> list[Verdict]:
     """Every verdict that holds for a run's logged ``rows``, or ``[HEALTHY]``.
 
     Args:
         rows: logged rows (column -> value; "" or missing for none), in logging order.
         num_modes: modes of the data (2-D mixtures: 8 for ring, 25 for grid), for mode coverage.
         stopped: why the run stopped early (a non-finite loss), if it did.
+        loss: the run's ``--loss`` (D's loss under a sigmoid cross-entropy has a scale of its own).
     """
     rows = list(rows)
     found = [d_saturation(rows), vanishing_gradient(rows), unstable_gradient(rows), mode_collapse(rows, num_modes),
-             divergence(rows, stopped)]
+             divergence(rows, stopped, loss)]
     return [v for v in found if v is not None] or [HEALTHY]
