@@ -278,8 +278,6 @@ def test_improved_mnist_discriminator_fits_when_available():
 def test_train_script_runs_the_semi_supervised_task_and_resumes(tmp_path):
     """--task semi_supervised through train.py: ssl/test_error in metrics.csv, EMA in last.ckpt, resume."""
     import csv
-    import importlib.util
-    from pathlib import Path
 
     from gan_lightning.runs.cli import run_cli
     from gan_lightning.runs.training import main
@@ -305,9 +303,8 @@ def test_train_script_runs_the_semi_supervised_task_and_resumes(tmp_path):
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert len([r for r in rows if r.get("ssl/test_error")]) == 2
 
-    spec = importlib.util.spec_from_file_location("evaluate", Path(__file__).parents[1] / "scripts" / "evaluate.py")
-    evaluate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(evaluate)
+    from gan_lightning.experiments import evaluate
+
     module, cfg = evaluate.load_generator(ckpt)  # evaluate.py rebuilds the semi-supervised module
     assert isinstance(module, SemiSupervisedGAN) and cfg.task == "semi_supervised"
 

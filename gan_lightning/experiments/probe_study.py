@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from gan_lightning.config.flags import REMEDIES
 from gan_lightning.diagnostics.probe import CKPT_KEYS, G_KEYS, probe, summarize
 from gan_lightning.errors import UsageError
+from gan_lightning.lightning_state import epochs_done
 
 # --quick and --full: a built-in data set and small networks, so they run on a CPU (2 cores: ~5 and
 # ~45 minutes); --full is the default protocol (G after 1, 10, 25 epochs, 4,000 D iterations).
@@ -101,7 +102,7 @@ def load_generator(path: str | Path) -> tuple[Snapshot, dict[str, Any]]:
     validate(cfg)
     module = build_module(cfg, build_datamodule(cfg).data_shape)
     load_weights(module, ckpt["state_dict"], path)
-    epochs = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {}).get("processed")
+    epochs = epochs_done(ckpt)
     epochs = int(epochs) if epochs is not None else int(ckpt.get("epoch", 0))
     return Snapshot(epochs, int(module.g_steps), module.generator, str(path)), stored
 
