@@ -110,6 +110,24 @@ CORPUS: tuple[Entry, ...] = tuple([
     *_seeds("ring-collapse-fast", "mode collapse (ring)", ("mode_collapse",),
             (*RING, "--g_width", "64", "--d_width", "64", "--lr_g", "0.002", "--lr_d", "0.002", "--max_epochs", "12"),
             confirm="modes_lost"),
+    # -- mode collapse on images: a trained GAN whose D is then frozen while G trains on against it ---------
+    *_seeds("mnist-collapse", "mode collapse (images: D frozen, G trained on)", ("mode_collapse",),
+            (*MNIST, "--max_epochs", "4"), then=("--lr_d", "1e-9", "--max_epochs", "8"),
+            also=(*SAT, "unstable_gradient", "divergence"), confirm="recall_lost"),
+    *_seeds("mnist-collapse-fast", "mode collapse (images: D frozen, G trained on)", ("mode_collapse",),
+            (*MNIST, "--max_epochs", "4"), then=("--lr_d", "1e-9", "--lr_g", "0.001", "--max_epochs", "8"),
+            also=(*SAT, "unstable_gradient", "divergence"), confirm="recall_lost"),
+    # -- a run that got worse: a trained GAN whose rates are then raised: FID rises past its best ----------
+    *_seeds("mnist-fid-rise", "divergence (FID rising past its best)", ("divergence",),
+            (*MNIST, "--max_epochs", "4"), then=("--lr_g", "0.005", "--lr_d", "0.005", "--max_epochs", "8"),
+            also=VERDICTS, confirm="fid_rose"),
+    *_seeds("mnist-fid-rise-fast", "divergence (FID rising past its best)", ("divergence",),
+            (*MNIST, "--max_epochs", "4"), then=("--lr_g", "0.02", "--lr_d", "0.02", "--max_epochs", "8"),
+            also=VERDICTS, confirm="fid_rose"),
+    # -- oscillation: a ring GAN whose rates are then raised with heavy momentum: D's loss swings ----------
+    *_seeds("ring-oscillating", "divergence (oscillating)", ("divergence",),
+            (*RING, "--max_epochs", "2"), then=("--lr_g", "0.05", "--lr_d", "0.05", "--beta1", "0.9",
+                                                "--max_epochs", "5"), also=VERDICTS, confirm="loss_swung"),
     # -- divergence: non-finite, exploding --------------------------------------------------------------
     *_seeds("ring-nonfinite", "divergence (non-finite)", ("divergence",),
             (*RING, "--lr_g", "1e20", "--lr_d", "1e20", "--max_epochs", "1"), short=True, also=VERDICTS),
@@ -151,6 +169,9 @@ def outcome_label(rows: Sequence[dict[str, str]], num_modes: int | None) -> str:
 
 MODES_LOST = 2  # a collapse happened: modes covered ended at least this many below their best
 EXPLODED_LOSS = 1e3  # an explosion happened: a loss of at least this magnitude
+RECALL_LOST = 0.15  # images collapsed: recall ended at least this far below its best
+FID_ROSE = 1.25  # a run got worse: FID ended at least this factor above its best
+LOSS_SWUNG = 10.0  # an oscillation: D's loss after the change reached this factor of its largest value before
 
 
 def failure_confirmed(check: str, rows: Sequence[dict[str, str]]) -> str:
@@ -165,6 +186,26 @@ def failure_confirmed(check: str, rows: Sequence[dict[str, str]]) -> str:
         if modes and max(modes) - modes[-1] >= MODES_LOST:
             return ""
         return f"modes covered {modes[-1]:.0f} at the end, best {max(modes):.0f}: none lost" if modes else "no modes logged"
+    if check == "recall_lost":
+        keys = sorted({k for row in rows for k in row if k.startswith("recall/")})
+        recall = values(keys[0]) if keys else []
+        if recall and max(recall) - recall[-1] >= RECALL_LOST:
+            return ""
+        return f"recall {recall[-1]:.2f} at the end, best {max(recall):.2f}: not lost" if recall else "no recall logged"
+    if check == "fid_rose":
+        keys = sorted({k for row in rows for k in row if k.startswith("fid/")})
+        fid = values(keys[0]) if keys else []
+        if fid and fid[-1] >= FID_ROSE * min(fid):
+            return ""
+        return f"FID {fid[-1]:.3g} at the end, best {min(fid):.3g}: not risen" if fid else "no FID logged"
+    if check == "loss_swung":  # D's loss in the second session against the first (the sessions' G steps)
+        sessions = [float(row["loss/d"]) for row in rows if row.get("loss/d")]
+        half = len(sessions) * 2 // 5  # the first session is 2 of 5 epochs
+        before, after = [abs(v) for v in sessions[:half]], [abs(v) for v in sessions[half:]]
+        top = max(after, default=0.0)
+        if before and (not math.isfinite(top) or top >= LOSS_SWUNG * max(before)):
+            return ""
+        return f"D's loss reached {top:.3g} after the change, {max(before, default=0):.3g} before: no swing"
     if check == "exploded":
         top = max((abs(v) for key in ("loss/d", "loss/g") for v in values(key)), default=0.0)
         return "" if not math.isfinite(top) or top >= EXPLODED_LOSS else f"largest loss {top:.3g}: nothing exploded"
