@@ -180,21 +180,22 @@ def failure_confirmed(check: str, rows: Sequence[dict[str, str]]) -> str:
     def values(key: str) -> list[float]:
         return [float(row[key]) for row in rows if row.get(key)]
 
+    def first(prefix: str) -> list[float]:  # the values of the first logged key under ``prefix``
+        keys = sorted({k for row in rows for k in row if k.startswith(prefix)})
+        return values(keys[0]) if keys else []
+
     if check == "modes_lost":
-        keys = sorted({k for row in rows for k in row if k.startswith("modes_covered/")})
-        modes = values(keys[0]) if keys else []
+        modes = first("modes_covered/")
         if modes and max(modes) - modes[-1] >= MODES_LOST:
             return ""
         return f"modes covered {modes[-1]:.0f} at the end, best {max(modes):.0f}: none lost" if modes else "no modes logged"
     if check == "recall_lost":
-        keys = sorted({k for row in rows for k in row if k.startswith("recall/")})
-        recall = values(keys[0]) if keys else []
+        recall = first("recall/")
         if recall and max(recall) - recall[-1] >= RECALL_LOST:
             return ""
         return f"recall {recall[-1]:.2f} at the end, best {max(recall):.2f}: not lost" if recall else "no recall logged"
     if check == "fid_rose":
-        keys = sorted({k for row in rows for k in row if k.startswith("fid/")})
-        fid = values(keys[0]) if keys else []
+        fid = first("fid/")
         if fid and fid[-1] >= FID_ROSE * min(fid):
             return ""
         return f"FID {fid[-1]:.3g} at the end, best {min(fid):.3g}: not risen" if fid else "no FID logged"
