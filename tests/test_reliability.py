@@ -82,6 +82,27 @@ def test_exact_resume_matches_straight_training(tmp_path):
     assert_rows_of_one_run(tmp_path / "straight", tmp_path / "split", stopped_at="21")
 
 
+def test_a_resumed_run_trains_at_the_rates_it_is_given_not_those_it_was_saved_with(tmp_path, capsys):
+    out = ["--out_dir", str(tmp_path), "--run_name", "r"]
+    assert run_cli(main, [*SMALL, *out, "--max_epochs", "1"]) == 0
+    before = state(tmp_path / "r")
+    capsys.readouterr()
+    assert run_cli(main, [*SMALL, *out, "--resume", "last", "--max_epochs", "2", "--lr_g", "1e-9",
+                          "--beta1", "0.9"]) == 0
+    said = capsys.readouterr()
+    assert "notice: --lr_g 1e-09 on a checkpoint trained at 0.0002: the optimizer goes on at --lr_g 1e-09" in (
+        said.out + said.err)
+    after = state(tmp_path / "r")
+    d_opt, g_opt = after["optimizer_states"]  # [D, G]
+    assert g_opt["param_groups"][0]["lr"] == 1e-9 and d_opt["param_groups"][0]["lr"] == 2e-4
+    assert tuple(g_opt["param_groups"][0]["betas"]) == (0.9, 0.999)
+    g_moved = [(after["state_dict"][k] - v).abs().max().item() for k, v in before["state_dict"].items()
+               if k.startswith("generator.") and v.is_floating_point() and "running" not in k]
+    d_moved = [(after["state_dict"][k] - v).abs().max().item() for k, v in before["state_dict"].items()
+               if k.startswith("discriminator.") and v.is_floating_point()]
+    assert max(g_moved) < 1e-6 < max(d_moved)  # G frozen at lr 1e-9, D trained on at its rate
+
+
 @pytest.mark.parametrize("first, then", [
     (["--max_epochs", "1"], ["--max_epochs", "2"]),
     (["--max_epochs", "2", "--max_steps", "30"], ["--max_steps", "-1"]),  # batch 8 of 22 of epoch 1

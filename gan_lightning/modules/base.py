@@ -160,6 +160,11 @@ class GeneratorSystem(L.LightningModule):
 
     @override
     def on_train_start(self) -> None:
+        # A resumed run's optimizers come back with the rates and betas they were saved with: this run's
+        # flags win, as config.yaml says (a branch at a lower --lr_g trains at it; Adam's moments are kept).
+        for opt, lr in zip(self.optimizers(), (self.lr_d, self.lr_g)):
+            for group in opt.param_groups:
+                group.update(lr=lr, betas=self.betas, eps=self.adam_eps)
         # The RNG as it was when the checkpoint was written (after a batch, or at an epoch end);
         # what Lightning draws after this (a new DataLoader iterator) it drew after that point too.
         from gan_lightning.torch_utils import set_rng_state

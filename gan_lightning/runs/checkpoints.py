@@ -145,6 +145,17 @@ def fit_state_dict(own: Mapping[str, Any], stored: Mapping[str, Any]) -> tuple[d
     return state, notes
 
 
+OPTIMIZER_FLAGS = ("lr_g", "lr_d", "beta1", "beta2", "adam_eps")  # what a resumed run's optimizers take from the flags
+
+
+def optimizer_changes(stored: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
+    """One notice line per optimizer setting (OPTIMIZER_FLAGS) that differs between a checkpoint's stored
+    config and this run's: the run goes on with the new value (the module sets it at the start)."""
+    return [f"notice: --{k} {config[k]:g} on a checkpoint trained at {stored[k]:g}: the optimizer goes on at "
+            f"--{k} {config[k]:g} (Adam's moment estimates are kept)"
+            for k in OPTIMIZER_FLAGS if k in stored and k in config and stored[k] != config[k]]
+
+
 def load_weights(module: Any, state_dict: Mapping[str, Any], path: str | Path) -> list[str]:
     """``module.load_state_dict(state_dict)`` (strict, after :func:`fit_state_dict`), or one line naming
     the first entry that does not fit.

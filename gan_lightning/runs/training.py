@@ -164,7 +164,8 @@ def train(cfg: TrainConfig, given: Collection[str] | None = None) -> Run:
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from gan_lightning.build import build_datamodule, build_module
-    from gan_lightning.runs.checkpoints import load_weights, read_checkpoint, remove_stale_temporaries
+    from gan_lightning.runs.checkpoints import (CHECKPOINT_KEY, load_weights, optimizer_changes, read_checkpoint,
+                                                remove_stale_temporaries)
     from gan_lightning.runs.loggers import finish_wandb
 
     from gan_lightning.config.validate import notices
@@ -180,6 +181,7 @@ def train(cfg: TrainConfig, given: Collection[str] | None = None) -> Run:
         ckpt = read_checkpoint(run.ckpt_path)
         fitted = build_module(cfg, dm.data_shape)
         changes = load_weights(fitted, ckpt["state_dict"], run.ckpt_path)
+        changes += optimizer_changes(ckpt[CHECKPOINT_KEY].get("config", {}), cfg.to_dict())
         if set(fitted.state_dict()) == set(ckpt["state_dict"]):
             fitted = None  # the file fits as it is: Lightning loads it strictly
         done = finished(cfg, ckpt)
