@@ -51,7 +51,7 @@ def runs(tmp_path_factory):
                        "--max_epochs", "3"),
     }
     # Arjovsky & Bottou's protocol in one run: G trains for 500 steps, then stays (lr 1e-9) while a
-    # strong D trains 10 times per step: G's -log D gradient grows and scatters (Thm 2.6)
+    # strong D trains 10 times per step: G's -log D gradient grows (Thm 2.6)
     train(out, "unstable", *NO_METRICS, "--lr_g", "0.001", "--lr_d", "0.001", "--max_steps", "500", "--max_epochs", "-1")
     assert run_cli(main, ["--out_dir", str(out), "--run_name", "unstable", "--resume", "last", "--lr_g", "1e-9",
                           "--lr_d", "0.002", "--n_critic", "10", "--max_steps", "1200"]) == 0

@@ -12,9 +12,11 @@ The verdicts (thresholds and windows are the named constants below):
   VANISH_DROP times below its earlier peak at VANISH_ROWS consecutive measurements (Thm 2.4),
   whether or not the minimax cost is the one trained (the norm is measured as a shadow).
 - ``unstable_gradient``: G's gradient norm under the ``-log D`` cost growing (median of the last
-  third of the measurements >= UNSTABLE_GROWTH times that of the first third) while its scatter
-  grows too: the standard deviation of log10 of the ratio between consecutive measurements (the
-  batch-to-batch spread, blind to a smooth trend) larger in the last third (Thm 2.6).
+  third of the measurements >= UNSTABLE_GROWTH times that of the first third; Thm 2.6). The evidence
+  also gives its scatter (the standard deviation of log10 of the ratio between consecutive
+  measurements, blind to a smooth trend) in both thirds, but does not require it to grow: with G
+  really frozen and D trained on, the norm grew 141x with a scatter of 0.11 in both thirds
+  (docs/verdicts_calibration.md).
 - ``mode_collapse``: modes covered falling by COLLAPSE_MODES_DROP of the modes from their best, or
   ending at or below COLLAPSE_MODES_FRACTION of the modes while at least COLLAPSE_QUALITY of the
   samples are near a mode (G has learned the modes it covers: a G that has not learned yet covers
@@ -208,7 +210,7 @@ def unstable_gradient(rows: list[Mapping[str, Any]]) -> Verdict | None:
     first, last = _thirds(points)
     m0, m1 = statistics.median(v for _, v in first), statistics.median(v for _, v in last)
     s0, s1 = _scatter(first), _scatter(last)
-    if m1 < UNSTABLE_GROWTH * m0 or s1 <= s0:
+    if m1 < UNSTABLE_GROWTH * m0:
         return None
     return _verdict("unstable_gradient", f"G's -log D gradient norm grew from a median of {_fmt(m0)} "
                     f"({_step(first[0][0])}-{int(first[-1][0])}) to {_fmt(m1)} ({_step(last[0][0])}-{int(last[-1][0])}): "

@@ -64,6 +64,12 @@ class Entry:
     def healthy(self) -> bool:
         return self.labels == ("healthy",)
 
+    @property
+    def first_epochs(self) -> int:
+        """The first session's --max_epochs (0 when not given)."""
+        flags = list(self.flags)
+        return int(flags[flags.index("--max_epochs") + 1]) if "--max_epochs" in flags else 0
+
 
 def _seeds(name: str, family: str, labels: tuple[str, ...], flags: tuple[str, ...], seeds: Sequence[int] = (0, 1),
            **kw: Any) -> list[Entry]:
@@ -174,9 +180,10 @@ FID_ROSE = 1.25  # a run got worse: FID ended at least this factor above its bes
 LOSS_SWUNG = 10.0  # an oscillation: D's loss after the change reached this factor of its largest value before
 
 
-def failure_confirmed(check: str, rows: Sequence[dict[str, str]]) -> str:
+def failure_confirmed(check: str, rows: Sequence[dict[str, str]], first_epochs: int = 0) -> str:
     """"" when the outcome shows that a run built to fail did (``Entry.confirm``), else why not. Reads the
-    logged values directly (not the verdict code)."""
+    logged values directly (not the verdict code); ``first_epochs``: the epochs of a two-session run's
+    first session (where its change was made)."""
     def values(key: str) -> list[float]:
         return [float(row[key]) for row in rows if row.get(key)]
 
@@ -199,10 +206,10 @@ def failure_confirmed(check: str, rows: Sequence[dict[str, str]]) -> str:
         if fid and fid[-1] >= FID_ROSE * min(fid):
             return ""
         return f"FID {fid[-1]:.3g} at the end, best {min(fid):.3g}: not risen" if fid else "no FID logged"
-    if check == "loss_swung":  # D's loss in the second session against the first (the sessions' G steps)
-        sessions = [float(row["loss/d"]) for row in rows if row.get("loss/d")]
-        half = len(sessions) * 2 // 5  # the first session is 2 of 5 epochs
-        before, after = [abs(v) for v in sessions[:half]], [abs(v) for v in sessions[half:]]
+    if check == "loss_swung":  # D's loss after the first session (its epochs) against that before
+        split = [(float(row["epoch"]) < first_epochs, abs(float(row["loss/d"]))) for row in rows
+                 if row.get("loss/d") and row.get("epoch")]
+        before, after = [v for early, v in split if early], [v for early, v in split if not early]
         top = max(after, default=0.0)
         if before and (not math.isfinite(top) or top >= LOSS_SWUNG * max(before)):
             return ""
@@ -291,7 +298,7 @@ def score(entry: Entry, corpus: Path) -> Scored:
         why = outcome_label(rows, num_modes(config))
         why = f"built healthy, but {why}" if why else ""
     else:
-        why = failure_confirmed(entry.confirm, rows)
+        why = failure_confirmed(entry.confirm, rows, entry.first_epochs)
         why = f"built to fail, but {why}" if why else ""
     labels = () if why else labels
     return Scored(entry, labels, problems, status(found), why, seconds)

@@ -162,7 +162,8 @@ class GeneratorSystem(L.LightningModule):
     def on_train_start(self) -> None:
         # A resumed run's optimizers come back with the rates and betas they were saved with: this run's
         # flags win, as config.yaml says (a branch at a lower --lr_g trains at it; Adam's moments are kept).
-        for opt, lr in zip(self.optimizers(), (self.lr_d, self.lr_g)):
+        # (trainer.optimizers is [D, G], configure_optimizers' order; a bare test trainer has none)
+        for opt, lr in zip(getattr(self.trainer, "optimizers", ()), (self.lr_d, self.lr_g)):
             for group in opt.param_groups:
                 group.update(lr=lr, betas=self.betas, eps=self.adam_eps)
         # The RNG as it was when the checkpoint was written (after a batch, or at an epoch end);
