@@ -44,7 +44,7 @@ def main(argv=None) -> int:
         C.build_all(entries, check_out_dir(args.corpus, "--corpus"), args.jobs, say=lambda s: print(s, file=sys.stderr))
     scored = C.calibrate(args.corpus, entries)
     command = "python scripts/calibrate_verdicts.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = C.markdown(scored, command.strip())
+    text = C.markdown(scored, command.strip(), args.corpus)
     out = out or check_out_file(f"{args.corpus}/calibration.md", "--out", overwrite=True)
     out.write_text(text)
     print(text, end="")

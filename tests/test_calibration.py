@@ -46,6 +46,24 @@ def test_the_short_members_get_the_verdicts_they_were_built_for(corpus, capsys):
     assert capsys.readouterr().out == text
 
 
+def test_each_decided_threshold_shows_the_nearest_runs_on_both_sides_and_names_any_on_the_wrong_one(corpus,
+                                                                                                 monkeypatch):
+    from gan_lightning.experiments import calibration_margins as M
+
+    scored = C.calibrate(corpus, SHORT)
+    [row] = [line for line in M.margins(scored, corpus) if "EXPLODED_BCE" in line]
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    fire, quiet = (float(cells[i].split()[0]) for i in (3, 4))
+    # the exploding ring run (lr 5, -log D) must reach 100; the saturated one (minimax) stays far below
+    assert fire >= 100 > quiet and "ring-exploding-s0" in cells[3] and "ring-saturated-s0" in cells[4]
+    assert cells[5] == "none"
+    # a threshold above the exploding run's peak puts it on the wrong side, by name
+    monkeypatch.setattr(M, "DECISIONS", tuple((n, fire * 2 if "BCE" in n else t, *rest)
+                                              for n, t, *rest in M.DECISIONS))
+    [row] = [line for line in M.margins(scored, corpus) if "EXPLODED_BCE" in line]
+    assert row.split("|")[-2].strip() == "ring-exploding-s0"
+
+
 def test_a_crashed_run_is_reported_and_not_counted(corpus, tmp_path):
     entry = SHORT[0]
     (tmp_path / entry.name).mkdir()
@@ -54,7 +72,7 @@ def test_a_crashed_run_is_reported_and_not_counted(corpus, tmp_path):
     [s] = C.calibrate(tmp_path, [entry])
     assert not s.labels and s.left_out.startswith("crashed (exit 1")
     assert all(sum(c.values()) == 0 for c in C.confusion([s]).values())
-    assert "left out: crashed (exit 1" in C.markdown([s], "test")
+    assert "left out: crashed (exit 1" in C.markdown([s], "test", tmp_path)
 
 
 def test_a_healthy_recipe_whose_outcome_is_not_is_left_out():

@@ -203,12 +203,22 @@ def _scatter(points: list[tuple[float, float]]) -> float:
     return statistics.pstdev([math.log10(b / a) for (_, a), (_, b) in zip(points, points[1:])])
 
 
-def unstable_gradient(rows: list[Mapping[str, Any]]) -> Verdict | None:
+def nonsaturating_thirds(rows: Iterable[Mapping[str, Any]]) -> tuple[list[tuple[float, float]], list[tuple[float, float]],
+                                                                    float, float] | None:
+    """The first and last thirds of G's -log D gradient norms (finite and > 0; (G step, value) points), and
+    the median of each; None with fewer than UNSTABLE_MIN_POINTS measurements."""
     points = [(x, v) for x, v in series(rows, "grad_norm/g_nonsaturating") if v > 0 and math.isfinite(v)]
     if len(points) < UNSTABLE_MIN_POINTS:
         return None
     first, last = _thirds(points)
-    m0, m1 = statistics.median(v for _, v in first), statistics.median(v for _, v in last)
+    return first, last, statistics.median(v for _, v in first), statistics.median(v for _, v in last)
+
+
+def unstable_gradient(rows: list[Mapping[str, Any]]) -> Verdict | None:
+    thirds = nonsaturating_thirds(rows)
+    if thirds is None:
+        return None
+    first, last, m0, m1 = thirds
     s0, s1 = _scatter(first), _scatter(last)
     if m1 < UNSTABLE_GROWTH * m0:
         return None

@@ -336,10 +336,12 @@ def calibrate(corpus: str | Path, entries: Sequence[Entry] = CORPUS) -> list[Sco
     return [score(e, folder) for e in built]
 
 
-def markdown(scored: Sequence[Scored], command: str) -> str:
-    """docs/verdicts_calibration.md: the confusion matrix, the targets, every run with its label and verdict."""
+def markdown(scored: Sequence[Scored], command: str, corpus: str | Path) -> str:
+    """docs/verdicts_calibration.md: the confusion matrix, the targets, every run with its label and verdict,
+    the decided thresholds' margins (read from the run folders in ``corpus``)."""
     from gan_lightning.diagnostics import outcome as O
     from gan_lightning.diagnostics import verdicts as V
+    from gan_lightning.experiments.calibration_margins import margins
 
     labeled = [s for s in scored if s.labels]
     table = confusion(scored)
@@ -369,8 +371,8 @@ def markdown(scored: Sequence[Scored], command: str) -> str:
         ok = "-" if not s.labels else "yes" if (not s.found if s.entry.healthy else set(s.labels) <= set(s.found)) \
             else "**no**"
         lines.append(f"| {s.entry.name} | {s.entry.family} | {label} | {s.line or '-'} | {ok} |")
-    lines += ["", "## Thresholds", "", "The named constants the verdicts were scored with:", ""]
+    lines += ["", *margins(scored, corpus), "", "## Thresholds", "", "The named constants the verdicts were scored with:", ""]
     for module, names in ((V, ("SATURATED_ACC", "SATURATED_ROWS", "VANISH_DROP", "UNSTABLE_GROWTH", "DIVERGE_FID_RATIO",
-                               "EXPLODED", "LOSS_SWING")), (O, ("STALL_RATIO", "NOT_LEARNED_QUALITY"))):
+                               "EXPLODED", "EXPLODED_BCE", "LOSS_SWING")), (O, ("STALL_RATIO", "NOT_LEARNED_QUALITY"))):
         lines += [f"- `{module.__name__.rsplit('.', 1)[1]}.{n}` = {getattr(module, n):.4g}" for n in names]
     return "\n".join(lines) + "\n"
