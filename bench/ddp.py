@@ -93,7 +93,7 @@ def worker(variant: str, steps: int, warmup: int, model_flags: list[str], result
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from gan_lightning.config import parse_args
+    from gan_lightning.config import parse_args, resolve
     from gan_lightning.build import build_module
     from gan_lightning.data.datasets import DATASETS, data_shape
 
@@ -106,7 +106,7 @@ def worker(variant: str, steps: int, warmup: int, model_flags: list[str], result
     data = torch.rand(n, *shape, generator=torch.Generator().manual_seed(0)) * 2 - 1  # (N, *shape) in [-1, 1]
     loader = DataLoader(TensorDataset(data, torch.zeros(n, dtype=torch.long)), batch_size=cfg.batch_size)
     torch.manual_seed(0)
-    module = build_module(cfg, shape)
+    module = build_module(resolve(cfg), shape)
     strategy = "auto" if variant == "single" else "ddp_find_unused_parameters_true"
     if variant == "per_network":
         strategy_cls, module_cls, _ = per_network_parts()

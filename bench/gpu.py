@@ -205,11 +205,12 @@ def worker(args) -> None:
     from torch.utils.data import DataLoader, Dataset
 
     import step
-    from gan_lightning.build import build_strategy, resolve_strategy
+    from gan_lightning.build import build_strategy
+    from gan_lightning.config import resolve
 
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    cfg = dataclasses.replace(make_config(args), devices=str(args.devices), accelerator=args.accelerator)
+    cfg = resolve(dataclasses.replace(make_config(args), devices=str(args.devices), accelerator=args.accelerator))
     shape = (3, args.image_size, args.image_size)
     rank = int(os.environ.get("LOCAL_RANK", 0))
     device = torch.device("cuda", rank) if args.accelerator == "gpu" else torch.device("cpu")
@@ -239,7 +240,7 @@ def worker(args) -> None:
     if trainer.is_global_zero:
         assert int(module.g_steps) == batches, f"{int(module.g_steps)} G steps, expected {batches}"
         Path(args.result).write_text(json.dumps({"steps_per_s": args.steps / (timer.end - timer.start),
-                                                 "strategy": resolve_strategy(cfg)}))
+                                                 "strategy": cfg.strategy}))
 
 
 def lightning_run(args, devices: int, precision: str) -> dict:

@@ -152,8 +152,8 @@ class Check:
         code = '''
 import lightning as L, torch
 from gan_lightning.build import build_datamodule, build_module
-from gan_lightning.config import TrainConfig
-cfg = TrainConfig(max_steps=60, log_every_n_steps=10, metric_every_n_epochs=0, sample_every_n_epochs=0)
+from gan_lightning.config import TrainConfig, resolve
+cfg = resolve(TrainConfig(max_steps=60, log_every_n_steps=10, metric_every_n_epochs=0, sample_every_n_epochs=0))
 dm = build_datamodule(cfg); dm.check()
 module = build_module(cfg, dm.data_shape)
 class Strict(L.Callback):

@@ -38,7 +38,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gan_lightning.config import TrainConfig  # noqa: E402
+from gan_lightning.config import TrainConfig, resolve  # noqa: E402
 from gan_lightning.build import build_module  # noqa: E402
 from gan_lightning.data.datasets import DATASETS, data_shape  # noqa: E402
 from gan_lightning.metrics.extractors import load_extractor, write_random_inception_weights  # noqa: E402
@@ -110,7 +110,7 @@ def main() -> int:
     n = args.num_samples
 
     torch.manual_seed(0)
-    cfg = TrainConfig()  # the default run: DCGAN on mnist5k at 32 px
+    cfg = resolve(TrainConfig())  # the default run: DCGAN on mnist5k at 32 px
     gan = build_module(cfg, data_shape(DATASETS[cfg.dataset], cfg.image_size)).to(device)
     lenet = load_extractor("lenet-mnist", device=device)
     samples = torch.cat([gan.generate(z.to(device)) for z in latents(0, 0, n, gan.z_dim).split(args.batch_size)])

@@ -44,9 +44,10 @@ def make_config(args):
 def build(cfg, data_shape: tuple[int, ...]):
     """The project's GAN module for ``cfg``, weights drawn from seed 0 (the one place the benches build it)."""
     from gan_lightning.build import build_module
+    from gan_lightning.config import resolve
 
     torch.manual_seed(0)
-    return build_module(cfg, data_shape)
+    return build_module(resolve(cfg), data_shape)
 
 
 def make_module(args):

@@ -1,9 +1,9 @@
-"""Every object a run is made of, built from a resolved TrainConfig: data module, networks, instance
-noise, the LightningModule, the probe's D, callbacks, loggers and the Trainer.
+"""Every object a run is made of, built from a :class:`~gan_lightning.config.ResolvedConfig`: data module,
+networks, instance noise, the LightningModule, the probe's D, callbacks, loggers and the Trainer.
 
-Builders only build: the values they read are the resolved ones (:func:`gan_lightning.config.resolve`,
-which a builder applies itself when handed a config that still holds ``auto`` values), and
-``config.validate`` has checked the names, so a lookup here does not fail on a user's typo.
+Builders only build: they take the config :func:`gan_lightning.config.resolve` made (every ``auto``
+worked out, the hardware's included), and ``config.validate`` has checked the names, so a lookup here
+does not fail on a user's typo.
 
 May import anything in the package except ``runs.training`` and ``experiments``.
 """
@@ -15,23 +15,17 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from gan_lightning.config import TrainConfig, noise_enabled, num_outputs
-from gan_lightning.config.resolve import resolve, unresolved
+from gan_lightning.config import ResolvedConfig, noise_enabled
+from gan_lightning.config.resolve import DDP_GAN, SINGLE_DEVICE
 from gan_lightning.diagnostics.probe_recipe import PROBE_NORM
 from gan_lightning.errors import UsageError
 
 
-def _resolved(cfg: TrainConfig) -> TrainConfig:
-    """``cfg`` itself when it is resolved (a run resolves once), else its resolved copy."""
-    return cfg if not unresolved(cfg) else resolve(cfg)
-
-
-def build_datamodule(cfg: TrainConfig):
+def build_datamodule(cfg: ResolvedConfig):
     """The LightningDataModule of ``cfg.dataset``: labeled + unlabeled batches for the semi-supervised task;
     image batches in channels-last format with ``--channels_last``."""
     from gan_lightning.data.datasets import DATASETS, GANDataModule
 
-    cfg = _resolved(cfg)
     common = dict(image_size=cfg.image_size, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                   data_root=cfg.data_root, download=cfg.download)
     if cfg.task == "semi_supervised":
@@ -50,21 +44,19 @@ def build_datamodule(cfg: TrainConfig):
     return dm
 
 
-def build_networks(cfg: TrainConfig, data_shape: tuple[int, ...]):
+def build_networks(cfg: ResolvedConfig, data_shape: tuple[int, ...]):
     """(generator, discriminator) for ``cfg.arch``, the data's shape and the task's number of D outputs;
     D with minibatch discrimination and spectral norm when their flags say so."""
     from gan_lightning.networks import NETWORKS
 
-    cfg = _resolved(cfg)
     arch = NETWORKS[cfg.arch]
-    k = num_outputs(cfg)
     g = arch.generator(z_dim=cfg.z_dim, data_shape=data_shape, width=cfg.g_width, norm=cfg.g_norm,
                        vbn_ref_size=cfg.vbn_ref_size)
-    d = arch.discriminator(data_shape=data_shape, width=cfg.d_width, norm=cfg.d_norm, num_outputs=k)
+    d = arch.discriminator(data_shape=data_shape, width=cfg.d_width, norm=cfg.d_norm, num_outputs=cfg.num_outputs)
     if cfg.minibatch_discrimination:
         from gan_lightning.layers import add_minibatch_discrimination
 
-        add_minibatch_discrimination(d, cfg.mbd_kernels, cfg.mbd_dim, num_outputs=k)
+        add_minibatch_discrimination(d, cfg.mbd_kernels, cfg.mbd_dim, num_outputs=cfg.num_outputs)
     if cfg.d_spectral_norm:  # last: the head minibatch discrimination puts in is wrapped too
         from gan_lightning.layers import apply_spectral_norm
 
@@ -75,7 +67,7 @@ def build_networks(cfg: TrainConfig, data_shape: tuple[int, ...]):
     return g, d
 
 
-def build_noise(cfg: TrainConfig):
+def build_noise(cfg: ResolvedConfig):
     """The InstanceNoise on D's inputs; off (a no-op) when --noise_std is 0 and not adaptive."""
     from gan_lightning.core.noise import InstanceNoise, make_schedule
 
@@ -86,7 +78,7 @@ def build_noise(cfg: TrainConfig):
     ))
 
 
-def build_gradient_regularizers(cfg: TrainConfig) -> list[Any]:
+def build_gradient_regularizers(cfg: ResolvedConfig) -> list[Any]:
     """D's penalties on its input gradient: WGAN-GP's, R1, R2 (lazy every --reg_every D steps) and Roth
     et al.'s; each only when its weight is > 0. Fresh objects: the run's D and the probe's D build their own."""
     from gan_lightning.core.penalties import GradientPenalty, RothRegularizer, ZeroCenteredGradientPenalty
@@ -100,12 +92,12 @@ def build_gradient_regularizers(cfg: TrainConfig) -> list[Any]:
     return found
 
 
-def build_g_objective(cfg: TrainConfig, discriminator: Any):
+def build_g_objective(cfg: ResolvedConfig, discriminator: Any):
     """What G minimizes: feature matching on ``discriminator``, or the G loss of ``--loss``."""
     from gan_lightning.core.losses import LOSSES
     from gan_lightning.core.objectives import AdversarialObjective, FeatureMatching
 
-    if _resolved(cfg).g_objective == "adversarial":
+    if cfg.g_objective == "adversarial":
         return AdversarialObjective(LOSSES[cfg.loss].g)
     try:
         return FeatureMatching(cfg.fm_distance, cfg.fm_layer, discriminator=discriminator)
@@ -113,7 +105,7 @@ def build_g_objective(cfg: TrainConfig, discriminator: Any):
         raise UsageError(f"--fm_layer: {e}") from None
 
 
-def build_gan(cfg: TrainConfig, data_shape: tuple[int, ...]):
+def build_gan(cfg: ResolvedConfig, data_shape: tuple[int, ...]):
     """The GAN LightningModule for ``cfg``: networks, losses and techniques resolved from names."""
     from gan_lightning.core.losses import LOSSES
     from gan_lightning.modules import GAN
@@ -137,13 +129,13 @@ def build_gan(cfg: TrainConfig, data_shape: tuple[int, ...]):
     )
 
 
-def build_semi_supervised(cfg: TrainConfig, data_shape: tuple[int, ...]):
+def build_semi_supervised(cfg: ResolvedConfig, data_shape: tuple[int, ...]):
     """The SemiSupervisedGAN for ``cfg``: a K-class D (K from the data set), G by feature matching."""
     from gan_lightning.modules import SemiSupervisedGAN
 
     g, d = build_networks(cfg, data_shape)
     return SemiSupervisedGAN(
-        g, d, num_outputs(cfg),
+        g, d, cfg.num_outputs,
         lr_g=cfg.lr_g, lr_d=cfg.lr_d, beta1=cfg.beta1, beta2=cfg.beta2, adam_eps=cfg.adam_eps,
         unsup_weight=cfg.unsup_weight,
         ema_decay=cfg.ema_decay, lr_decay_steps=cfg.lr_decay_steps, g_objective=build_g_objective(cfg, d),
@@ -152,9 +144,8 @@ def build_semi_supervised(cfg: TrainConfig, data_shape: tuple[int, ...]):
     )
 
 
-def build_module(cfg: TrainConfig, data_shape: tuple[int, ...]):
+def build_module(cfg: ResolvedConfig, data_shape: tuple[int, ...]):
     """The LightningModule of ``cfg.task`` (see TASKS), in ``--channels_last`` format and ``--compile``d."""
-    cfg = _resolved(cfg)
     module = TASKS[cfg.task](cfg, data_shape)
     if cfg.channels_last:
         import torch
@@ -178,14 +169,14 @@ def compile_networks(*networks: Any) -> None:
 
 
 # What --task names: the training loop (LightningModule) it builds.
-TASKS: dict[str, Callable[[TrainConfig, tuple[int, ...]], Any]] = {
+TASKS: dict[str, Callable[[ResolvedConfig, tuple[int, ...]], Any]] = {
     "gan": build_gan,
     "semi_supervised": build_semi_supervised,
 }
 
 
 # -- the probe's D ----------------------------------------------------------------------------
-def probe_norm(cfg: Any, norm: str = PROBE_NORM) -> str:
+def probe_norm(cfg: ResolvedConfig, norm: str = PROBE_NORM) -> str:
     """The normalization the probe's D gets: ``norm``, or the only one ``cfg``'s architecture has
     (``improved_mnist``: weight norm, "none"). With ``--d_spectral_norm`` the probe's D is spectrally
     normalized like the run's and gets "none": the recipe's layer norm would cancel spectral norm.
@@ -196,7 +187,6 @@ def probe_norm(cfg: Any, norm: str = PROBE_NORM) -> str:
     """
     from gan_lightning.networks import NETWORKS
 
-    cfg = _resolved(cfg)
     arch = cfg.arch
     if cfg.d_spectral_norm:
         if norm not in (PROBE_NORM, "none"):
@@ -211,7 +201,7 @@ def probe_norm(cfg: Any, norm: str = PROBE_NORM) -> str:
     return norm
 
 
-def probe_discriminator(cfg: Any, data_shape: tuple[int, ...], norm: str = PROBE_NORM) -> Any:
+def probe_discriminator(cfg: ResolvedConfig, data_shape: tuple[int, ...], norm: str = PROBE_NORM) -> Any:
     """A fresh probe D: the plain one-logit D of ``cfg``'s architecture and width, with :func:`probe_norm`.
 
     No minibatch discrimination and one output (also for a semi-supervised run's G); spectral norm when
@@ -219,55 +209,27 @@ def probe_discriminator(cfg: Any, data_shape: tuple[int, ...], norm: str = PROBE
     """
     from dataclasses import replace
 
-    cfg = _resolved(cfg)
-    plain = replace(cfg, task="gan", d_norm=probe_norm(cfg, norm), minibatch_discrimination=False)
+    plain = replace(cfg, task="gan", num_outputs=1, d_norm=probe_norm(cfg, norm), minibatch_discrimination=False)
     return build_networks(plain, data_shape)[1]
 
 
 # -- callbacks, loggers, Trainer ----------------------------------------------------------------
-def resolve_strategy(cfg: TrainConfig) -> str:
-    """The strategy's name: ``--strategy``, or for ``auto`` with several processes ``ddp_gan``
-    (gradients averaged per optimizer, see runs/ddp.py), else Lightning's ``auto``."""
-    from gan_lightning.runs.ddp import NAME
+def build_strategy(cfg: ResolvedConfig) -> Any:
+    """What ``Trainer(strategy=...)`` takes: the project's ``ddp_gan`` as an object, single_device as
+    Lightning's ``auto`` (which puts the one process on the device it picks; Lightning's own
+    ``single_device`` name means the CPU), other names as they are."""
+    from gan_lightning.runs.ddp import GradientAveragingDDP
 
-    if cfg.strategy != "auto":
-        return cfg.strategy
-    if cfg.devices == "auto":
-        import torch
-
-        gpu = uses_cuda(cfg) and torch.cuda.is_available()
-        count = torch.cuda.device_count() if gpu else 1
-    else:
-        parts = [p for p in cfg.devices.split(",") if p.strip()]
-        count = len(parts) if len(parts) > 1 else int(parts[0])
-    return NAME if count * cfg.num_nodes > 1 else "auto"
+    if cfg.strategy == DDP_GAN:
+        return GradientAveragingDDP()
+    return "auto" if cfg.strategy == SINGLE_DEVICE else cfg.strategy
 
 
-def build_strategy(cfg: TrainConfig) -> Any:
-    """What ``Trainer(strategy=...)`` takes: the project's ``ddp_gan`` as an object, other names as they are."""
-    from gan_lightning.runs.ddp import NAME, GradientAveragingDDP
-
-    name = resolve_strategy(cfg)
-    return GradientAveragingDDP() if name == NAME else name
-
-
-def uses_cuda(cfg: TrainConfig) -> bool:
-    """Whether the run trains on CUDA GPUs: ``--accelerator gpu/cuda``, or auto with a GPU present."""
-    if cfg.accelerator in ("gpu", "cuda"):
-        return True
-    if cfg.accelerator != "auto":
-        return False
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def build_diagnostics(cfg: TrainConfig) -> list[Any]:
+def build_diagnostics(cfg: ResolvedConfig) -> list[Any]:
     """D accuracy, gradient norms and (with --d_spectral_norm) the largest singular values of D's weights
     at the loggers' cadence (off with --diagnostics false), and the probe."""
     from gan_lightning.callbacks import DiscriminatorAccuracy, GradientNorms, ProbeCallback, SpectralNorms
 
-    cfg = _resolved(cfg)
     callbacks: list[Any] = []
     if cfg.diagnostics:
         callbacks += [
@@ -284,14 +246,12 @@ def build_diagnostics(cfg: TrainConfig) -> list[Any]:
     return callbacks
 
 
-def build_metrics(cfg: TrainConfig) -> list[Any]:
+def build_metrics(cfg: ResolvedConfig) -> list[Any]:
     """FID/KID/IS/PR (images) or mode coverage (ring, grid) every --metric_every_n_epochs; none when 0."""
     from gan_lightning.callbacks import MetricsCallback
-    from gan_lightning.data.datasets import DATASETS
     from gan_lightning.metrics.keys import parse_metrics
 
-    cfg = _resolved(cfg)
-    if cfg.metric_every_n_epochs == 0 or (DATASETS[cfg.dataset].kind == "images" and not parse_metrics(cfg.metrics)):
+    if cfg.metric_every_n_epochs == 0 or (cfg.data_kind == "images" and not parse_metrics(cfg.metrics)):
         return []
     return [MetricsCallback(
         every_n_epochs=cfg.metric_every_n_epochs, num_samples=cfg.metric_num_samples, extractor=cfg.metric_extractor,
@@ -304,7 +264,7 @@ def build_metrics(cfg: TrainConfig) -> list[Any]:
     )]
 
 
-def build_trainer(cfg: TrainConfig, run_dir: Path, extra_callbacks: Sequence[Any] = ()):
+def build_trainer(cfg: ResolvedConfig, run_dir: Path, extra_callbacks: Sequence[Any] = ()):
     """The Trainer of a run: checkpoints (atomic last.ckpt), samples, loggers, hardware flags.
 
     Raises:
@@ -317,7 +277,6 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, extra_callbacks: Sequence[Any
     from gan_lightning.runs.loggers import ProgressAxis
     from gan_lightning.runs.outputs import say
 
-    cfg = _resolved(cfg)
     callbacks = [
         SampleGrid(run_dir / "samples", every_n_epochs=cfg.sample_every_n_epochs),
         *build_diagnostics(cfg),
@@ -327,15 +286,12 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, extra_callbacks: Sequence[Any
         ProgressAxis(),
         LastCheckpoint(run_dir / "checkpoints" / "last.ckpt"),  # last: saves what the others did
     ]
-    devices: Any = cfg.devices
-    benchmark = True if uses_cuda(cfg) else None  # cuDNN picks the fastest kernels for the fixed image size
-    if devices != "auto":
-        parts = [int(p) for p in devices.split(",") if p.strip()]
-        devices = parts if len(parts) > 1 else parts[0]
+    devices = list(cfg.devices_arg) if isinstance(cfg.devices_arg, tuple) else cfg.devices_arg
     try:
         return L.Trainer(
             accelerator=cfg.accelerator, devices=devices, num_nodes=cfg.num_nodes,
-            strategy=build_strategy(cfg), precision=cfg.precision, benchmark=benchmark,
+            strategy=build_strategy(cfg), precision=cfg.precision,
+            benchmark=True if cfg.cuda else None,  # cuDNN picks the fastest kernels for the fixed image size
             max_epochs=cfg.max_epochs,
             logger=build_loggers(cfg, run_dir, say) or False, callbacks=callbacks,
             log_every_n_steps=cfg.log_every_n_steps, default_root_dir=str(run_dir),
@@ -346,7 +302,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, extra_callbacks: Sequence[Any
         raise UsageError(str(e).strip().splitlines()[0]) from None
 
 
-def build_loggers(cfg: TrainConfig, run_dir: Path, say=print) -> list[Any]:
+def build_loggers(cfg: ResolvedConfig, run_dir: Path, say=print) -> list[Any]:
     """CSV always (``<run_dir>/metrics.csv``), plus W&B or TensorBoard; nothing for ``--logger none``.
 
     Args:

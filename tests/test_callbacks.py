@@ -14,7 +14,7 @@ import torch
 from trainer_helpers import tiny_trainer
 from gan_lightning.callbacks.accuracy import DiscriminatorAccuracy, discriminator_stats
 from gan_lightning.callbacks.grad_norms import GradientNorms
-from gan_lightning.config import TrainConfig
+from gan_lightning.config import TrainConfig, resolve
 from gan_lightning.build import build_datamodule, build_module
 from gan_lightning.diagnostics.gradients import PAPER_G_COSTS
 from gan_lightning.core.losses import d_bce_loss
@@ -27,7 +27,7 @@ LOG2 = math.log(2.0)
 def setup_run(seed: int = 0, **cfg_kwargs):
     kwargs = dict(dataset="ring", arch="mlp", batch_size=64, z_dim=8, g_width=16, d_width=16, seed=seed)
     kwargs.update(cfg_kwargs)
-    cfg = TrainConfig(**kwargs)
+    cfg = resolve(TrainConfig(**kwargs))
     dm = build_datamodule(cfg)
     L.seed_everything(seed, verbose=False)
     return dm, build_module(cfg, dm.data_shape)

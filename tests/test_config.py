@@ -5,7 +5,7 @@ import torch
 import yaml
 
 from gan_lightning.runs.cli import run_cli
-from gan_lightning.config import TrainConfig, parse_args
+from gan_lightning.config import TrainConfig, parse_args, resolve
 from gan_lightning.build import build_module
 from gan_lightning.errors import UsageError
 from gan_lightning.runs.training import main
@@ -67,12 +67,28 @@ def test_dry_run_shows_no_auto_among_the_toolkit_settings(argv, expected, capsys
 
 
 def test_resolve_is_idempotent_and_leaves_given_values():
-    from gan_lightning.config import resolve
-
     raw = TrainConfig(dataset="ring", d_norm="layer", metric_num_samples=300)
     once = resolve(raw)
     assert resolve(once) == once and raw.arch == "auto"  # a copy; the input is untouched
     assert (once.arch, once.d_norm, once.metric_num_samples) == ("mlp", "layer", 300)
+
+
+@pytest.mark.parametrize("argv, strategy", [(["--accelerator", "cpu"], "single_device"),
+                                            (["--accelerator", "cpu", "--devices", "2"], "ddp_gan"),
+                                            (["--strategy", "ddp_spawn"], "ddp_spawn")])
+def test_dry_run_shows_the_strategy_the_run_uses(argv, strategy, capsys):
+    assert run_cli(main, ["--dry_run", *argv]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["strategy"] == strategy
+
+
+def test_resolved_config_is_frozen_and_keeps_only_flags():
+    import dataclasses
+
+    cfg = resolve(TrainConfig(dataset="digits", task="semi_supervised", devices="0,1", accelerator="cpu"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.arch = "mlp"  # type: ignore[misc]
+    assert (cfg.data_kind, cfg.num_outputs, cfg.devices_arg, cfg.processes) == ("images", 10, (0, 1), 2)
+    assert list(cfg.to_dict()) == list(TrainConfig.__dataclass_fields__)  # config.yaml: the flags only
 
 
 BAD_INPUTS = [
@@ -123,7 +139,8 @@ def test_yaml_with_wrong_type(tmp_path):
 
 @pytest.mark.parametrize("loss", ["minimax", "wasserstein"])
 def test_build_module_resolves_names(loss):
-    cfg = TrainConfig(dataset="ring", loss=loss, gp_weight=10.0 if loss == "wasserstein" else 0.0, weight_clip=0.0)
+    cfg = resolve(TrainConfig(dataset="ring", loss=loss, gp_weight=10.0 if loss == "wasserstein" else 0.0,
+                              weight_clip=0.0))
     module = build_module(cfg, (2,))
     assert len(module.d_penalties) == (1 if loss == "wasserstein" else 0)
     assert module.d_loss.__name__ == {"minimax": "d_bce_loss", "wasserstein": "d_wasserstein_loss"}[loss]
@@ -136,11 +153,11 @@ def test_semi_supervised_task_builds_a_k_class_discriminator_and_feature_matchin
 
     cfg, _ = parse_args(["--task", "semi_supervised", "--dataset", "digits", "--arch", "mlp", "--image_size", "8",
                          "--minibatch_discrimination", "--mbd_kernels", "4", "--ema_decay", "0.9"])
-    module = build_module(cfg, (1, 8, 8))
+    module = build_module(resolve(cfg), (1, 8, 8))
     assert isinstance(module, SemiSupervisedGAN) and isinstance(module.g_objective, FeatureMatching)
     assert module.classify(torch.randn(5, 1, 8, 8))[0].shape == (5, 10)  # K = 10 digit classes
     assert module.ema.decay == 0.9
-    gan = build_module(parse_args(["--dataset", "digits", "--arch", "mlp", "--image_size", "8"])[0], (1, 8, 8))
+    gan = build_module(resolve(parse_args(["--dataset", "digits", "--arch", "mlp", "--image_size", "8"])[0]), (1, 8, 8))
     assert isinstance(gan.g_objective, AdversarialObjective)  # auto = adversarial for --task gan
 
 
@@ -187,7 +204,7 @@ RING_EPOCH = 10_000 // 64  # G steps in one epoch of ring at batch size 64 (the 
 def test_run_g_steps(argv, steps):
     from gan_lightning.config import run_g_steps
 
-    assert run_g_steps(parse_args(argv)[0]) == steps
+    assert run_g_steps(resolve(parse_args(argv)[0])) == steps
 
 
 @pytest.mark.parametrize("remedy, key", [("noise", "noise_anneal_steps"), ("roth", "roth_anneal_steps")])

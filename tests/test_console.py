@@ -9,7 +9,7 @@ import torch
 from trainer_helpers import tiny_trainer
 from gan_lightning.build import build_datamodule, build_module
 from gan_lightning.callbacks import MetricsCallback
-from gan_lightning.config import TrainConfig
+from gan_lightning.config import TrainConfig, resolve
 from gan_lightning.metrics.fidelity import generate_samples
 from gan_lightning.runs.cli import run_cli
 from gan_lightning.runs.training import main
@@ -38,7 +38,7 @@ def test_a_run_prints_its_metric_at_each_evaluation_and_a_result_line(tmp_path, 
 
 
 def test_the_progress_bar_shows_the_headline_metric_and_its_best(tmp_path):
-    cfg = TrainConfig(dataset="ring", z_dim=2, g_width=16, d_width=16, batch_size=64, g_ema=0.99)
+    cfg = resolve(TrainConfig(dataset="ring", z_dim=2, g_width=16, d_width=16, batch_size=64, g_ema=0.99))
     dm = build_datamodule(cfg)
     L.seed_everything(0, verbose=False)
     module = build_module(cfg, dm.data_shape)

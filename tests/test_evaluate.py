@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from gan_lightning.runs.cli import run_cli
-from gan_lightning.config import TrainConfig
+from gan_lightning.config import TrainConfig, resolve
 from gan_lightning.build import build_module
 from gan_lightning.data.datasets import DATASETS, data_shape
 from gan_lightning.metrics.extractors import LENET_MNIST_SHA256, WEIGHTS_DIR, file_sha256, write_random_inception_weights
@@ -35,7 +35,8 @@ main = _script_main()
 
 def checkpoint(tmp_path: Path, **options) -> Path:
     """What training writes, minus optimizer state: weights plus the run's config."""
-    cfg = TrainConfig(**{"dataset": "mnist5k", "image_size": 28, "z_dim": 16, "g_width": 8, "d_width": 8, **options})
+    cfg = resolve(TrainConfig(**{"dataset": "mnist5k", "image_size": 28, "z_dim": 16, "g_width": 8, "d_width": 8,
+                                 **options}))
     torch.manual_seed(0)
     module = build_module(cfg, data_shape(DATASETS[cfg.dataset], cfg.image_size))
     path = tmp_path / f"{cfg.dataset}.ckpt"

@@ -14,7 +14,7 @@ from torch import nn
 
 from gan_lightning.build import build_module
 from gan_lightning.callbacks import MetricsCallback, SampleGrid
-from gan_lightning.config import TrainConfig
+from gan_lightning.config import TrainConfig, resolve
 from gan_lightning.core import losses
 from gan_lightning.data.datasets import DATASETS, data_shape, ring_modes
 from gan_lightning.metrics.keys import best_of, metric_key, run_metric_keys
@@ -29,7 +29,7 @@ RING = ["--dataset", "ring", "--batch_size", "64", "--g_width", "16", "--d_width
 
 
 def ring_module(**options) -> nn.Module:
-    cfg = TrainConfig(dataset="ring", g_width=16, d_width=16, z_dim=8, **options)
+    cfg = resolve(TrainConfig(dataset="ring", g_width=16, d_width=16, z_dim=8, **options))
     return build_module(cfg, data_shape(DATASETS["ring"], cfg.image_size))
 
 

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from trainer_helpers import tiny_trainer
-from gan_lightning.config import TrainConfig
+from gan_lightning.config import TrainConfig, resolve
 from gan_lightning.build import build_datamodule, build_module
 from gan_lightning.core.noise import InstanceNoise
 
 
 def setup_run(**cfg_kwargs):
-    cfg = TrainConfig(**cfg_kwargs)
+    cfg = resolve(TrainConfig(**cfg_kwargs))
     dm = build_datamodule(cfg)
     L.seed_everything(cfg.seed, verbose=False)
     return dm, build_module(cfg, dm.data_shape)

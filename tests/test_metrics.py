@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from gan_lightning.callbacks.metrics import MetricsCallback, gather_rows
 from gan_lightning.metrics.keys import metric_keys as logged_keys
-from gan_lightning.config import TrainConfig
+from gan_lightning.config import TrainConfig, resolve
 from gan_lightning.build import build_datamodule, build_module
 from gan_lightning.data.datasets import DATASETS
 from gan_lightning.errors import UsageError
@@ -296,7 +296,7 @@ def tiny_gan(seed: int = 0, **overrides):
     options = dict(dataset="mnist5k", image_size=28, batch_size=64, z_dim=16, g_width=16, d_width=16, seed=seed,
                    lr_g=1e-3, lr_d=1e-3)
     options.update(overrides)
-    cfg = TrainConfig(**options)
+    cfg = resolve(TrainConfig(**options))
     dm = build_datamodule(cfg)
     L.seed_everything(seed, verbose=False)
     return dm, build_module(cfg, dm.data_shape)
@@ -334,7 +334,7 @@ def test_trained_generator_scores_better_than_untrained(tmp_path):
     lenet FID has fallen from about 110 to about 45.)
     """
     dm, module = tiny_gan(batch_size=32, lr_g=2e-3, lr_d=2e-3)
-    untrained = build_module(TrainConfig(**module.config), dm.data_shape)
+    untrained = build_module(resolve(TrainConfig(**module.config)), dm.data_shape)
     untrained.load_state_dict(module.state_dict())
     metrics = MetricsCallback(every_n_epochs=5, num_samples=500, kid_subset_size=250, cache_dir=str(tmp_path / "c"),
                               progress=False)  # 5: only the last epoch, which training stops in

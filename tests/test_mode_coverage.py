@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 
 from gan_lightning.callbacks.metrics import MetricsCallback
-from gan_lightning.config import TrainConfig
+from gan_lightning.config import TrainConfig, resolve
 from gan_lightning.build import build_datamodule, build_module
 from gan_lightning.data.datasets import GRID_STD, RING_STD, grid_modes, ring_modes
 from gan_lightning.metrics.mode_coverage import dataset_mode_coverage, min_samples_per_mode, mode_coverage
@@ -65,7 +65,7 @@ def test_bad_shapes_raise():
 
 
 def test_callback_logs_mode_coverage_for_ring(tmp_path):
-    cfg = TrainConfig(dataset="ring", batch_size=64, z_dim=8, g_width=16, d_width=16)
+    cfg = resolve(TrainConfig(dataset="ring", batch_size=64, z_dim=8, g_width=16, d_width=16))
     dm = build_datamodule(cfg)
     L.seed_everything(0, verbose=False)
     module = build_module(cfg, dm.data_shape)

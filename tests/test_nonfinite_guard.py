@@ -13,7 +13,7 @@ import torch
 
 from trainer_helpers import tiny_trainer
 from gan_lightning.build import build_datamodule, build_module
-from gan_lightning.config import TrainConfig
+from gan_lightning.config import TrainConfig, resolve
 from gan_lightning.modules import semi_supervised
 from gan_lightning.modules.base import adam
 from gan_lightning.runs.cli import run_cli
@@ -60,7 +60,7 @@ class PoisonOneBatch(L.Callback):
 
 
 def module_with(task: str, make_opt):
-    cfg = TrainConfig(**TASKS[task], on_nonfinite="skip")
+    cfg = resolve(TrainConfig(**TASKS[task], on_nonfinite="skip"))
     dm = build_datamodule(cfg)
     L.seed_everything(0, verbose=False)
     module = build_module(cfg, dm.data_shape)

@@ -15,7 +15,7 @@ from torch.testing import assert_close
 
 from gan_lightning.callbacks.probe import ProbeCallback, fresh_copy
 from gan_lightning.runs.cli import run_cli
-from gan_lightning.config import TrainConfig
+from gan_lightning.config import TrainConfig, resolve
 from gan_lightning.build import build_datamodule, build_module, probe_discriminator, probe_norm
 from gan_lightning.networks import MLPDiscriminator, MLPGenerator
 from gan_lightning.errors import UsageError
@@ -109,16 +109,16 @@ def test_check_targets_per_snapshot():
 
 
 def test_probe_discriminator_recipe():
-    cfg = TrainConfig(dataset="mnist5k", image_size=28, d_width=8, minibatch_discrimination=True,
-                      task="semi_supervised", arch="dcgan")
+    cfg = resolve(TrainConfig(dataset="mnist5k", image_size=28, d_width=8, minibatch_discrimination=True,
+                              task="semi_supervised", arch="dcgan"))
     d = probe_discriminator(cfg, (1, 28, 28))
     kinds = {type(m).__name__ for m in d.modules()}
     assert not any("BatchNorm" in k for k in kinds) and "MinibatchDiscrimination" not in kinds
     assert "LayerNorm" in kinds or "GroupNorm" in kinds
     assert d(torch.zeros(3, 1, 28, 28)).shape == (3,)  # one logit, also for a semi-supervised config
-    assert probe_norm(TrainConfig(arch="improved_mnist", image_size=28)) == "none"  # its only D
+    assert probe_norm(resolve(TrainConfig(arch="improved_mnist", image_size=28))) == "none"  # its only D
     with pytest.raises(UsageError, match="--probe_norm batch: the mlp discriminator accepts"):
-        probe_norm(TrainConfig(arch="mlp", dataset="ring"), "batch")
+        probe_norm(resolve(TrainConfig(arch="mlp", dataset="ring")), "batch")
 
 
 @pytest.mark.parametrize("schedule", ["linear", "constant"])
@@ -289,7 +289,7 @@ def test_script_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message
 
 # -- ProbeCallback -----------------------------------------------------------------------------
 def _fit(callbacks):
-    cfg = TrainConfig(dataset="ring", z_dim=2, g_width=8, d_width=8, batch_size=1000)
+    cfg = resolve(TrainConfig(dataset="ring", z_dim=2, g_width=8, d_width=8, batch_size=1000))
     dm = build_datamodule(cfg)
     L.seed_everything(0, verbose=False)
     module = build_module(cfg, dm.data_shape)
@@ -325,7 +325,7 @@ def test_probe_callback_builds_d_with_the_recipe_of_the_script():
     callback = ProbeCallback(every_n_epochs=1, d_iters=3, grad_every=3, batch_size=32, make_discriminator=make)
     _fit([callback])
     assert shapes and set(shapes) == {(2,)}  # the shape of the real data, once per probe
-    cfg = TrainConfig(dataset="mnist5k", image_size=28, d_width=8, probe_every_n_epochs=1)
+    cfg = resolve(TrainConfig(dataset="mnist5k", image_size=28, d_width=8, probe_every_n_epochs=1))
     (probe_cb,) = [c for c in build_diagnostics(cfg) if isinstance(c, ProbeCallback)]
     kinds = {type(m).__name__ for m in probe_cb.make_discriminator((1, 28, 28)).modules()}
     assert not any("BatchNorm" in k for k in kinds)  # the training D has BatchNorm, the probe's has not

@@ -14,6 +14,7 @@ from test_reliability import assert_same_training, state
 from torch.testing import assert_close
 
 from gan_lightning.build import build_module
+from gan_lightning.config import resolve
 from gan_lightning.config.parse import parse_args
 from gan_lightning.core.noise import Constant, Exponential, Linear
 from gan_lightning.core.penalties import RothRegularizer, ZeroCenteredGradientPenalty
@@ -154,7 +155,7 @@ RING = ["--dataset", "ring", "--z_dim", "2", "--g_width", "16", "--d_width", "16
 
 def test_build_plugs_each_regularizer_into_d_penalties():
     def penalties(*argv):
-        cfg = parse_args(["--dataset", "ring", *argv])[0]
+        cfg = resolve(parse_args(["--dataset", "ring", *argv])[0])
         return list(build_module(cfg, (2,)).d_penalties)
 
     assert penalties() == []

@@ -20,7 +20,7 @@ from gan_lightning.build import build_module
 from gan_lightning.runs.checkpoints import AtomicCheckpointIO
 from gan_lightning.torch_utils import rng_state
 from gan_lightning.runs.cli import run_cli
-from gan_lightning.config import TrainConfig
+from gan_lightning.config import TrainConfig, resolve
 from gan_lightning.data.sampling import EpochShuffle, ResumableLoader
 from gan_lightning.modules.gan import GAN
 from gan_lightning.runs.training import main
@@ -337,7 +337,7 @@ def test_a_stop_that_last_checkpoint_cannot_see_is_saved_with_a_warning(tmp_path
 
 def test_each_rank_takes_back_its_own_random_state(monkeypatch):
     """A DDP checkpoint keeps every rank's RNG (latents differ per rank); fewer or more ranks warn."""
-    module = build_module(TrainConfig(dataset="ring", z_dim=2, g_width=8, d_width=8), (2,))
+    module = build_module(resolve(TrainConfig(dataset="ring", z_dim=2, g_width=8, d_width=8)), (2,))
     states = []
     for seed in (1, 2):
         torch.manual_seed(seed)

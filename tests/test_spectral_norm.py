@@ -14,7 +14,7 @@ from torch import nn
 
 from gan_lightning.build import build_diagnostics, build_module, build_networks, probe_discriminator, probe_norm
 from gan_lightning.callbacks import SpectralNorms
-from gan_lightning.config import TrainConfig
+from gan_lightning.config import TrainConfig, resolve
 from gan_lightning.diagnostics.spectral import largest_singular_values
 from gan_lightning.errors import UsageError
 from gan_lightning.layers import (apply_spectral_norm, init_weight_norm_from_data, is_spectrally_normalized,
@@ -75,7 +75,8 @@ def test_the_registry_says_which_discriminators_take_spectral_norm(name):
 
 
 def test_minibatch_discrimination_head_linear_is_wrapped_not_its_tensor():
-    cfg = TrainConfig(dataset="ring", d_spectral_norm=True, minibatch_discrimination=True, mbd_kernels=4, mbd_dim=3)
+    cfg = resolve(TrainConfig(dataset="ring", d_spectral_norm=True, minibatch_discrimination=True, mbd_kernels=4,
+                              mbd_dim=3))
     _, d = build_networks(cfg, (2,))
     assert is_spectrally_normalized(d.head[1]) and not hasattr(d.head[0], "parametrizations")
     assert "head.1" in largest_singular_values(d)
@@ -118,7 +119,7 @@ def test_sigma_of_a_plain_layer_is_its_weights():
 
 # -- build, checkpoints, probe -------------------------------------------------------------------
 def test_weights_load_back_with_the_flag_and_not_without():
-    cfg = TrainConfig(dataset="ring", d_spectral_norm=True, max_steps=5)
+    cfg = resolve(TrainConfig(dataset="ring", d_spectral_norm=True, max_steps=5))
     saved = build_module(cfg, (2,))
     saved.discriminator.train()(torch.randn(8, 2))  # move u, v away from their start
     sd = saved.state_dict()
@@ -135,7 +136,7 @@ def test_weights_load_back_with_the_flag_and_not_without():
 
 
 def test_dcgan_auto_norm_is_none_and_the_probe_d_has_spectral_norm():
-    cfg = TrainConfig(dataset="digits", image_size=28, d_spectral_norm=True)
+    cfg = resolve(TrainConfig(dataset="digits", image_size=28, d_spectral_norm=True))
     _, d = build_networks(cfg, (1, 28, 28))
     assert not any(isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) for m in d.modules())
     assert probe_norm(cfg) == "none"

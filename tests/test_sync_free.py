@@ -12,7 +12,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from gan_lightning.build import build_datamodule, build_diagnostics, build_module
-from gan_lightning.config import TrainConfig
+from gan_lightning.config import TrainConfig, resolve
 
 LOG_EVERY = 5
 BATCHES = 7  # per epoch, 2 epochs: log steps at batches 5 and 10 (epoch 1, batch 3)
@@ -100,6 +100,7 @@ def test_no_device_read_between_log_steps(case):
     cfg = dataclasses.replace(TrainConfig(**IMAGES), **CASES[case])
     if cfg.task == "semi_supervised":
         cfg = dataclasses.replace(cfg, image_size=28)
+    cfg = resolve(cfg)
     torch.manual_seed(0)
     dm = build_datamodule(cfg)
     dm.check()

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from gan_lightning.build import build_module, uses_cuda
-from gan_lightning.config import TrainConfig
+from gan_lightning.build import build_module
+from gan_lightning.config import TrainConfig, resolve
+from gan_lightning.config.resolve import uses_cuda
 from gan_lightning.runs.cli import run_cli
 from gan_lightning.runs.training import main
 
@@ -53,8 +54,8 @@ def test_bf16_mixed_trains_every_task_on_the_cpu(tmp_path, task):
 
 def test_channels_last_trains_the_same_numbers(tmp_path):
     flags = [*TASKS["gan-images"], "--max_steps", "3", "--diagnostics", "false"]
-    module = build_module(TrainConfig(**{"dataset": "digits", "image_size": 28, "g_width": 8, "d_width": 8,
-                                         "channels_last": True}), (1, 28, 28))
+    module = build_module(resolve(TrainConfig(**{"dataset": "digits", "image_size": 28, "g_width": 8, "d_width": 8,
+                                                 "channels_last": True})), (1, 28, 28))
     convs = [p for p in module.parameters() if p.dim() == 4]
     assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
     plain, last = losses(run(tmp_path, "plain", *flags)), losses(run(tmp_path, "last", *flags, "--channels_last"))
@@ -70,7 +71,7 @@ def test_channels_last_is_refused_for_points(capsys):
 
 
 def test_compile_trains_the_same_numbers_and_checkpoints(tmp_path):
-    module = build_module(TrainConfig(dataset="ring", compile=True), (2,))
+    module = build_module(resolve(TrainConfig(dataset="ring", compile=True)), (2,))
     children = [*module.generator.children(), *module.discriminator.children()]
     assert children and all(getattr(c, "_compiled_call_impl", None) is not None for c in children)
     flags = [*TASKS["gan-points"], "--max_steps", "2", "--diagnostics", "false"]

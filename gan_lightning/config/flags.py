@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping, Sequence, get_type_hints
 
@@ -54,9 +53,13 @@ def _f(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    """Every training option. Field name = CLI flag (``--name=value``) = W&B config key."""
+    """Every training option. Field name = CLI flag (``--name=value``) = W&B config key.
+
+    Frozen, so that :class:`~gan_lightning.config.resolve.ResolvedConfig` can extend it frozen;
+    ``dataclasses.replace`` makes a changed copy.
+    """
 
     # data
     dataset: str = _f("mnist5k", "data set: a built-in one (ring, grid, digits, mnist5k) or a torchvision one")
@@ -188,7 +191,8 @@ class TrainConfig:
     dry_run: bool = _f(False, "print the resolved config as YAML and exit")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The flags and their values (a subclass's own fields left out)."""
+        return {f.name: getattr(self, f.name) for f in fields(TrainConfig)}
 
 
 FIELD_TYPES: dict[str, type] = {k: v for k, v in get_type_hints(TrainConfig).items()}

@@ -136,12 +136,14 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, Given]:
         argv: arguments without the program name; default ``sys.argv[1:]``.
 
     Returns:
-        The config and the keys the user gave (YAML or command line) or that a loss alias or remedy
-        preset set (a :class:`Given`, which knows the flag that set each of the latter).
+        The config as given (``auto`` values kept; validated as :func:`resolve` works them out) and the
+        keys the user gave (YAML or command line) or that a loss alias or remedy preset set (a
+        :class:`Given`, which knows the flag that set each of the latter).
 
     Raises:
         UsageError: unknown flag or key, wrong type or invalid value.
     """
+    from gan_lightning.config.resolve import resolve
     from gan_lightning.config.validate import validate
 
     cli = vars(_parser().parse_args(list(sys.argv[1:] if argv is None else argv)))
@@ -158,7 +160,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, Given]:
     values = {k: _convert(k, v) for k, v in given.items()}
     cfg = TrainConfig(**values)
     keys = Given(values, implied)
-    validate(cfg, keys)
+    validate(resolve(cfg), keys)
     return cfg, keys
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Collection, Mapping
 
-from gan_lightning.config.flags import (ACCELERATORS, LOGGERS, LOSS_ALIASES, PRECISIONS, REMEDIES, X_AXES, TrainConfig,
-                                        check_name)
+from gan_lightning.config.flags import ACCELERATORS, LOGGERS, LOSS_ALIASES, PRECISIONS, REMEDIES, X_AXES, check_name
+from gan_lightning.config.resolve import ResolvedConfig
 from gan_lightning.errors import NotApplicable, UsageError
 
 # Sizes above these are typing mistakes that would exhaust memory or processes before any message.
@@ -17,22 +17,22 @@ SIZE_LIMITS: dict[str, int] = {"n_critic": 1000, "probe_d_iters": 10_000_000, "b
 SEED_MAX = 2**32 - 1  # numpy's seed range; Lightning replaces a seed outside it by 0 with only a warning
 
 
-def validate(cfg: TrainConfig, given: Collection[str] | None = None) -> None:
-    """Check every value a user can get wrong, on the resolved config (``auto`` values filled in).
+def validate(cfg: ResolvedConfig, given: Collection[str] | None = None) -> None:
+    """Check every value a user can get wrong, on the resolved config (:func:`~gan_lightning.config.resolve`
+    has checked the names it looks up, dataset and arch, and filled in the ``auto`` values).
 
     Args:
-        cfg: the config as given (``auto`` values allowed).
+        cfg: the resolved config.
         given: the keys the user set (:class:`~gan_lightning.config.parse.Given`): a message about a
             key that a ``--remedy`` preset or loss alias set names that flag.
 
     Raises:
         UsageError: one line saying what is right.
     """
-    from gan_lightning.config.resolve import AUTO, NO_EXTRACTOR, WHOLE_RUN, noise_enabled, resolve
+    from gan_lightning.config.resolve import AUTO, NO_EXTRACTOR, WHOLE_RUN, noise_enabled
 
-    names, given, cfg = given, cfg, resolve(cfg)  # resolve checks the names it looks up (dataset, arch) first
-    # Names a user may give as "auto" (or empty) are checked as given, so the message lists auto.
-
+    # A name a user may give as "auto" (or empty) is checked with auto among the valid values: a resolved
+    # value that is not the given one is valid, so the given one is what a message names.
     from gan_lightning.data.datasets import DATASETS
     from gan_lightning.core.losses import LOSSES
     from gan_lightning.networks import NETWORKS
@@ -83,17 +83,16 @@ def validate(cfg: TrainConfig, given: Collection[str] | None = None) -> None:
     from gan_lightning.core.noise import SCHEDULES
     from gan_lightning.core.objectives import FM_DISTANCES
 
-    check_name("g_objective", given.g_objective, [AUTO, "adversarial", "feature_matching"])
+    check_name("g_objective", cfg.g_objective, [AUTO, "adversarial", "feature_matching"])
     check_name("on_nonfinite", cfg.on_nonfinite, ["stop", "skip"])
     if not 0 <= cfg.g_ema < 1:  # NaN fails too
         raise UsageError(f"--g_ema: must be in [0, 1) (0: off; 0.999 is usual), got {cfg.g_ema}")
     from gan_lightning.metrics.extractors import EXTRACTORS
     from gan_lightning.metrics.keys import parse_metrics
 
-    points = DATASETS[cfg.dataset].kind == "points"
-    check_name("metric_extractor", given.metric_extractor, [AUTO, NO_EXTRACTOR] if points else [AUTO, *EXTRACTORS])
-    if given.metric_split:
-        check_name("metric_split", given.metric_split, ["train", "test"])
+    points = cfg.data_kind == "points"
+    check_name("metric_extractor", cfg.metric_extractor, [AUTO, NO_EXTRACTOR] if points else [AUTO, *EXTRACTORS])
+    check_name("metric_split", cfg.metric_split, ["train", "test"])
     try:
         parse_metrics(cfg.metrics)
     except UsageError as e:
@@ -117,19 +116,18 @@ def validate(cfg: TrainConfig, given: Collection[str] | None = None) -> None:
                           cfg.noise_target_acc)
     except ValueError as e:
         raise UsageError(f"instance noise: {e}") from None
-    implied: Mapping[str, str] = getattr(names, "implied", {})
-    _validate_regularizers(given, cfg, implied)
+    implied: Mapping[str, str] = getattr(given, "implied", {})
+    _validate_regularizers(cfg, implied)
 
-    spec = DATASETS[cfg.dataset]
     arch_name = cfg.arch
     arch = NETWORKS[arch_name]
-    if spec.kind == "points" and arch.image_sizes is not None:
+    if cfg.data_kind == "points" and arch.image_sizes is not None:
         raise UsageError(f"--arch {arch_name} needs image data; dataset {cfg.dataset!r} is 2-D points: use --arch mlp")
-    if spec.kind == "images" and arch.image_sizes is not None and cfg.image_size not in arch.image_sizes:
+    if cfg.data_kind == "images" and arch.image_sizes is not None and cfg.image_size not in arch.image_sizes:
         sizes = ", ".join(map(str, arch.image_sizes))
         raise UsageError(f"--image_size {cfg.image_size} is not supported by --arch {arch_name}; use one of {sizes}")
     check_name("g_norm", cfg.g_norm, arch.g_norms)
-    check_name("d_norm", given.d_norm, [AUTO, *arch.d_norms])
+    check_name("d_norm", cfg.d_norm, [AUTO, *arch.d_norms])
     from gan_lightning.config.flags import flag_text
 
     sn = flag_text("d_spectral_norm", True, implied)
@@ -141,7 +139,7 @@ def validate(cfg: TrainConfig, given: Collection[str] | None = None) -> None:
         raise UsageError(f"{sn} with --d_norm {cfg.d_norm}: that norm layer would cancel the spectral "
                          f"norm of the layer before it; use --d_norm none (auto is none with --d_spectral_norm)")
     _validate_task(cfg, implied)
-    if cfg.channels_last and spec.kind != "images":
+    if cfg.channels_last and cfg.data_kind != "images":
         raise UsageError(f"--channels_last is a memory format of images; dataset {cfg.dataset!r} is 2-D points")
     if cfg.logger == "tensorboard":
         import importlib.util
@@ -159,7 +157,7 @@ def _value(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _validate_regularizers(given: TrainConfig, cfg: TrainConfig, implied: Mapping[str, str]) -> None:
+def _validate_regularizers(cfg: ResolvedConfig, implied: Mapping[str, str]) -> None:
     """R1, R2 (and their --reg_every), Roth et al.'s regularizer with its annealing, and --remedy.
 
     ``implied``: the keys a preset or loss alias set, with the flag that set them (Given.implied).
@@ -189,7 +187,7 @@ def _validate_regularizers(given: TrainConfig, cfg: TrainConfig, implied: Mappin
     check_name("roth_schedule", cfg.roth_schedule, GAMMA_SCHEDULES)
     if not (math.isfinite(cfg.roth_final_gamma) and cfg.roth_final_gamma >= 0):
         raise UsageError(f"--roth_final_gamma: must be a finite number >= 0, or -1 for 0.01 * --roth_gamma, "
-                         f"got {given.roth_final_gamma}")
+                         f"got {cfg.roth_final_gamma}")
     if cfg.roth_anneal_steps < 1 and cfg.roth_anneal_steps != WHOLE_RUN:
         raise UsageError(f"--roth_anneal_steps: must be >= 1, or -1 for the whole run, got {cfg.roth_anneal_steps}")
     double = [flag_text(k, getattr(cfg, k), implied)
@@ -216,7 +214,7 @@ SSL_UNUSED: dict[str, Any] = {"n_critic": 1, "gp_weight": 0.0, "weight_clip": 0.
                               "r2_weight": 0.0, "reg_every": 1, "roth_gamma": 0.0}
 
 
-def _validate_task(cfg: TrainConfig, implied: Mapping[str, str]) -> None:
+def _validate_task(cfg: ResolvedConfig, implied: Mapping[str, str]) -> None:
     from gan_lightning.config.flags import TASKS
     from gan_lightning.config.flags import flag_text
     from gan_lightning.config.resolve import noise_enabled
@@ -246,7 +244,7 @@ def _validate_task(cfg: TrainConfig, implied: Mapping[str, str]) -> None:
 
 
 
-def notices(cfg: TrainConfig, given: Collection[str] = ()) -> list[str]:
+def notices(cfg: ResolvedConfig, given: Collection[str] = ()) -> list[str]:
     """One line each for settings that are valid but probably not what was meant, of a resolved config.
 
     - ``--metric_live_g`` without ``--g_ema``: there is no average, the live G is scored anyway;

@@ -59,14 +59,14 @@ def load_generator(path: str | Path):
     """
     from gan_lightning.build import build_module
     from gan_lightning.runs.checkpoints import CHECKPOINT_KEY, load_weights, read_checkpoint
-    from gan_lightning.config import config_from_dict
+    from gan_lightning.config import config_from_dict, resolve
     from gan_lightning.data.datasets import DATASETS, data_shape
 
     ckpt = read_checkpoint(path)
     stored = ckpt[CHECKPOINT_KEY]["config"]
     if stored.get("dataset") not in DATASETS:
         raise UsageError(f"{path} holds no usable training config (no known 'dataset' in it)")
-    cfg = config_from_dict(stored)
+    cfg = resolve(config_from_dict(stored))
     module = build_module(cfg, data_shape(DATASETS[cfg.dataset], cfg.image_size))
     load_weights(module, ckpt["state_dict"], path)
     return module, cfg

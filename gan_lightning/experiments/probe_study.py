@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import functools
 import sys
 import time
@@ -59,6 +60,7 @@ def train_generators(cfg: Any, epochs: Sequence[int], progress: bool = True) -> 
     import lightning as L
 
     from gan_lightning.build import build_datamodule, build_module
+    from gan_lightning.config import resolve
 
     wanted = sorted(set(epochs))
     snaps: list[Snapshot] = []
@@ -70,6 +72,7 @@ def train_generators(cfg: Any, epochs: Sequence[int], progress: bool = True) -> 
                 g = copy.deepcopy(pl_module.generator).cpu()
                 snaps.append(Snapshot(done, int(pl_module.g_steps), g, "trained"))
 
+    cfg = resolve(cfg)
     dm = build_datamodule(cfg)
     dm.check()
     L.seed_everything(cfg.seed, verbose=False)
@@ -93,12 +96,12 @@ def load_generator(path: str | Path) -> tuple[Snapshot, dict[str, Any]]:
     """
     from gan_lightning.build import build_datamodule, build_module
     from gan_lightning.runs.checkpoints import CHECKPOINT_KEY, load_weights, read_checkpoint
-    from gan_lightning.config import config_from_dict, validate
+    from gan_lightning.config import config_from_dict, resolve, validate
 
     ckpt = read_checkpoint(path)
     stored = dict(ckpt[CHECKPOINT_KEY]["config"])
     # The files the run was started from (--resume, --config) may be gone since; G does not need them.
-    cfg = config_from_dict({**stored, "resume": "", "config": ""})
+    cfg = resolve(config_from_dict({**stored, "resume": "", "config": ""}))
     validate(cfg)
     module = build_module(cfg, build_datamodule(cfg).data_shape)
     load_weights(module, ckpt["state_dict"], path)
@@ -117,7 +120,7 @@ def load_generators(paths: Sequence[str], cfg: Any, given: set[str]) -> tuple[li
     Raises:
         UsageError: a bad file, checkpoints trained on different data, or a flag that contradicts them.
     """
-    from gan_lightning.config import config_from_dict, validate
+    from gan_lightning.config import config_from_dict, resolve, validate
 
     loaded = [load_generator(p.strip()) for p in paths]
     stored = loaded[0][1]
@@ -130,7 +133,7 @@ def load_generators(paths: Sequence[str], cfg: Any, given: set[str]) -> tuple[li
                          f"{stored[clash[0]]!r}; omit it with --g_ckpt")
     taken = {k: stored[k] for k in CKPT_KEYS if k in stored and k not in given}
     cfg = config_from_dict({**cfg.to_dict(), **taken})
-    validate(cfg)
+    validate(resolve(cfg))
     return [snap for snap, _ in loaded], cfg
 
 
@@ -239,7 +242,7 @@ def parse_flags(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
     if cfg.logger not in ("csv", "wandb", "none"):
         raise UsageError(f"--logger {cfg.logger}: the probe logs to csv, wandb or none")
     if "out_dir" not in given:
-        cfg.out_dir = f"runs/probe-{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        cfg = dataclasses.replace(cfg, out_dir=f"runs/probe-{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
     check_out_dir(cfg.out_dir, results=RESULTS, overwrite=opts.overwrite)
     return opts, cfg, given
 
@@ -249,6 +252,7 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> i
     import torch
 
     from gan_lightning.build import build_datamodule, build_gradient_regularizers, probe_discriminator, probe_norm
+    from gan_lightning.config import resolve
     from gan_lightning.diagnostics.probe import real_tensor
     from gan_lightning.experiments.probe_report import log_to_wandb, save_figures, write_outputs, write_report
 
@@ -264,7 +268,7 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> i
     if opts.overlay_epochs is not None and opts.overlay_epochs not in [s.g_epochs for s in snapshots]:
         raise UsageError(f"--overlay_epochs {opts.overlay_epochs}: the checkpoints hold G after "
                          f"{sorted(s.g_epochs for s in snapshots)} epochs")
-    dm = build_datamodule(cfg)
+    dm = build_datamodule(resolve(cfg))
     real = real_tensor(dm.dataset("train"), seed=cfg.seed)
     use_gpu = cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
     device = torch.device("cuda" if use_gpu else "cpu")

@@ -59,10 +59,10 @@ QUICK = Settings(epochs=10, seeds=(0, 1, 2), remedies=tuple(REMEDIES), d_iters=1
 def steps_per_epoch(batch_size: int = 64) -> int:
     """G steps in one epoch of mnist5k's training split (the loader drops the last partial batch)."""
     from gan_lightning.build import build_datamodule
-    from gan_lightning.config import parse_args
+    from gan_lightning.config import parse_args, resolve
 
     cfg, _ = parse_args([*BASE_FLAGS, "--batch_size", str(batch_size)])
-    return len(build_datamodule(cfg).dataset("train")) // batch_size
+    return len(build_datamodule(resolve(cfg)).dataset("train")) // batch_size
 
 
 def run_flags(settings: Settings, remedy: str, seed: int, total_steps: int) -> list[str]:

@@ -261,10 +261,10 @@ def supervised_run(flags: Sequence[str], path: Path) -> Path:
     import lightning as L
 
     from gan_lightning.build import build_datamodule, build_networks
-    from gan_lightning.config import parse_args
+    from gan_lightning.config import parse_args, resolve
     from gan_lightning.experiments.ssl_baseline import classifier_error, supervised_baseline
 
-    cfg, _ = parse_args(list(flags))
+    cfg = resolve(parse_args(list(flags))[0])
     dm = build_datamodule(cfg)
     dm.setup("fit")
     steps = cfg.max_epochs * (len(dm.unlabeled_dataset) // cfg.batch_size)

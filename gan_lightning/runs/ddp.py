@@ -25,9 +25,8 @@ from lightning.pytorch.overrides.distributed import _sync_module_states
 from lightning.pytorch.strategies import DDPStrategy
 from typing_extensions import override
 
+from gan_lightning.config.resolve import DDP_GAN
 from gan_lightning.torch_utils import average_coalesced, broadcast_coalesced
-
-NAME = "ddp_gan"
 
 
 class GradientAveragingDDP(DDPStrategy):
@@ -38,7 +37,7 @@ class GradientAveragingDDP(DDPStrategy):
     hooks) have nothing to act on here.
     """
 
-    strategy_name = NAME
+    strategy_name = DDP_GAN
 
     @override
     def configure_ddp(self) -> None:

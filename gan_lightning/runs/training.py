@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Collection, Sequence
 
 from gan_lightning.build import build_trainer
-from gan_lightning.config import TrainConfig, config_from_dict, parse_args, resolve, validate
+from gan_lightning.config import ResolvedConfig, TrainConfig, config_from_dict, parse_args, resolve, validate
+from gan_lightning.config.resolve import AUTO_STRATEGIES
 from gan_lightning.config.flags import SHAPE_KEYS, shape_keys
 from gan_lightning.errors import DivergenceError, NotApplicable, UsageError
 from gan_lightning.lightning_state import epochs_done
@@ -23,7 +24,7 @@ ARCH_KEYS = SHAPE_KEYS
 
 @dataclass
 class Run:
-    cfg: TrainConfig
+    cfg: ResolvedConfig
     run_dir: Path
     ckpt_path: Path | None
     branched_from: Path | None = None  # a checkpoint of another run folder this run starts from
@@ -60,7 +61,9 @@ def resolve_run(cfg: TrainConfig, given: Collection[str]) -> Run:
     if cfg.resume:
         ckpt_path = find_last(cfg.out_dir, cfg.run_name) if cfg.resume == "last" else Path(cfg.resume)
         stored = read_checkpoint(ckpt_path)[CHECKPOINT_KEY].get("config", {})
-        merged = {**stored, **{k: getattr(cfg, k) for k in given}}
+        # The strategy auto chose fits the devices of the session that chose it: a resume chooses again.
+        kept = {k: v for k, v in stored.items() if k != "strategy" or v not in AUTO_STRATEGIES}
+        merged = {**kept, **{k: getattr(cfg, k) for k in given}}
         cfg = resolve(config_from_dict(merged))
         # Compare resolved values: "--arch auto" resumes a checkpoint that stored what auto meant.
         was = resolve(config_from_dict(stored)) if stored else None
@@ -79,7 +82,7 @@ def resolve_run(cfg: TrainConfig, given: Collection[str]) -> Run:
         name = cfg.run_name if "run_name" in given else own.name if own else ""
         if not inherited:
             run_dir = out_dir / (name or default_run_name(cfg))
-        cfg.out_dir, cfg.run_name = str(run_dir.parent), run_dir.name
+        cfg = replace(cfg, out_dir=str(run_dir.parent), run_name=run_dir.name)
         branch = own is None or run_dir.resolve() != own.resolve()
         if branch and not inherited:
             check_out_dir(run_dir, "--run_name")  # the whole path: a file in the way, an over-long name
@@ -93,8 +96,7 @@ def resolve_run(cfg: TrainConfig, given: Collection[str]) -> Run:
 
     cfg = resolve(cfg)
     if inherited:
-        cfg.run_name = run_dir.name
-        return Run(cfg, run_dir, None)
+        return Run(replace(cfg, run_name=run_dir.name), run_dir, None)
     check_out_dir(cfg.out_dir)
     if cfg.run_name:
         run_dir = Path(cfg.out_dir) / cfg.run_name
@@ -109,7 +111,7 @@ def resolve_run(cfg: TrainConfig, given: Collection[str]) -> Run:
         while run_dir.exists():
             n += 1
             run_dir = Path(cfg.out_dir) / f"{name}-{n}"
-        cfg.run_name = run_dir.name
+        cfg = replace(cfg, run_name=run_dir.name)
     check_out_dir(run_dir, "--run_name")
     return Run(cfg, run_dir, None)
 
