@@ -237,6 +237,9 @@ def test_recall_falling_while_precision_holds_is_collapse():
     assert "recall fell from 0.60" in V.mode_collapse(rows).evidence
     held_lower = rows_of(recall__lenet_5k=[0.2, 0.6, 0.35], precision__lenet_5k=[0.5, 0.7, 0.55])
     assert V.mode_collapse(held_lower) is None  # precision fell too: worse samples, not fewer modes
+    # precision is read against its value at recall's best, not against an early spike before it
+    early_spike = rows_of(recall__lenet_5k=[0.01, 0.45, 0.05], precision__lenet_5k=[0.89, 0.49, 0.61])
+    assert "precision held (0.49 -> 0.61)" in V.mode_collapse(early_spike).evidence
 
 
 def test_saturation_needs_a_sustained_window():

@@ -21,7 +21,8 @@ The verdicts (thresholds and windows are the named constants below):
   ending at or below COLLAPSE_MODES_FRACTION of the modes while at least COLLAPSE_QUALITY of the
   samples are near a mode (G has learned the modes it covers: a G that has not learned yet covers
   none and is not collapsed); or recall falling COLLAPSE_RECALL_DROP from its best while precision
-  stays within COLLAPSE_PRECISION_HOLD of its best.
+  stays within COLLAPSE_PRECISION_HOLD of its value at recall's best (not of its own best: an early
+  spike of precision at recall 0.01 is not the sample quality the collapse kept).
 - ``divergence``: non-finite logged values (or a run stopped for a non-finite loss); a loss or a
   trained gradient norm of magnitude EXPLODED or more, or D's loss at EXPLODED_BCE or more under a
   sigmoid cross-entropy cost (BCE_LOSSES: a cross-entropy of 100 needs a logit 100 on the wrong side); the primary image metric (FID) ending
@@ -247,11 +248,10 @@ def mode_collapse(rows: list[Mapping[str, Any]], num_modes: int | None = None) -
         end_x, end = recall[-1]
         if best - end < COLLAPSE_RECALL_DROP or end_x not in precision or best_x not in precision:
             continue
-        top_precision = max(precision.values())
-        if precision[end_x] >= top_precision - COLLAPSE_PRECISION_HOLD:
+        if precision[end_x] >= precision[best_x] - COLLAPSE_PRECISION_HOLD:  # held since recall's best
             return _verdict("mode_collapse", f"recall fell from {best:.2f} ({_step(best_x)}) to {end:.2f} "
-                            f"({_step(end_x)}) while precision held at {precision[end_x]:.2f} "
-                            f"(best {top_precision:.2f})", [(best_x, end_x)], harm=True)
+                            f"({_step(end_x)}) while precision held ({precision[best_x]:.2f} -> "
+                            f"{precision[end_x]:.2f})", [(best_x, end_x)], harm=True)
     return None
 
 
