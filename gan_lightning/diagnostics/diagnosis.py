@@ -95,7 +95,7 @@ def markdown(found: Sequence[Verdict], source: str) -> str:
 
     for module, names in ((V, ("SATURATED_ACC", "SATURATED_JSD", "SATURATED_ROWS", "VANISH_DROP", "VANISH_ROWS",
                                "UNSTABLE_GROWTH", "COLLAPSE_MODES_DROP", "COLLAPSE_MODES_FRACTION", "COLLAPSE_QUALITY",
-                               "COLLAPSE_RECALL_DROP", "COLLAPSE_PRECISION_HOLD", "DIVERGE_FID_RATIO", "EXPLODED",
+                               "COLLAPSE_RECALL_DROP", "COLLAPSE_PRECISION_HOLD", "DIVERGE_FID_RATIO", "EXPLODED", "EXPLODED_BCE",
                                "LOSS_SWING", "LOSS_SWING_MIN")),
                           (O, ("STALL_RATIO", "NOT_LEARNED_QUALITY"))):
         lines += [f"- `{name}` = {getattr(module, name):.4g}" for name in names]
