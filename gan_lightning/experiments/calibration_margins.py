@@ -43,30 +43,32 @@ def stall_ratio(rows: Rows, config: Mapping[str, Any]) -> float | None:
     return result.end[1] / result.at(min(starts))[1]
 
 
-# (threshold, its value, the quantity it is compared with, how to measure it, the verdict it decides)
+# (threshold, its value, the quantity it is compared with, how to measure it, the verdict it decides, the
+# family whose runs must reach it: "" for every run labeled with the verdict)
 DECISIONS = (
     ("verdicts.UNSTABLE_GROWTH (scatter condition dropped)", V.UNSTABLE_GROWTH,
-     "growth of G's -log D gradient norm, last third over first", unstable_growth, "unstable_gradient"),
-    ("verdicts.EXPLODED_BCE", V.EXPLODED_BCE, "largest magnitude of loss/d under a cross-entropy cost", bce_peak, "divergence"),
+     "growth of G's -log D gradient norm, last third over first", unstable_growth, "unstable_gradient", ""),
+    ("verdicts.EXPLODED_BCE", V.EXPLODED_BCE, "largest magnitude of loss/d under a cross-entropy cost", bce_peak,
+     "divergence", "divergence (exploding)"),
     ("outcome.STALL_RATIO", O.STALL_RATIO, "FID at the end over FID when a symptom began", stall_ratio,
-     "d_saturation"),
+     "d_saturation", ""),
 )
 
 
 def margins(scored: Sequence[Any], corpus: str | Path) -> list[str]:
-    """Markdown lines: per decided threshold, the runs that must reach it (labeled with its verdict) and
-    those that must not (labeled healthy, or built for a failure that does not include it), the nearest
-    of each to the threshold, and any run on the wrong side."""
+    """Markdown lines: per decided threshold, the runs that must reach it (labeled with its verdict, of its
+    family) and those that must not (labeled healthy, or built for a failure that does not include it), the
+    nearest of each to the threshold, and any run on the wrong side."""
     from gan_lightning.runs.diagnosis import local_run
 
     loaded = {s.entry.name: local_run(Path(corpus) / s.entry.name) for s in scored if s.labels}
     lines = ["## Decided thresholds", "",
              "Each threshold set or changed on this corpus, the quantity it is compared with on every labeled run, "
-             "and the nearest run on each side (*must fire*: labeled with the verdict; *must not*: labeled healthy "
-             "or with other failures that do not include it).", "",
+             "and the nearest run on each side (*must fire*: labeled with the verdict, of the family the threshold is "
+             "for; *must not*: labeled healthy or with other failures that do not include it).", "",
              "| threshold | value | quantity | must fire: lowest | must not: highest | wrong side |",
              "|---|---|---|---|---|---|"]
-    for name, t, what, quantity, verdict in DECISIONS:
+    for name, t, what, quantity, verdict, family in DECISIONS:
         fire, quiet = [], []
         for s in scored:
             if not s.labels:
@@ -75,9 +77,9 @@ def margins(scored: Sequence[Any], corpus: str | Path) -> list[str]:
             q = quantity(rows, config)
             if q is None:
                 continue
-            if verdict in s.labels:
+            if verdict in s.labels and family in s.entry.family:
                 fire.append((q, s.entry.name))
-            elif verdict not in s.entry.also:
+            elif verdict not in s.labels and verdict not in s.entry.also:
                 quiet.append((q, s.entry.name))
         wrong = [n for q, n in fire if q < t] + [n for q, n in quiet if q >= t]
         low = f"{min(fire)[0]:.4g} ({min(fire)[1]}, of {len(fire)})" if fire else "-"
