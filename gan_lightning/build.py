@@ -310,6 +310,7 @@ def build_loggers(cfg: ResolvedConfig, run_dir: Path, say=print) -> list[Any]:
         run_dir: the run folder.
         say: where the one-line offline notice goes.
     """
+    from gan_lightning.lightning_state import drop_wandb_init_setting
     from gan_lightning.runs.loggers import AppendingCSVLogger, RunWandbLogger, noise_label, run_group, wandb_mode
 
     if cfg.logger == "none":
@@ -338,7 +339,6 @@ def build_loggers(cfg: ResolvedConfig, run_dir: Path, say=print) -> list[Any]:
                                            cfg.arch],
             config=cfg.to_dict(),
         )
-        # Lightning passes anonymous=None, and W&B warns on every run that the setting has no effect.
-        wandb_logger._wandb_init.pop("anonymous", None)
+        drop_wandb_init_setting(wandb_logger, "anonymous")  # W&B warns that anonymous=None has no effect
         loggers.append(wandb_logger)
     return loggers

@@ -73,6 +73,15 @@ def set_experiment_cache(logger: Any, experiment: Any | None) -> None:
     logger._experiment = experiment
 
 
+def drop_wandb_init_setting(logger: Any, name: str) -> None:
+    """Leave ``name`` out of the settings a WandbLogger passes to ``wandb.init`` (Lightning passes
+    ``anonymous=None``, and W&B warns on every run that the setting has no effect).
+
+    Stands in for a constructor argument WandbLogger does not have: it always sets ``anonymous``.
+    """
+    logger._wandb_init.pop(name, None)
+
+
 def epochs_done(checkpoint: Mapping[str, Any]) -> int | None:
     """Epochs whose batches all ran before ``checkpoint`` (a dict from ``torch.load``) was written, or
     None when it does not say (written without the training loop's state).
