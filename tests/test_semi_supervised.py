@@ -303,9 +303,10 @@ def test_train_script_runs_the_semi_supervised_task_and_resumes(tmp_path):
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert len([r for r in rows if r.get("ssl/test_error")]) == 2
 
-    from gan_lightning.experiments import evaluate
+    from gan_lightning.runs.folder import load
 
-    module, cfg = evaluate.load_generator(ckpt)  # evaluate.py rebuilds the semi-supervised module
+    loaded = load(ckpt)  # evaluate.py rebuilds the semi-supervised module
+    module, cfg = loaded.module, loaded.cfg
     assert isinstance(module, SemiSupervisedGAN) and cfg.task == "semi_supervised"
 
 

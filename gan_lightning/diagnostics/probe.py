@@ -56,8 +56,6 @@ SUMMARY_KEYS = (
 TARGETS_NO_NOISE = {"final_d_accuracy": 0.99, "d_loss_drop": 100.0, "grad_norm_minimax_drop": 100.0,
                     "grad_norm_nonsaturating_growth": 1.0}  # each >= the value
 TARGETS_MOST_NOISE = {"final_d_accuracy": 0.9, "grad_norm_minimax_drop": 10.0}  # each < the value
-G_KEYS = ("dataset", "image_size", "arch", "z_dim", "g_width", "g_norm")  # what fixes G and its data
-CKPT_KEYS = (*G_KEYS, "data_root", "d_width", "d_norm", "d_spectral_norm")  # what a --g_ckpt run takes from it
 MAX_REAL_EXAMPLES = 20_000  # real images held in memory for the probe (20k x 3 x 64 x 64 floats = 1 GB)
 
 

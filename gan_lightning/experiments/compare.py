@@ -76,27 +76,6 @@ def _float(text: str | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-# -- reading runs ------------------------------------------------------------------------------
-def read_run_folder(folder: Path) -> tuple[dict[str, Any], list[dict[str, str]]]:
-    """(config, rows of metrics.csv) of one run folder.
-
-    Raises:
-        UsageError: a config.yaml or metrics.csv that cannot be read (the message starts with ``folder``).
-        OSError: a file the OS refuses to read.
-    """
-    import yaml
-
-    from gan_lightning.diagnostics.diagnosis import read_rows
-
-    try:
-        config = yaml.safe_load((folder / "config.yaml").read_text())
-    except (UnicodeDecodeError, yaml.YAMLError) as e:
-        raise UsageError(f"{folder}: config.yaml is not YAML text ({' '.join(str(e).split())[:120]})") from None
-    if not isinstance(config, dict):
-        raise UsageError(f"{folder}: config.yaml holds no mapping of settings")
-    return config, read_rows(folder)
-
-
 # Every quality metric a run logs, in the order they are preferred on a tie (FID first): metrics.keys.BEST.
 FAMILIES = tuple(BEST)
 
@@ -243,6 +222,8 @@ def local_curves(runs_dir: str | Path, metric: str = "", group_by: Sequence[str]
     Raises:
         UsageError: no such folder, no readable run folders in it, or no run logged the metric.
     """
+    from gan_lightning.runs import folder as run_folder
+
     root = Path(runs_dir)
     if not root.is_dir():
         raise UsageError(f"--runs_dir: no such folder {runs_dir}")
@@ -254,7 +235,7 @@ def local_curves(runs_dir: str | Path, metric: str = "", group_by: Sequence[str]
     runs = []
     for folder in sorted(csvs & configs):
         try:
-            config, rows = read_run_folder(folder)
+            config, rows = run_folder.config(folder), run_folder.rows(folder)
         except UsageError as e:
             left_out.append(LeftOut(name(folder), UNREADABLE, str(e).removeprefix(f"{folder}: ")))
         except OSError as e:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from gan_lightning.errors import UsageError
+from gan_lightning.runs.folder import CONFIG, METRICS, last_checkpoint, load
 
 
 def checkpoint_of(path: str) -> Path:
@@ -23,14 +24,14 @@ def checkpoint_of(path: str) -> Path:
     given = Path(path)
     if not given.is_dir():
         return given
-    last = given / "checkpoints" / "last.ckpt"
+    last = last_checkpoint(given)
     if last.is_file():
         return last
     others = sorted(p.name for p in (given / "checkpoints").glob("*.ckpt"))
     if others:
         raise UsageError(f"{path} is a run folder without checkpoints/last.ckpt; pass one of its checkpoints: "
                          + ", ".join(str(given / "checkpoints" / name) for name in others))
-    if (given / "config.yaml").is_file() or (given / "metrics.csv").is_file():
+    if (given / CONFIG).is_file() or (given / METRICS).is_file():
         raise UsageError(f"{path} is a run folder without checkpoints (it stopped before its first one); pass a "
                          ".ckpt file that scripts/train.py wrote")
     raise UsageError(f"{path} is a folder, not a checkpoint; pass a .ckpt file, or a run folder that holds "
@@ -49,27 +50,6 @@ def resolve_device(name: str):
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
     return device
-
-
-def load_generator(path: str | Path):
-    """(GAN module in eval-ready state on the CPU, its TrainConfig) from a checkpoint of this project.
-
-    Raises:
-        UsageError: not a readable gan_lightning checkpoint, or weights that do not fit its config.
-    """
-    from gan_lightning.build import build_module
-    from gan_lightning.runs.checkpoints import CHECKPOINT_KEY, load_weights, read_checkpoint
-    from gan_lightning.config import config_from_dict, resolve
-    from gan_lightning.data.datasets import DATASETS, data_shape
-
-    ckpt = read_checkpoint(path)
-    stored = ckpt[CHECKPOINT_KEY]["config"]
-    if stored.get("dataset") not in DATASETS:
-        raise UsageError(f"{path} holds no usable training config (no known 'dataset' in it)")
-    cfg = resolve(config_from_dict(stored))
-    module = build_module(cfg, data_shape(DATASETS[cfg.dataset], cfg.image_size))
-    load_weights(module, ckpt["state_dict"], path)
-    return module, cfg
 
 
 def check_flags(num_samples: int, num_real: int, batch_size: int, kid_subset_size: int, seed: int, extractor: str,
@@ -136,7 +116,8 @@ def evaluate_checkpoint(ckpt: str, *, num_samples: int, extractor: str, metric_w
     path = checkpoint_of(ckpt)
     on = resolve_device(device)
     start = time.perf_counter()
-    module, cfg = load_generator(path)
+    loaded = load(path)
+    module, cfg = loaded.module, loaded.cfg
     module.to(on)
     if g == "ema" and module.g_ema is None:
         raise UsageError(f"{path} keeps no EMA of G (trained without --g_ema); use --g live")

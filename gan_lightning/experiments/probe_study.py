@@ -18,8 +18,8 @@ from typing import Any, Callable, Sequence
 
 from torch import Tensor, nn
 
-from gan_lightning.config.flags import REMEDIES
-from gan_lightning.diagnostics.probe import CKPT_KEYS, G_KEYS, probe, summarize
+from gan_lightning.config.flags import G_SHAPE_KEYS, REMEDIES, SHAPE_KEYS, shape_keys
+from gan_lightning.diagnostics.probe import probe, summarize
 from gan_lightning.errors import UsageError
 from gan_lightning.lightning_state import epochs_done
 
@@ -94,28 +94,22 @@ def load_generator(path: str | Path) -> tuple[Snapshot, dict[str, Any]]:
     Raises:
         UsageError: a missing, unreadable or foreign file, or weights that do not fit its config.
     """
-    from gan_lightning.build import build_datamodule, build_module
-    from gan_lightning.runs.checkpoints import CHECKPOINT_KEY, load_weights, read_checkpoint
-    from gan_lightning.config import config_from_dict, resolve, validate
+    from gan_lightning.runs.folder import load
 
-    ckpt = read_checkpoint(path)
-    stored = dict(ckpt[CHECKPOINT_KEY]["config"])
-    # The files the run was started from (--resume, --config) may be gone since; G does not need them.
-    cfg = resolve(config_from_dict({**stored, "resume": "", "config": ""}))
-    validate(cfg)
-    module = build_module(cfg, build_datamodule(cfg).data_shape)
-    load_weights(module, ckpt["state_dict"], path)
+    loaded = load(path)
+    module, ckpt = loaded.module, loaded.checkpoint
     epochs = epochs_done(ckpt)
     epochs = int(epochs) if epochs is not None else int(ckpt.get("epoch", 0))
-    return Snapshot(epochs, int(module.g_steps), module.generator, str(path)), stored
+    return Snapshot(epochs, int(module.g_steps), module.generator, str(path)), dict(loaded.stored)
 
 
 def load_generators(paths: Sequence[str], cfg: Any, given: set[str]) -> tuple[list[Snapshot], Any]:
     """Generators from checkpoints, and the config to probe them with.
 
-    The networks and the data (``CKPT_KEYS``) come from the first checkpoint's config, unless
-    the user gave them (``given``); the flags that fix G (``G_KEYS``) must then not differ from
-    it. Everything else (batch size, seed, logger, ...) comes from ``cfg``, not the checkpoint.
+    The networks and the data (``SHAPE_KEYS`` but the task, and ``data_root``) come from the first
+    checkpoint's config, unless the user gave them (``given``); the flags that fix G (``G_SHAPE_KEYS``, a
+    layer's size where the layer is on) must then not differ from it. Everything else (batch size, seed,
+    logger, ...) comes from ``cfg``, not the checkpoint.
 
     Raises:
         UsageError: a bad file, checkpoints trained on different data, or a flag that contradicts them.
@@ -127,12 +121,13 @@ def load_generators(paths: Sequence[str], cfg: Any, given: set[str]) -> tuple[li
     for snap, other in loaded[1:]:
         if any(other.get(k) != stored.get(k) for k in ("dataset", "image_size")):
             raise UsageError(f"{snap.source} was trained on other data than {loaded[0][0].source}")
-    clash = [k for k in G_KEYS if k in given and k in stored and getattr(cfg, k) != stored[k]]
+    # Not the task: the probe trains the D of a GAN against G, whatever task G was trained in.
+    taken = {k: stored[k] for k in (*SHAPE_KEYS, "data_root") if k != "task" and k in stored and k not in given}
+    cfg = config_from_dict({**cfg.to_dict(), **taken})  # a given key keeps its value: the clash below reads it
+    clash = [k for k in shape_keys(cfg, G_SHAPE_KEYS) if k in given and k in stored and getattr(cfg, k) != stored[k]]
     if clash:
         raise UsageError(f"--{clash[0]}={getattr(cfg, clash[0])} differs from the checkpoint's "
                          f"{stored[clash[0]]!r}; omit it with --g_ckpt")
-    taken = {k: stored[k] for k in CKPT_KEYS if k in stored and k not in given}
-    cfg = config_from_dict({**cfg.to_dict(), **taken})
     validate(resolve(cfg))
     return [snap for snap, _ in loaded], cfg
 

@@ -88,9 +88,9 @@ def train_all(settings: Settings, out_dir: Path, say: Callable[[str], None] = pr
 
 def final_accuracy(run_dir: Path) -> float:
     """Mean of the last ACC_WINDOW logged values of D's accuracy (nan if none was logged)."""
-    from gan_lightning.experiments.sweep_local import read_metric
+    from gan_lightning.runs.folder import series
 
-    values = read_metric(run_dir / "metrics.csv", ACC_KEY)[-ACC_WINDOW:]
+    values = series(run_dir, ACC_KEY)[-ACC_WINDOW:]
     return sum(values) / len(values) if values else math.nan
 
 

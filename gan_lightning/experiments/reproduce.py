@@ -166,17 +166,17 @@ def _one_thread() -> None:
 
 def last(run_dir: Path, key: str) -> float:
     """The last value of ``key`` in a run's metrics.csv (nan if it was never logged)."""
-    from gan_lightning.experiments.sweep_local import read_metric
+    from gan_lightning.runs.folder import series
 
-    values = read_metric(run_dir / "metrics.csv", key)
+    values = series(run_dir, key)
     return values[-1] if values else math.nan
 
 
 def logged_rows(run_dir: Path, key: str) -> list[dict[str, str]]:
-    """The rows of a run's metrics.csv in which ``key`` was logged, in order (``read_rows``, the one reader)."""
-    from gan_lightning.diagnostics.diagnosis import read_rows
+    """The rows of a run's metrics.csv in which ``key`` was logged, in order."""
+    from gan_lightning.runs.folder import rows
 
-    return [row for row in read_rows(run_dir) if row.get(key)]
+    return [row for row in rows(run_dir) if row.get(key)]
 
 
 def metric_from(run_dir: Path, key: str, first_step: int) -> list[float]:
@@ -210,7 +210,7 @@ def semi_supervised(settings: Settings, out_dir: Path, say: Callable[[str], None
     """
     import json
 
-    from gan_lightning.experiments.sweep_local import read_metric
+    from gan_lightning.runs.folder import series
 
     flags = [*SSL_FLAGS, "--labels_per_class", str(settings.labels_per_class), "--max_epochs",
              str(settings.ssl_epochs), *settings.extra]
@@ -224,7 +224,7 @@ def semi_supervised(settings: Settings, out_dir: Path, say: Callable[[str], None
         run_dir = train_run([*flags, "--seed", str(seed)], out_dir, f"ssl-seed{seed}")
         ssl.append(last(run_dir, "ssl/test_error"))
         ssl_live.append(last(run_dir, "ssl/test_error_live"))
-        curves[seed] = read_metric(run_dir / "metrics.csv", "ssl/test_error")
+        curves[seed] = series(run_dir, "ssl/test_error")
         d_loss_max.append(max(metric_from(run_dir, "loss/d", SSL_SETTLE_STEPS), default=math.nan))
         d_loss_curves[str(seed)] = max_per_epoch(run_dir, "loss/d")
         baseline = out_dir / f"supervised-seed{seed}.json"

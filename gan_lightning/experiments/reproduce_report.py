@@ -139,7 +139,7 @@ def fig_mode_coverage(coverage: dict[str, Any], path: Path, num_points: int = 25
     from matplotlib.image import imread
 
     from gan_lightning.metrics.mode_coverage import MIXTURES
-    from gan_lightning.experiments.probe_study import load_generator
+    from gan_lightning.runs.folder import last_checkpoint, load
     from gan_lightning.torch_utils import eval_mode
 
     rows = [(dataset, variant) for dataset, variants in coverage.items() for variant in variants]
@@ -157,7 +157,7 @@ def fig_mode_coverage(coverage: dict[str, Any], path: Path, num_points: int = 25
                 if j == 0:
                     ax.set_title(label, fontsize=8, loc="left")
         modes = MIXTURES[dataset][0]()  # (M, 2)
-        generator = load_generator(Path(r["runs"][0]) / "checkpoints" / "last.ckpt")[0].generator
+        generator = load(last_checkpoint(r["runs"][0])).module.generator
         z = torch.randn(num_points, generator.z_dim, generator=torch.Generator().manual_seed(0))
         with torch.no_grad(), eval_mode(generator):
             points = generator(z)  # (N, 2)

@@ -15,26 +15,7 @@ from typing import Any, Sequence
 from gan_lightning.config import parse_args
 from gan_lightning.errors import NotApplicable, UsageError
 from gan_lightning.experiments.sweeps import command, engine, load_checked, run_flags, suggest
-
-
-def read_metric(metrics_csv: str | Path, key: str) -> list[float]:
-    """The values of ``key`` in a run's ``<run>/metrics.csv``, in the order they were logged (empty if none).
-
-    Raises:
-        UsageError: a metrics.csv that is not CSV text (``read_rows``, the one reader of the file).
-    """
-    from gan_lightning.diagnostics.diagnosis import read_rows
-
-    path = Path(metrics_csv)
-    if not path.is_file():
-        return []
-    values = []
-    for row in read_rows(path.parent):
-        try:
-            values.append(float(row[key]))
-        except (KeyError, TypeError, ValueError):  # not logged in this row, or a row still being written
-            pass
-    return values
+from gan_lightning.runs.folder import series
 
 
 @dataclass
@@ -94,7 +75,7 @@ def run_trial(run: LocalRun, cmd: list[str], sweep: dict[str, Any], done: list[L
             except subprocess.TimeoutExpired:
                 pass
             if "early_terminate" in sweep and not stopped and proc.poll() is None:
-                run.values, run.status = read_metric(run.run_dir / "metrics.csv", metric), "running"
+                run.values, run.status = series(run.run_dir, metric), "running"
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     to_stop = sweeps.stop_runs(sweep, [r.sweep_run(metric) for r in [*done, run]])
@@ -106,7 +87,7 @@ def run_trial(run: LocalRun, cmd: list[str], sweep: dict[str, Any], done: list[L
                     except subprocess.TimeoutExpired:
                         proc.kill()
     run.seconds = time.monotonic() - start
-    run.values = read_metric(run.run_dir / "metrics.csv", metric)
+    run.values = series(run.run_dir, metric)
     run.status = f"failed (exit {proc.returncode})" if proc.returncode else ("stopped early" if stopped else "finished")
 
 

@@ -1,4 +1,4 @@
-"""Checkpoint files: atomic writes, safe reads with one-line errors, and finding the last one."""
+"""Checkpoint files: atomic writes, safe reads with one-line errors, fitting stored weights to a module."""
 
 from __future__ import annotations
 
@@ -197,24 +197,6 @@ def load_weights(module: Any, state_dict: Mapping[str, Any], path: str | Path) -
             problems.append(" ".join(str(e).split())[:200])
     raise UsageError(f"{path}: its weights do not fit the networks of the config ({'; '.join(problems)}): "
                      f"a checkpoint of another architecture, or a flag that changes the networks")
-
-
-def find_last(out_dir: str | Path, run_name: str = "") -> Path:
-    """``<out_dir>/<run_name>/checkpoints/last.ckpt``, or the newest such file when run_name is empty.
-
-    Raises:
-        UsageError: if there is none.
-    """
-    out = Path(out_dir)
-    if run_name:
-        path = out / run_name / "checkpoints" / "last.ckpt"
-        if not path.is_file():
-            raise UsageError(f"--resume last: no {path}; check --run_name and --out_dir")
-        return path
-    found = sorted(out.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise UsageError(f"--resume last: no run under {out} has checkpoints/last.ckpt")
-    return found[-1]
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from gan_lightning.diagnostics.diagnosis import has_diagnostics, read_rows, write_diagnosis
+from gan_lightning.diagnostics.diagnosis import has_diagnostics, write_diagnosis
 from gan_lightning.diagnostics.verdicts import Verdict
 from gan_lightning.errors import UsageError
 from gan_lightning.lightning_state import experiment_if_created
@@ -36,10 +36,10 @@ def local_run(run_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, str]]
     """(config, logged rows) of a run folder.
 
     Raises:
-        UsageError: a file or no such folder, no metrics.csv, one that is not CSV text (read_rows), or
-            nothing a verdict reads in it.
+        UsageError: a file or no such folder, no metrics.csv, one that is not CSV text, a config.yaml that is
+            not a YAML mapping (runs.folder), or nothing a verdict reads in it.
     """
-    import yaml
+    from gan_lightning.runs import folder as run_folder
 
     folder = Path(run_dir)
     if folder.is_file():
@@ -47,15 +47,13 @@ def local_run(run_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, str]]
         raise UsageError(f"{run_dir} is a file, not a run folder" + (f"; pass its run folder {run}" if run else ""))
     if not folder.is_dir():
         raise UsageError(f"no such run folder: {run_dir}")
-    if not (folder / "metrics.csv").is_file():
+    if not (folder / run_folder.METRICS).is_file():
         raise UsageError(f"{run_dir}: no metrics.csv (a run folder of scripts/train.py has one)")
-    rows = read_rows(folder)
+    rows = run_folder.rows(folder)
     if not has_diagnostics(rows):
         raise UsageError(f"{run_dir}: metrics.csv holds no D accuracy or gradient norms to diagnose (a run with "
                          "--diagnostics false)")
-    config_file = folder / "config.yaml"
-    config = (yaml.safe_load(config_file.read_text()) or {}) if config_file.is_file() else {}
-    return config, rows
+    return run_folder.config(folder), rows
 
 
 def diagnose_run(rows: Sequence[Mapping[str, Any]], config: Mapping[str, Any], out_dir: str | Path, source: str,

@@ -65,8 +65,10 @@ class _AppendingWriter(ExperimentWriter):
         self.metrics = [row for row in self.metrics if row["step"] < step]
         if not os.path.isfile(self.metrics_file_path):
             return 0
-        with open(self.metrics_file_path, newline="") as f:
-            rows = list(csv.DictReader(f))
+        # The one reader of metrics.csv; not through runs.folder, which imports build, which imports this module.
+        from gan_lightning.diagnostics.diagnosis import read_rows
+
+        rows = read_rows(os.path.dirname(self.metrics_file_path))
         kept = [row for row in rows if not row.get("step") or int(row["step"]) < step]
         if len(kept) < len(rows):
             tmp = f"{self.metrics_file_path}.tmp{os.getpid()}"

@@ -12,14 +12,12 @@ from typing import Any, Collection, Sequence
 from gan_lightning.build import build_trainer
 from gan_lightning.config import ResolvedConfig, TrainConfig, config_from_dict, parse_args, resolve, validate
 from gan_lightning.config.resolve import AUTO_STRATEGIES
-from gan_lightning.config.flags import SHAPE_KEYS, shape_keys
+from gan_lightning.config.flags import shape_keys
 from gan_lightning.errors import DivergenceError, NotApplicable, UsageError
 from gan_lightning.lightning_state import epochs_done
 from gan_lightning.runs.outputs import say
 
 RUN_DIR_ENV = "GAN_LIGHTNING_RUN_DIR"  # set by rank 0 so processes started by DDP use the same folder
-# Flags that change the networks' shapes: a resumed run must keep them (one list: config.flags.SHAPE_KEYS).
-ARCH_KEYS = SHAPE_KEYS
 
 
 @dataclass
@@ -52,7 +50,8 @@ def resolve_run(cfg: TrainConfig, given: Collection[str]) -> Run:
             that cannot be written, or a run folder that already holds checkpoints (never
             overwritten; resume it instead).
     """
-    from gan_lightning.runs.checkpoints import CHECKPOINT_KEY, find_last, read_checkpoint
+    from gan_lightning.runs.checkpoints import CHECKPOINT_KEY, read_checkpoint
+    from gan_lightning.runs.folder import find_last
     from gan_lightning.runs.outputs import check_out_dir
 
     inherited = os.environ.get(RUN_DIR_ENV)
@@ -166,8 +165,8 @@ def train(cfg: TrainConfig, given: Collection[str] | None = None) -> Run:
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from gan_lightning.build import build_datamodule, build_module
-    from gan_lightning.runs.checkpoints import (CHECKPOINT_KEY, load_weights, optimizer_changes, read_checkpoint,
-                                                remove_stale_temporaries)
+    from gan_lightning.runs.checkpoints import optimizer_changes, remove_stale_temporaries
+    from gan_lightning.runs.folder import CONFIG, last_checkpoint, load
     from gan_lightning.runs.loggers import finish_wandb
 
     from gan_lightning.config.validate import notices
@@ -180,15 +179,14 @@ def train(cfg: TrainConfig, given: Collection[str] | None = None) -> Run:
     dm.check()
     fitted = None  # the checkpoint's weights made to fit this config, where they needed it (fit_state_dict)
     if run.ckpt_path:  # refuse weights that do not fit before the Trainer prints or anything is written
-        ckpt = read_checkpoint(run.ckpt_path)
-        fitted = build_module(cfg, dm.data_shape)
-        changes = load_weights(fitted, ckpt["state_dict"], run.ckpt_path)
-        changes += optimizer_changes(ckpt[CHECKPOINT_KEY].get("config", {}), cfg.to_dict())
+        loaded = load(run.ckpt_path, cfg)
+        ckpt, fitted = loaded.checkpoint, loaded.module
+        changes = loaded.notes + optimizer_changes(loaded.stored, cfg.to_dict())
         if set(fitted.state_dict()) == set(ckpt["state_dict"]):
             fitted = None  # the file fits as it is: Lightning loads it strictly
         done = finished(cfg, ckpt)
         origin = {"resumed_from": str(run.ckpt_path.resolve()), "g_steps": int(ckpt["state_dict"].get("g_steps", 0))}
-        del ckpt
+        del ckpt, loaded
         if done:
             say(f"nothing to train: {run.ckpt_path} is finished ({done}); raise --max_epochs or --max_steps "
                 f"to train on")
@@ -212,13 +210,13 @@ def train(cfg: TrainConfig, given: Collection[str] | None = None) -> Run:
         run.run_dir.mkdir(parents=True, exist_ok=True)
         for stale in remove_stale_temporaries(run.run_dir / "checkpoints"):
             say(f"removed {stale}, left by a process killed while writing a checkpoint")
-        (run.run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        (run.run_dir / CONFIG).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         if run.branched_from:
             (run.run_dir / "origin.yaml").write_text(yaml.safe_dump(origin, sort_keys=False))
         say(f"run folder: {run.run_dir}" + (f" (resuming {run.ckpt_path})" if run.ckpt_path else ""))
     # Processes that DDP starts during fit inherit the environment: they join this run folder.
     os.environ[RUN_DIR_ENV] = str(run.run_dir)
-    last = run.run_dir / "checkpoints" / "last.ckpt"
+    last = last_checkpoint(run.run_dir)
     failed, stopped = True, ""  # until fit returns: the W&B run is closed as failed
     closing: list[str] = []  # printed after the W&B run is finished, so W&B's own footer comes before them
     started = time.monotonic()
