@@ -38,6 +38,13 @@ How it is measured (the tools: ``ast`` for the import map, a patched ``__getattr
   neither: *across*; both (an import cycle): counted as up, and listed as a cycle.
 - *cycle*: a strongly connected set of files in the import graph, where a package's ``__init__``
   re-exporting its own modules is not an edge (as in tests/test_layout.py).
+- *layer cycle* (reported beside the target, not part of it): top-level units (``runs``, ``build``,
+  ``config``, ...) that import each other through different files, e.g. runs/training.py -> build.py ->
+  runs/loggers.py; the other reading of the issue's "arrow up", on the import map alone.
+
+With these definitions a walk that resolves and then builds climbs at least once (config/resolve.py's
+reads, then a builder's, and build.py imports config), so "no arrow up" can be read on the walk as
+"no climb but that one", or on the import map as "no layer cycle"; both are printed.
 
 Limits: reads in DataLoader worker processes or DDP ranks other than this process are not seen (the
 default run has neither); a value copied out of the config (``lr = cfg.lr``) and used later is one read,
@@ -163,6 +170,21 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         if f not in index:
             visit(f)
     return found
+
+
+def layer_cycles(graph: dict[str, set[str]]) -> list[dict[str, Any]]:
+    """Cycles between the package's top-level units (a subpackage, or a top-level module such as
+    build.py), each with the file imports that make it: where a unit imports one that imports it back,
+    one of those arrows points up (issue 27: "runs/ stands on two floors")."""
+    def unit(f: str) -> str:
+        return f.split("/")[0].removesuffix(".py")
+
+    units: dict[str, set[str]] = {}
+    for f, targets in graph.items():
+        units.setdefault(unit(f), set()).update(unit(t) for t in targets if unit(t) != unit(f))
+    return [{"units": group, "imports": sorted(f"{f} -> {t}" for f, targets in graph.items() for t in targets
+                                               if unit(f) != unit(t) and {unit(f), unit(t)} <= set(group))}
+            for group in cycles(units)]
 
 
 # ---------------------------------------------------------------------------------------------- the trace
@@ -341,6 +363,8 @@ def report(result: dict[str, Any]) -> str:
     lines.append(f"import map: {result['graph']['files']} files, {result['graph']['edges']} imports, "
                  f"cycles: {len(result['graph']['cycles'])}"
                  + "".join(f"\n  cycle: {' -> '.join(c)}" for c in result["graph"]["cycles"]))
+    for c in result["graph"]["layer_cycles"]:
+        lines.append(f"layer cycle: {' <-> '.join(c['units'])}: " + ", ".join(c["imports"]))
     lines.append("\nstays (file, reads, first line, move from the stay before; * = re-entry):")
     for i, row in enumerate(w["walk"], 1):
         names = ", ".join(row["names"][:6]) + (", ..." if len(row["names"]) > 6 else "")
@@ -352,7 +376,8 @@ def report(result: dict[str, Any]) -> str:
     if result["outside"]:
         lines.append(f"\nreads by code outside the package (not in the walk): {sum(result['outside'].values())}")
     lines.append(f"\nreads {w['reads']}; stays {w['stays']} in {w['files']} files; re-entries {w['reentries']}; "
-                 f"climbs up {w['climbs_up']}; cycles {len(result['graph']['cycles'])}")
+                 f"climbs up {w['climbs_up']}; cycles {len(result['graph']['cycles'])}; "
+                 f"layer cycles {len(result['graph']['layer_cycles'])}")
     lines.append("target (issue 27): stays <= 25, re-entries <= 8, climbs up 0, cycles 0")
     return "\n".join(lines)
 
@@ -391,7 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         tracer = run_training(args.entry, train_flags, out / "run")
         result = {
             "commit": _commit(package.parent), "entry": args.entry, "train_flags": list(train_flags),
-            "graph": {"files": len(graph), "edges": sum(map(len, graph.values())), "cycles": cycles(graph)},
+            "graph": {"files": len(graph), "edges": sum(map(len, graph.values())), "cycles": cycles(graph),
+                      "layer_cycles": layer_cycles(graph)},
             "walk": walk(tracer.reads, closure), "outside": dict(tracer.outside.most_common()),
         }
         if args.out:

@@ -92,3 +92,7 @@ def test_import_map_follows_function_level_and_relative_imports_and_finds_the_cy
     assert "a.py" in closure["sub/c.py"] and "sub/c.py" in closure["a.py"]
     assert closure["__init__.py"] == {"a.py", "b.py", "sub/c.py"}
     assert closure["sub/d.py"] == {"sub/__init__.py", "sub/d.py", "sub/c.py", "a.py", "b.py"}
+    assert cw.layer_cycles(graph) == [{"units": ["a", "b", "sub"],
+                                       "imports": ["a.py -> b.py", "b.py -> sub/c.py", "sub/c.py -> a.py"]}]
+    del graph["sub/c.py"]
+    assert cw.cycles(graph) == [] and cw.layer_cycles(graph) == []
