@@ -1,4 +1,10 @@
-"""Test set-up: W&B offline and the metrics cache in a temporary folder, quiet Lightning."""
+"""Test set-up: W&B offline and the metrics cache in a temporary folder, quiet Lightning.
+
+Under pytest-xdist (``-n``, the default in pyproject.toml) each worker process gets its own W&B and
+metrics-cache folders (a subfolder named after the worker when the caller set one, as .ci/run does),
+so no two workers write the same files, and one torch thread: two workers on two cores each running
+two threads fight for the cores.
+"""
 
 import logging
 import os
@@ -7,7 +13,10 @@ import warnings
 
 import pytest
 
-_WANDB_TMP = tempfile.mkdtemp(prefix="gan_lightning_wandb_")
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ... in an xdist worker; "" in one process
+FOLDERS = ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "GAN_LIGHTNING_CACHE")
+
+_WANDB_TMP = tempfile.mkdtemp(prefix=f"gan_lightning_wandb_{WORKER}_" if WORKER else "gan_lightning_wandb_")
 for key, value in {
     "WANDB_MODE": "offline",
     "WANDB_DIR": _WANDB_TMP,
@@ -17,7 +26,12 @@ for key, value in {
     "WANDB_SILENT": "true",
     "GAN_LIGHTNING_CACHE": os.path.join(_WANDB_TMP, "metrics_cache"),
 }.items():
-    os.environ.setdefault(key, value)
+    if WORKER and key in FOLDERS and os.environ.get(key):
+        os.environ[key] = os.path.join(os.environ[key], WORKER)
+    else:
+        os.environ.setdefault(key, value)
+if WORKER:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # read when torch is first imported, which is after this
 
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
