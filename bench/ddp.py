@@ -10,7 +10,7 @@ one thread each, under
   (b) per_network:  plain DDP (``find_unused_parameters=False``) around G and around D separately
                     (the strategy below): D's backward reduces only D's gradients, G's only G's; G's
                     update calls D under ``no_sync`` (D is frozen then, it gets no gradients);
-  (c) ddp_gan:      the project's strategy (gan_lightning/runs/ddp.py): no DDP wrapper; each optimizer's
+  (c) ddp_gan:      the project's strategy (gan_lightning/trainer/ddp.py): no DDP wrapper; each optimizer's
                     gradients are averaged in one coalesced all-reduce just before its step, buffers
                     are broadcast from rank 0 at the start of each step;
   (d) single:       1 process, no DDP (reference for the per-process step time).
@@ -113,7 +113,7 @@ def worker(variant: str, steps: int, warmup: int, model_flags: list[str], result
         module.__class__ = module_cls  # the same GAN, with discriminate() going through D's DDP
         strategy = strategy_cls(process_group_backend="gloo")
     elif variant == "ddp_gan":
-        from gan_lightning.runs.ddp import GradientAveragingDDP
+        from gan_lightning.trainer.ddp import GradientAveragingDDP
 
         strategy = GradientAveragingDDP(process_group_backend="gloo")
     times: dict[str, float] = {}

@@ -5,7 +5,7 @@ Builders only build: they take the config :func:`gan_lightning.config.resolve` m
 worked out, the hardware's included), and ``config.validate`` has checked the names, so a lookup here
 does not fail on a user's typo.
 
-May import anything in the package except ``runs.training`` and ``experiments``.
+May import anything in the package except ``runs`` (which builds with it) and ``experiments``.
 """
 
 from __future__ import annotations
@@ -218,7 +218,7 @@ def build_strategy(cfg: ResolvedConfig) -> Any:
     """What ``Trainer(strategy=...)`` takes: the project's ``ddp_gan`` as an object, single_device as
     Lightning's ``auto`` (which puts the one process on the device it picks; Lightning's own
     ``single_device`` name means the CPU), other names as they are."""
-    from gan_lightning.runs.ddp import GradientAveragingDDP
+    from gan_lightning.trainer.ddp import GradientAveragingDDP
 
     if cfg.strategy == DDP_GAN:
         return GradientAveragingDDP()
@@ -273,9 +273,9 @@ def build_trainer(cfg: ResolvedConfig, run_dir: Path, extra_callbacks: Sequence[
     import lightning as L
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from gan_lightning.callbacks import LastCheckpoint, SampleGrid, StopAtGSteps
-    from gan_lightning.runs.checkpoints import AtomicCheckpointIO
-    from gan_lightning.runs.loggers import ProgressAxis
-    from gan_lightning.runs.outputs import say
+    from gan_lightning.trainer.checkpoints import AtomicCheckpointIO
+    from gan_lightning.trainer.loggers import ProgressAxis
+    from gan_lightning.trainer.outputs import say
 
     callbacks = [
         SampleGrid(run_dir / "samples", every_n_epochs=cfg.sample_every_n_epochs),
@@ -311,7 +311,7 @@ def build_loggers(cfg: ResolvedConfig, run_dir: Path, say=print) -> list[Any]:
         say: where the one-line offline notice goes.
     """
     from gan_lightning.lightning_state import drop_wandb_init_setting
-    from gan_lightning.runs.loggers import AppendingCSVLogger, RunWandbLogger, noise_label, run_group, wandb_mode
+    from gan_lightning.trainer.loggers import AppendingCSVLogger, RunWandbLogger, noise_label, run_group, wandb_mode
 
     if cfg.logger == "none":
         return []

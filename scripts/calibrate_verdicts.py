@@ -18,7 +18,7 @@ from gan_lightning.runs.cli import DefaultsHelpFormatter, Parser, run_cli
 def main(argv=None) -> int:
     from gan_lightning.errors import UsageError
     from gan_lightning.experiments import calibration as C
-    from gan_lightning.runs.outputs import check_out_dir, check_out_file
+    from gan_lightning.trainer.outputs import check_out_dir, check_out_file
 
     p = Parser(prog="calibrate_verdicts.py", description=__doc__.split("\n\n")[0],
                formatter_class=DefaultsHelpFormatter)

@@ -16,7 +16,7 @@ import sys
 
 from gan_lightning.runs.cli import Parser, run_cli
 from gan_lightning.errors import UsageError
-from gan_lightning.runs.outputs import check_out_dir
+from gan_lightning.trainer.outputs import check_out_dir
 
 
 def main(argv=None) -> int:

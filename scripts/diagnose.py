@@ -20,7 +20,7 @@ from gan_lightning.runs.cli import Parser, run_cli
 def main(argv=None) -> int:
     from gan_lightning.diagnostics.diagnosis import MD, PNG, markdown
     from gan_lightning.runs.diagnosis import diagnose_run, local_run
-    from gan_lightning.runs.outputs import check_out_dir
+    from gan_lightning.trainer.outputs import check_out_dir
 
     p = Parser(prog="diagnose.py", description=__doc__.split("\n\n")[0])
     p.add_argument("run_dir", nargs="?", default="", help="run folder of scripts/train.py (holds metrics.csv)")

@@ -20,7 +20,7 @@ from dataclasses import fields
 import pytest
 import torch
 
-from gan_lightning.runs.checkpoints import AtomicCheckpointIO
+from gan_lightning.trainer.checkpoints import AtomicCheckpointIO
 from gan_lightning.config import FIELD_TYPES, TrainConfig
 from script_harness import RING, ROOT, assert_one_line, fingerprint, run_script, tree
 

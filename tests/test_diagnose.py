@@ -163,7 +163,7 @@ def test_wandb_run_is_read_from_its_history(runs, monkeypatch, tmp_path):
     import wandb
 
     from gan_lightning.experiments import diagnose
-    from gan_lightning.runs import loggers
+    from gan_lightning.trainer import loggers
 
     rows = [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in read_rows(runs["saturated"])]
 
@@ -186,7 +186,7 @@ def test_unknown_wandb_run_is_one_line(monkeypatch, tmp_path, capsys):
 
     sys.path.insert(0, str(ROOT / "scripts"))
     import diagnose as script
-    from gan_lightning.runs import loggers
+    from gan_lightning.trainer import loggers
 
     def no_run(self, path):
         raise ValueError(f"Could not find run <Run {path} (not found)>")

@@ -17,7 +17,7 @@ from torch.utils.data import TensorDataset
 
 from gan_lightning.core import losses
 from gan_lightning.build import build_module
-from gan_lightning.runs.checkpoints import AtomicCheckpointIO
+from gan_lightning.trainer.checkpoints import AtomicCheckpointIO
 from gan_lightning.torch_utils import rng_state
 from gan_lightning.runs.cli import run_cli
 from gan_lightning.config import TrainConfig, resolve

@@ -13,7 +13,7 @@ from gan_lightning.config import REMEDIES, noise_enabled, parse_args
 from gan_lightning.errors import NotApplicable, UsageError
 from gan_lightning.experiments.sweeps import load_sweep, run_flags, suggest, sweep_problems
 from gan_lightning.runs.cli import run_cli
-from gan_lightning.runs.loggers import run_group
+from gan_lightning.trainer.loggers import run_group
 from gan_lightning.runs.training import SWEEP_ENV, main as train_main
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import torch
 
 from gan_lightning.callbacks.accuracy import DiscriminatorAccuracy, _stats_from_sums, discriminator_stats
-from gan_lightning.runs.loggers import AppendingCSVLogger
+from gan_lightning.trainer.loggers import AppendingCSVLogger
 
 
 def read_rows(folder: Path) -> list[dict[str, str]]:

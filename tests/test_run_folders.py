@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from gan_lightning.runs.checkpoints import remove_stale_temporaries
+from gan_lightning.trainer.checkpoints import remove_stale_temporaries
 from gan_lightning.runs.cli import run_cli
 from gan_lightning.runs.training import main as train_main
 from script_harness import RING, tree

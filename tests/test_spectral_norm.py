@@ -20,7 +20,7 @@ from gan_lightning.errors import UsageError
 from gan_lightning.layers import (apply_spectral_norm, init_weight_norm_from_data, is_spectrally_normalized,
                                   is_weight_normalized, weight_layers)
 from gan_lightning.networks import NETWORKS
-from gan_lightning.runs.checkpoints import load_weights
+from gan_lightning.trainer.checkpoints import load_weights
 from gan_lightning.runs.cli import run_cli
 from gan_lightning.runs.training import main
 from script_harness import assert_one_line

@@ -14,7 +14,7 @@ import yaml
 
 from gan_lightning.runs.cli import run_cli
 from gan_lightning.config import noise_enabled, parse_args
-from gan_lightning.runs.loggers import run_group
+from gan_lightning.trainer.loggers import run_group
 from gan_lightning.experiments.sweep_local import LocalRun, run_sweep, run_trial as train_run
 from gan_lightning.experiments.sweeps import (COMMAND, PROGRAM, SweepError, load_checked, load_sweep,
                                               run_keys as logged_keys, run_flags, suggest, sweep_problems)

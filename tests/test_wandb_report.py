@@ -182,7 +182,7 @@ class FakeRun(SimpleNamespace):
 
 def summary_of(history: list[dict], nested: bool) -> dict:
     """A run's summary as W&B keeps it: each key's last value, or for the quality metrics of a run of this
-    version (runs.loggers.define_axes) ``{"min"|"max": best, "last": last}`` (W&B's min/max skip NaN)."""
+    version (trainer.loggers.define_axes) ``{"min"|"max": best, "last": last}`` (W&B's min/max skip NaN)."""
     from gan_lightning.metrics.keys import best_of
 
     last = {k: v for row in history for k, v in row.items()}
@@ -211,7 +211,7 @@ def fake_wandb(monkeypatch):
     import wandb
     import wandb_workspaces.reports.v2 as wr
 
-    import gan_lightning.runs.loggers as loggers
+    import gan_lightning.trainer.loggers as loggers
 
     seen = SimpleNamespace(saved=[], runs=fake_runs(), filters=[], sweep_config=yaml.safe_load(
         (ROOT / "sweeps/losses_x_noise.yaml").read_text()))

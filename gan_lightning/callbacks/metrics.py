@@ -51,7 +51,7 @@ class MetricsCallback(L.Callback):
     (:mod:`gan_lightning.metrics.mode_coverage`). Values are logged with ``pl_module.log`` under names
     that say how they were measured (``fid/lenet_5k``, ``modes_covered/2.5k``; with weights other
     than the extractor's reference ones, ``fid/lenet-<sha256[:8]>_5k``), so every logger gets
-    them; W&B run summaries keep their best and last value (runs/loggers.py) so a sweep can optimize them.
+    them; W&B run summaries keep their best and last value (trainer/loggers.py) so a sweep can optimize them.
 
     The sample latents are fixed (``seed``): every evaluation scores G on the same z, so the
     curve over epochs is not noisy from resampling, and training's own RNG is left untouched.
@@ -230,7 +230,7 @@ class MetricsCallback(L.Callback):
         for key, value in logged.items():
             pl_module.log(key, value, on_step=False, on_epoch=True, sync_dist=trainer.world_size > 1,
                           prog_bar=key in headline)
-        for key in headline:  # the bar only: the logged best is the W&B summary's (runs/loggers.py)
+        for key in headline:  # the bar only: the logged best is the W&B summary's (trainer/loggers.py)
             pl_module.log(f"{key} best", self.best[key][0], on_step=False, on_epoch=True, prog_bar=True,
                           logger=False)
         self.last_metrics, self._scored_at = logged, trainer.global_step

@@ -32,7 +32,7 @@ class LastCheckpoint(L.Callback):
     A stop that only shows after this callback's ``on_train_batch_end`` is saved at the epoch
     end with a warning that the resumed run will skip the rest of that epoch.
 
-    On resume, a logger with ``drop_rows_from(step)`` (:class:`~gan_lightning.runs.loggers.AppendingCSVLogger`)
+    On resume, a logger with ``drop_rows_from(step)`` (:class:`~gan_lightning.trainer.loggers.AppendingCSVLogger`)
     is told the step of the first batch, so rows that the earlier session logged after the
     checkpoint (after Ctrl-C, or a crash) are not kept next to the rows logged again.
 

@@ -21,7 +21,7 @@ from gan_lightning.errors import DataError, UsageError
 AUTO = "auto"
 NO_EXTRACTOR = "none"  # --metric_extractor of 2-D point data: mode coverage needs no feature extractor
 WHOLE_RUN = -1  # --noise_anneal_steps / --roth_anneal_steps: anneal over the run's G steps
-DDP_GAN = "ddp_gan"  # --strategy auto with several processes: gradients averaged per optimizer (runs/ddp.py)
+DDP_GAN = "ddp_gan"  # --strategy auto with several processes: gradients averaged per optimizer (trainer/ddp.py)
 SINGLE_DEVICE = "single_device"  # --strategy auto with one process: Lightning's own single-device strategy
 AUTO_STRATEGIES = (DDP_GAN, SINGLE_DEVICE)  # what --strategy auto resolves to
 

@@ -2,7 +2,7 @@
 
 Runs come from run folders (``<runs_dir>/**/metrics.csv`` with ``config.yaml`` beside it; every
 run writes both, also when it logs to W&B, online or offline) or from the W&B API. A run's group
-is its W&B group, :func:`gan_lightning.runs.loggers.run_group` of its config (``<loss>-noise_<schedule>``),
+is its W&B group, :func:`gan_lightning.trainer.loggers.run_group` of its config (``<loss>-noise_<schedule>``),
 so a group holds the seeds of one setting. Per group the table gives the final and the best value
 of the metric as mean and sample standard deviation (n - 1) over its runs.
 
@@ -60,7 +60,7 @@ def group_of(config: dict[str, Any], keys: Sequence[str] = ()) -> str:
         UsageError: a key that is not in the config.
     """
     from gan_lightning.config import config_from_dict
-    from gan_lightning.runs.loggers import run_group
+    from gan_lightning.trainer.loggers import run_group
 
     missing = [k for k in keys if k not in config]
     if missing:

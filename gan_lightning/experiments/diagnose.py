@@ -16,7 +16,7 @@ def wandb_run(path: str) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
     Raises:
         UsageError: a malformed path, no network or API key, an unknown run, nothing to diagnose.
     """
-    from gan_lightning.runs.loggers import wandb_mode
+    from gan_lightning.trainer.loggers import wandb_mode
 
     if len([p for p in path.split("/") if p]) != 3:
         raise UsageError(f"--wandb: expected ENTITY/PROJECT/RUN_ID, got {path!r}")

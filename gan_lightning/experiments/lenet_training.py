@@ -15,7 +15,7 @@ from gan_lightning.errors import UsageError
 from gan_lightning.metrics.extractors import EXTRACTORS, WEIGHTS_DIR, file_sha256
 from gan_lightning.metrics.keys import metric_key
 from gan_lightning.metrics.lenet import LeNetMNIST, lenet_input
-from gan_lightning.runs.outputs import check_out_file
+from gan_lightning.trainer.outputs import check_out_file
 
 SHIPPED = WEIGHTS_DIR / EXTRACTORS["lenet-mnist"].shipped
 
@@ -85,7 +85,7 @@ def check_out(out: str, overwrite: bool) -> Path:
     Raises:
         UsageError: no ``--out``; the shipped file, by any spelling (relative, through symlinks,
             a hard link); a symlink loop; an existing file without ``overwrite``; a folder, a path
-            under a file, a name too long, no permission (:func:`gan_lightning.runs.outputs.check_out_file`).
+            under a file, a name too long, no permission (:func:`gan_lightning.trainer.outputs.check_out_file`).
     """
     if not out.strip():
         raise UsageError("--out is required: the weights file to write, e.g. --out lenet_retrained.pt "

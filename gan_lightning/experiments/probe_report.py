@@ -347,7 +347,7 @@ def log_to_wandb(summary: dict[str, Any], figures: Sequence[Path], project: str,
     """Log the figures, the curves as a table and the summary numbers to one W&B run (job_type probe)."""
     import wandb
 
-    from gan_lightning.runs.loggers import wandb_mode
+    from gan_lightning.trainer.loggers import wandb_mode
 
     mode, why = wandb_mode()
     if mode == "offline":

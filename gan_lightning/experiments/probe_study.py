@@ -211,7 +211,7 @@ def parse_flags(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
         UsageError: unknown flag, bad value, or a flag that makes no sense for the probe.
     """
     from gan_lightning.config import parse_args
-    from gan_lightning.runs.outputs import check_out_dir
+    from gan_lightning.trainer.outputs import check_out_dir
 
     args = list(sys.argv[1:] if argv is None else argv)
     opts, rest = parser.parse_known_args(args)

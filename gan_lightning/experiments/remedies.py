@@ -269,7 +269,7 @@ def compare(settings: Settings, out_dir: str, overwrite: bool = False) -> int:
         UsageError: remedies without ``none`` (the probe's G), an ``out_dir`` that cannot be written or
             holds an earlier comparison (without ``overwrite``).
     """
-    from gan_lightning.runs.outputs import check_out_dir
+    from gan_lightning.trainer.outputs import check_out_dir
 
     if "none" not in settings.remedies:
         raise UsageError("--remedies must include none: the probe takes G from the runs without a remedy")

@@ -225,7 +225,7 @@ def reproduce(quick: bool, out_dir: str, only: str, accelerator: str, jobs: int,
     """
     from gan_lightning.config import ACCELERATORS
     from gan_lightning.experiments.reproduce import FULL, QUICK, STUDIES
-    from gan_lightning.runs.outputs import check_out_dir
+    from gan_lightning.trainer.outputs import check_out_dir
 
     out_dir = out_dir or ("runs/improved_gan_quick" if quick else "runs/improved_gan")
     check_out_dir(out_dir, results=("summary.json", "results.md"), overwrite=overwrite)

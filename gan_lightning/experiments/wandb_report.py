@@ -2,12 +2,12 @@
 
 :func:`offline_plan` (``--dry_run``, no network) or :func:`online_plan` (the W&B API) finds the runs,
 the metrics they log and the settings that were fixed or swept; :func:`build_report` shows, per group
-of runs (default: loss, noise schedule and remedy, as :func:`gan_lightning.runs.loggers.run_group`), the
+of runs (default: loss, noise schedule and remedy, as :func:`gan_lightning.trainer.loggers.run_group`), the
 image metrics against G steps, the best and final value of each as bars with the spread over seeds,
 D's accuracy, the JSD estimate, G's gradient norm under both costs, sigma, the losses, and the
 sample grids. The bars read the runs' summaries, which the report leaves as they are: runs of this
 version keep each quality metric's best and last value there (``fid/lenet_5k.min``, ``.last``:
-:func:`gan_lightning.runs.loggers.define_axes`); runs logged before keep only the last, and for them
+:func:`gan_lightning.trainer.loggers.define_axes`); runs logged before keep only the last, and for them
 :func:`write_best` (``--write_best``, opt-in) stores each finished run's best value as ``best/<metric>``.
 """
 
@@ -217,7 +217,7 @@ def online_plan(target: Target, group_by: Sequence[str] = (), x_axis: str = "g_s
     runs' configs, the metrics and their form (:func:`summary_form`) from the runs' summaries. A UsageError
     when W&B is offline, unreachable or has no API key, for an unknown sweep or project, and for a project
     with no (matching) runs."""
-    from gan_lightning.runs.loggers import wandb_mode
+    from gan_lightning.trainer.loggers import wandb_mode
 
     plan = _plan(target, group_by, x_axis, title, write_best)
     mode, why = wandb_mode()  # a 3-second check, so no network does not mean wandb's long retries
@@ -256,7 +256,7 @@ def online_plan(target: Target, group_by: Sequence[str] = (), x_axis: str = "g_s
 
 def summary_form(runs: Sequence[Any], metrics: Sequence[str]) -> tuple[bool, str]:
     """(nested, why): nested unless a run's summary holds a metric as its last value only (a run logged
-    before :func:`gan_lightning.runs.loggers.define_axes` kept ``{"min"|"max": best, "last": last}``)."""
+    before :func:`gan_lightning.trainer.loggers.define_axes` kept ``{"min"|"max": best, "last": last}``)."""
     def nested(value: Any) -> bool:  # a dict, or the API's SummarySubDict
         return callable(getattr(value, "keys", None)) and bool(set(NESTED) & set(value.keys()))
 

@@ -19,7 +19,7 @@ from gan_lightning.modules.ema import WeightEMA
 from gan_lightning.torch_utils import eval_mode, frozen, host_value
 
 # Counters added to the modules after checkpoints had been written (skipped_steps: the semi-supervised
-# loop was guarded later): a checkpoint without one starts it at 0 (here and in runs/checkpoints.py).
+# loop was guarded later): a checkpoint without one starts it at 0 (here and in trainer/checkpoints.py).
 LATER_COUNTERS = ("skipped_steps",)
 FIXED_Z_SEED = 1234  # the latents of the sample grids: drawn from their own RNG, the global stream is untouched
 

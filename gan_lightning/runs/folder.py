@@ -108,7 +108,7 @@ def load(path: str | Path, cfg: Any = None) -> Loaded:
     from gan_lightning.build import build_module
     from gan_lightning.config import config_from_dict, resolve, validate
     from gan_lightning.data.datasets import DATASETS, data_shape
-    from gan_lightning.runs.checkpoints import CHECKPOINT_KEY, load_weights, read_checkpoint
+    from gan_lightning.trainer.checkpoints import CHECKPOINT_KEY, load_weights, read_checkpoint
 
     checkpoint = read_checkpoint(path)
     stored = checkpoint[CHECKPOINT_KEY]["config"]

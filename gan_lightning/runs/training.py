@@ -15,7 +15,7 @@ from gan_lightning.config.resolve import AUTO_STRATEGIES
 from gan_lightning.config.flags import shape_keys
 from gan_lightning.errors import DivergenceError, NotApplicable, UsageError
 from gan_lightning.lightning_state import epochs_done
-from gan_lightning.runs.outputs import say
+from gan_lightning.trainer.outputs import say
 
 RUN_DIR_ENV = "GAN_LIGHTNING_RUN_DIR"  # set by rank 0 so processes started by DDP use the same folder
 
@@ -50,9 +50,9 @@ def resolve_run(cfg: TrainConfig, given: Collection[str]) -> Run:
             that cannot be written, or a run folder that already holds checkpoints (never
             overwritten; resume it instead).
     """
-    from gan_lightning.runs.checkpoints import CHECKPOINT_KEY, read_checkpoint
+    from gan_lightning.trainer.checkpoints import CHECKPOINT_KEY, read_checkpoint
     from gan_lightning.runs.folder import find_last
-    from gan_lightning.runs.outputs import check_out_dir
+    from gan_lightning.trainer.outputs import check_out_dir
 
     inherited = os.environ.get(RUN_DIR_ENV)
     if inherited:  # a process started by DDP: rank 0 resolved the run already
@@ -165,9 +165,9 @@ def train(cfg: TrainConfig, given: Collection[str] | None = None) -> Run:
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from gan_lightning.build import build_datamodule, build_module
-    from gan_lightning.runs.checkpoints import optimizer_changes, remove_stale_temporaries
+    from gan_lightning.trainer.checkpoints import optimizer_changes, remove_stale_temporaries
     from gan_lightning.runs.folder import CONFIG, last_checkpoint, load
-    from gan_lightning.runs.loggers import finish_wandb
+    from gan_lightning.trainer.loggers import finish_wandb
 
     from gan_lightning.config.validate import notices
 
