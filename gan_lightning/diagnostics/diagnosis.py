@@ -30,12 +30,20 @@ def read_rows(run_dir: str | Path) -> list[dict[str, str]]:
         FileNotFoundError: no metrics.csv in ``run_dir``.
         UsageError: ``<run_dir>: metrics.csv is not a CSV text file; <why>``: not UTF-8 text, or not CSV.
     """
+    return read_table(run_dir)[1]
+
+
+def read_table(run_dir: str | Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The columns of ``<run_dir>/metrics.csv`` in file order (a file with a header and no rows has them
+    too) and its rows, as :func:`read_rows` (which raises the same)."""
     try:
         text = (Path(run_dir) / "metrics.csv").read_bytes().decode("utf-8")
         if "\x00" in text:  # text files hold none; csv reads them as data since Python 3.11
             why = f"a NUL byte at offset {text.index(chr(0))}"
         else:
-            return list(csv.DictReader(io.StringIO(text, newline="")))
+            reader = csv.DictReader(io.StringIO(text, newline=""))
+            rows = list(reader)
+            return list(reader.fieldnames or []), rows
     except UnicodeDecodeError as e:
         why = f"byte 0x{e.object[e.start]:02x} at offset {e.start} is not UTF-8"
     except csv.Error as e:  # a field over csv's size limit

@@ -57,8 +57,9 @@ class _AppendingWriter(ExperimentWriter):
 
     def _check_log_dir_exists(self) -> None:
         if os.path.isfile(self.metrics_file_path):
-            with open(self.metrics_file_path, newline="") as f:
-                self.metrics_keys = list(next(csv.reader(f), []))
+            from gan_lightning.diagnostics.diagnosis import read_table  # the one reader of metrics.csv
+
+            self.metrics_keys = read_table(os.path.dirname(self.metrics_file_path))[0]
 
     def drop_rows_from(self, step: int) -> int:
         """Remove the rows at ``step`` or later, on file and not yet written; returns how many."""
