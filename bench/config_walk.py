@@ -40,7 +40,8 @@ How it is measured (the tools: ``ast`` for the import map, a patched ``__getattr
   re-exporting its own modules is not an edge (as in tests/test_layout.py).
 - *layer cycle* (reported beside the target, not part of it): top-level units (``runs``, ``build``,
   ``config``, ...) that import each other through different files, e.g. runs/training.py -> build.py ->
-  runs/loggers.py; the other reading of the issue's "arrow up", on the import map alone.
+  runs/loggers.py before the Trainer's parts moved to trainer/; the other reading of the issue's "arrow
+  up", on the import map alone.
 
 With these definitions a walk that resolves and then builds climbs at least once (config/resolve.py's
 reads, then a builder's, and build.py imports config), so "no arrow up" can be read on the walk as
