@@ -114,13 +114,12 @@ def uses_cuda(cfg: TrainConfig) -> bool:
 def _devices(devices: str, cuda: bool) -> tuple[Any, int]:
     """(``--devices`` as Trainer(devices=...) takes it, devices per node): auto counts every visible GPU
     with CUDA, else 1; a malformed value is kept as it is and counts 1."""
-    parts = [p for p in devices.split(",") if p.strip()]
     if devices == AUTO:
         import torch
 
         return AUTO, torch.cuda.device_count() if cuda and torch.cuda.is_available() else 1
     try:
-        ids = tuple(int(p) for p in parts)
+        ids = tuple(int(p) for p in devices.split(",") if p.strip())
     except ValueError:
         return devices, 1
     if not ids:

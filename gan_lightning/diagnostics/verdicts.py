@@ -25,8 +25,8 @@ The verdicts (thresholds and windows are the named constants below):
   spike of precision at recall 0.01 is not the sample quality the collapse kept).
 - ``divergence``: non-finite logged values (or a run stopped for a non-finite loss); a loss or a
   trained gradient norm of magnitude EXPLODED or more, or D's loss at EXPLODED_BCE or more under a
-  sigmoid cross-entropy cost (BCE_LOSSES: a cross-entropy of 100 needs a logit 100 on the wrong side); the primary image metric (FID) ending
-  DIVERGE_FID_RATIO times above its best; or D's loss swinging: its largest magnitude in the last
+  sigmoid cross-entropy cost (BCE_LOSSES: a cross-entropy of 100 needs a logit 100 on the wrong side);
+  the primary image metric (FID) ending DIVERGE_FID_RATIO times above its best; or D's loss swinging: its largest magnitude in the last
   third LOSS_SWING times its median magnitude over the first third and at least LOSS_SWING_MIN.
 - ``healthy``: none of the above.
 

@@ -38,9 +38,10 @@ def stall_ratio(rows: Rows, config: Mapping[str, Any]) -> float | None:
         return None
     starts = [min(x0 for x0, _ in v.ranges) for v in V.diagnose(rows, loss=config.get("loss", ""))
               if v.ranges and not v.harm and v.name not in ("healthy", "vanishing_gradient")]
-    if not starts or result.end[0] <= result.at(min(starts))[0]:
+    if not starts:
         return None
-    return result.end[1] / result.at(min(starts))[1]
+    (start_x, start), (end_x, end) = result.at(min(starts)), result.end
+    return end / start if end_x > start_x else None
 
 
 # (threshold, its value, the quantity it is compared with, how to measure it, the verdict it decides, the

@@ -50,8 +50,8 @@ def resolve_run(cfg: TrainConfig, given: Collection[str]) -> Run:
             that cannot be written, or a run folder that already holds checkpoints (never
             overwritten; resume it instead).
     """
-    from gan_lightning.trainer.checkpoints import CHECKPOINT_KEY, read_checkpoint
     from gan_lightning.runs.folder import find_last
+    from gan_lightning.trainer.checkpoints import CHECKPOINT_KEY, read_checkpoint
     from gan_lightning.trainer.outputs import check_out_dir
 
     inherited = os.environ.get(RUN_DIR_ENV)
@@ -165,8 +165,8 @@ def train(cfg: TrainConfig, given: Collection[str] | None = None) -> Run:
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from gan_lightning.build import build_datamodule, build_module
-    from gan_lightning.trainer.checkpoints import optimizer_changes, remove_stale_temporaries
     from gan_lightning.runs.folder import CONFIG, last_checkpoint, load
+    from gan_lightning.trainer.checkpoints import optimizer_changes, remove_stale_temporaries
     from gan_lightning.trainer.loggers import finish_wandb
 
     from gan_lightning.config.validate import notices
